@@ -1,0 +1,65 @@
+"""The `feedsvc` command: `serve` runs the service, `check` lints a content folder."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .errors import FeedsvcError
+from .loader import load_folder
+
+
+def check(folder: Path) -> int:
+    """Print every problem as `PATH[:LINE]: error|warning: message`; 1 when a file would be skipped."""
+    from .catalog import Catalog
+
+    try:
+        result = load_folder(folder)
+    except FeedsvcError as exc:
+        print(f"{folder}: error: {exc}", file=sys.stderr)
+        return 1
+    catalog = Catalog(result.articles, result.problems)
+    for problem in sorted(catalog.problems, key=lambda p: (p.path, p.line or 0)):
+        print(problem)
+    errors = len(catalog.skipped)
+    print(f"{len(catalog.articles)} articles, {errors} files skipped", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def serve(seeds: Path | None, host: str, port: int, workers: int) -> int:
+    """Run the service under gunicorn, a production WSGI server."""
+    from .server import run
+
+    config = {"SEEDS_DIR": str(seeds)} if seeds else None
+    return run(config, bind=f"{host}:{port}", workers=workers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's grammar."""
+    parser = argparse.ArgumentParser(prog="feedsvc", description="Publish news-article files as RSS and Atom feeds.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="run the feed service")
+    serve_cmd.add_argument("--seeds", type=Path, help="folder of article files (default: FEEDSVC_SEEDS_DIR or seeds/)")
+    serve_cmd.add_argument("--host", default=os.environ.get("FEEDSVC_HOST", "127.0.0.1"))
+    serve_cmd.add_argument("--port", type=int, default=int(os.environ.get("FEEDSVC_PORT", "8000")))
+    serve_cmd.add_argument("--workers", type=int, default=int(os.environ.get("FEEDSVC_WORKERS", "2")))
+    check_cmd = commands.add_parser("check", help="report every problem in a folder of article files")
+    check_cmd.add_argument("folder", nargs="?", type=Path, default=None, help="default: the configured seeds folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    if args.command == "check":
+        from . import default_config
+
+        folder = args.folder or Path(os.environ.get("FEEDSVC_SEEDS_DIR") or default_config()["SEEDS_DIR"])
+        return check(folder)
+    return serve(args.seeds, args.host, args.port, args.workers)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""The exception tree: core code raises these; only the web layer maps them to HTTP."""
+
+from __future__ import annotations
+
+
+class FeedsvcError(Exception):
+    """Base of every error feedsvc raises on purpose."""
+
+
+class ArticleError(FeedsvcError):
+    """One article file cannot be used; the reason says how to fix it."""
+
+    def __init__(self, path: str, reason: str, line: int | None = None) -> None:
+        self.path = path
+        self.reason = reason
+        self.line = line
+        where = f"{path}:{line}" if line else path
+        super().__init__(f"{where}: {reason}")
+
+
+class QueryError(FeedsvcError):
+    """A request's query flags are malformed (HTTP 400)."""
+
+
+class TopicNotFound(FeedsvcError):
+    """No selected article carries the requested topic (HTTP 404)."""

@@ -1,0 +1,154 @@
+"""Render entries as RSS 2.0 and Atom 1.0: the only module that touches feedgen.
+
+feedgen's defaults are guarded here: every date is set from the content (it would stamp
+"now"), entries are appended in our order (it would prepend), names go to dc:creator (RSS
+<author> needs an e-mail), media items stand alone (it would wrap them in media:group, which
+the W3C validator rejects), and entry-level Atom links with a rel are written by an extension
+(feedgen 1.0.0 drops their rel/type/title, upstream issue #135).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from feedgen.feed import FeedGenerator  # first: feedgen.util needs lxml.etree imported by it
+
+from feedgen.ext.base import BaseEntryExtension, BaseExtension  # isort: skip
+from feedgen.util import xml_elem  # isort: skip
+
+from .model import Entry
+
+ATOM_NS = "http://www.w3.org/2005/Atom"
+# An empty feed still needs an <updated>; a fixed instant keeps its bytes the same every day.
+EMPTY_FEED_DATE = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MEDIA_TYPES = {"rss": "application/rss+xml", "atom": "application/atom+xml"}
+
+
+@dataclass(frozen=True)
+class FeedInfo:
+    """What a feed says about itself; every URL absolute."""
+
+    feed_id: str
+    title: str
+    subtitle: str
+    self_url: str
+    html_url: str
+    author: str
+    alternates: dict[str, str] = field(default_factory=dict)  # media type -> URL
+
+
+class AtomLinksExtension(BaseExtension):
+    """Namespace holder for the entry extension below (feed level adds nothing)."""
+
+
+class AtomLinksEntryExtension(BaseEntryExtension):
+    """Writes entry-level Atom links with their rel/type/title, which feedgen 1.0.0 drops."""
+
+    def __init__(self) -> None:
+        self.links: list[dict[str, str]] = []
+
+    def add(self, href: str, rel: str, title: str | None = None, type: str | None = None) -> None:
+        """Queue one <link> for this entry."""
+        attributes = {"href": href, "rel": rel, "title": title, "type": type}
+        self.links.append({k: v for k, v in attributes.items() if v})
+
+    def extend_atom(self, entry):
+        """Append the queued links to the <entry> element."""
+        for attributes in self.links:
+            xml_elem(f"{{{ATOM_NS}}}link", entry, **attributes)
+        return entry
+
+
+class AtomFeedLinksExtension(BaseExtension):
+    """Writes <atom:link rel="alternate"> siblings into an RSS channel (feedgen writes only self)."""
+
+    def __init__(self) -> None:
+        self.links: list[dict[str, str]] = []
+
+    def extend_rss(self, feed):
+        """Append the queued links to <channel>."""
+        channel = feed[0]
+        for attributes in self.links:
+            xml_elem(f"{{{ATOM_NS}}}link", channel, **attributes)
+        return feed
+
+
+def newest_date(entries: list[Entry]) -> datetime:
+    """The feed's own date: its newest entry's, never the wall clock."""
+    return max((e.published for e in entries), default=EMPTY_FEED_DATE)
+
+
+def new_generator(info: FeedInfo, entries: list[Entry], fmt: str) -> FeedGenerator:
+    """A FeedGenerator with the feed-level fields and our extensions set."""
+    fg = FeedGenerator()
+    fg.load_extension("media", atom=True, rss=True)
+    fg.load_extension("dc", atom=False, rss=True)
+    fg.register_extension("feedsvc_links", AtomLinksExtension, AtomLinksEntryExtension, atom=True, rss=False)
+    fg.register_extension("feedsvc_channel", AtomFeedLinksExtension, BaseEntryExtension, atom=False, rss=True)
+    fg.id(info.feed_id)
+    fg.title(info.title)
+    fg.subtitle(info.subtitle)
+    fg.author(name=info.author)
+    fg.generator("feedsvc")
+    fg.link(href=info.self_url, rel="self", type=MEDIA_TYPES[fmt])
+    fg.link(href=info.html_url, rel="alternate", type="text/html")
+    if fmt == "atom":
+        for media_type, url in info.alternates.items():
+            fg.link(href=url, rel="alternate", type=media_type)
+    else:
+        fg.feedsvc_channel.links = [{"href": u, "rel": "alternate", "type": t} for t, u in info.alternates.items()]
+    date = newest_date(entries)
+    fg.updated(date)
+    fg.lastBuildDate(date)
+    return fg
+
+
+def add_entry(fg: FeedGenerator, item: Entry) -> None:
+    """Append one entry with every field set explicitly."""
+    fe = fg.add_entry(order="append")
+    fe.id(item.url)
+    fe.guid(item.url, permalink=True)
+    fe.title(item.title)
+    fe.link(href=item.url, rel="alternate")
+    fe.published(item.published)
+    fe.updated(item.published)
+    summary = related_summary(item)
+    if summary:
+        fe.summary(summary)  # feedgen writes it as Atom <summary> and RSS <description>
+    for topic in item.categories:
+        fe.category(term=topic)
+    if item.provider:
+        fe.author(name=item.provider.name)
+        fe.dc.dc_creator(item.provider.name)
+    if item.related_to:
+        fe.feedsvc_links.add(item.related_to.url, "related", title=item.related_to.title)
+        fe.dc.dc_relation(item.related_to.url)
+    if item.image:
+        add_image(fe, item)
+
+
+def related_summary(item: Entry) -> str:
+    """The excerpt; a related entry also names its article, so every reader shows the tie."""
+    if item.related_to is None:
+        return item.excerpt
+    note = f"Related to: {item.related_to.title}"
+    return f"{item.excerpt} ({note})" if item.excerpt else note
+
+
+def add_image(fe, item: Entry) -> None:
+    """The first image as media:thumbnail and media:content, outside any media:group."""
+    image = item.image
+    size = {k: str(v) for k, v in (("width", image.width), ("height", image.height)) if v}
+    fe.media.thumbnail(url=image.url, group=None, **size)
+    fe.media.content(url=image.url, medium="image", group=None, **size)
+
+
+def render(fmt: str, info: FeedInfo, entries: list[Entry]) -> bytes:
+    """The feed as UTF-8 bytes in `fmt` ("rss" or "atom"); same input, same bytes."""
+    fg = new_generator(info, entries, fmt)
+    for item in entries:
+        add_entry(fg, item)
+    if fmt == "atom":
+        return fg.atom_str(pretty=True)
+    return fg.rss_str(pretty=True)

@@ -1,0 +1,219 @@
+"""Validate and coerce the fields of one parsed front matter into an Article.
+
+Required fields missing or wrong raise ArticleError; optional ones are coerced where the
+intent is clear (`published: "true"`, `topics: AI`) and otherwise dropped with a warning.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timezone
+from typing import Any
+
+from dateutil import parser as dateparser
+
+from .errors import ArticleError
+from .model import Article, Image, Problem, Provider, Related
+from .urls import normalize_url
+
+_TRUE = {"true", "yes", "on", "1", "y"}
+_FALSE = {"false", "no", "off", "0", "n", ""}
+
+
+class Warnings:
+    """Collects the warnings of one file, for `feedsvc check` and /healthz."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.problems: list[Problem] = []
+
+    def add(self, message: str) -> None:
+        """Record one warning about this file."""
+        self.problems.append(Problem(self.path, message, "warning"))
+
+
+def parse_article(data: dict, path: str, warnings: Warnings) -> Article:
+    """Build an Article from a front-matter mapping; `secured` and unknown keys are ignored."""
+    published = to_utc(data.get("publishedDateTime"), path, "publishedDateTime")
+    return Article(
+        path=path,
+        title=required_text(data.get("title"), path, "title"),
+        url=required_url(data.get("webUrl"), path, "webUrl"),
+        published=published,
+        excerpt=optional_text(data.get("excerpt")),
+        provider=to_provider(data.get("provider")),
+        topics=to_topics(data.get("topics"), warnings),
+        images=to_images(data.get("images"), warnings),
+        is_published=to_bool(data.get("published"), warnings),
+        related=to_related_list(data.get("related"), published, warnings),
+    )
+
+
+def clean_text(value: str) -> str:
+    """Fold runs of white space (YAML folded lines, stray tabs) to single spaces."""
+    return " ".join(value.split())
+
+
+def required_text(value: Any, path: str, field: str) -> str:
+    """A non-empty text field; anything else is an error naming the field."""
+    if value is None:
+        raise ArticleError(path, f"{field} is missing: add '{field}: \"...\"' to the front matter")
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ArticleError(path, f"{field} must be text, not a {type(value).__name__}")
+    text = clean_text(str(value))
+    if not text:
+        raise ArticleError(path, f"{field} is empty: give the article a {field}")
+    return text
+
+
+def optional_text(value: Any) -> str:
+    """A text field that may be absent; numbers become their text, structures nothing."""
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return clean_text(str(value))
+    return ""
+
+
+def required_url(value: Any, path: str, field: str) -> str:
+    """An absolute http(s) URL, normalised; anything else is an error."""
+    if value is None:
+        raise ArticleError(path, f"{field} is missing: add '{field}: \"https://...\"' to the front matter")
+    try:
+        return normalize_url(value)
+    except ValueError as exc:
+        raise ArticleError(path, f"{field} {exc}") from None
+
+
+def to_utc(value: Any, path: str, field: str) -> datetime:
+    """A datetime in UTC: a date means midnight UTC, a time without zone means UTC."""
+    if value is None:
+        raise ArticleError(path, f"{field} is missing: add '{field}: 2021-01-13T23:56:00Z'")
+    if isinstance(value, str):
+        value = _parse_date_text(value, path, field)
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return aware.astimezone(timezone.utc)
+    if isinstance(value, date):
+        return datetime.combine(value, time(), tzinfo=timezone.utc)
+    raise ArticleError(path, f"{field} must be a date such as 2021-01-13T23:56:00Z, not {value!r}")
+
+
+def _parse_date_text(text: str, path: str, field: str) -> datetime:
+    """Parse a quoted date: ISO 8601 first, then the common written forms (RFC 2822 and so on)."""
+    try:
+        return dateparser.isoparse(text.strip())
+    except (ValueError, OverflowError):
+        pass
+    try:
+        return dateparser.parse(text, fuzzy=False)
+    except (ValueError, OverflowError):
+        raise ArticleError(path, f"{field} {text!r} is not a date: use ISO 8601, e.g. 2021-01-13T23:56:00Z") from None
+
+
+def to_bool(value: Any, warnings: Warnings) -> bool:
+    """The `published` flag: only an explicit yes publishes; an unclear value does not."""
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    text = str(value).strip().lower()
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    warnings.add(f"published: {value!r} is neither true nor false; the article is not published")
+    return False
+
+
+def as_list(value: Any) -> list:
+    """A YAML scalar where a list is expected is a list of one."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def to_topics(value: Any, warnings: Warnings) -> tuple[str, ...]:
+    """Topic names, blank and duplicate ones dropped, in the file's order."""
+    topics: list[str] = []
+    for item in as_list(value):
+        name = optional_text(item)
+        if not name:
+            warnings.add(f"topic {item!r} is not a name; it is ignored")
+        elif name not in topics:
+            topics.append(name)
+    return tuple(topics)
+
+
+def to_provider(value: Any) -> Provider | None:
+    """A provider mapping (name, domain) or a bare name."""
+    if isinstance(value, dict):
+        name = optional_text(value.get("name")) or optional_text(value.get("domain"))
+        domain = optional_text(value.get("domain")) or None
+        return Provider(name, domain) if name else None
+    name = optional_text(value)
+    return Provider(name) if name else None
+
+
+def to_image(value: Any) -> Image:
+    """One image: a mapping with url (and width/height) or a bare URL."""
+    raw = value.get("url") if isinstance(value, dict) else value
+    url = normalize_url(raw)
+    size = value if isinstance(value, dict) else {}
+    return Image(url, _dimension(size.get("width")), _dimension(size.get("height")))
+
+
+def _dimension(value: Any) -> int | None:
+    """A positive pixel size, or None when absent or nonsense."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+def to_images(value: Any, warnings: Warnings) -> tuple[Image, ...]:
+    """Every usable image; a bad one is dropped with a warning."""
+    images = []
+    for item in as_list(value):
+        try:
+            images.append(to_image(item))
+        except ValueError as exc:
+            warnings.add(f"image dropped: url {exc}")
+    return tuple(images)
+
+
+def to_related(value: Any, default_date: datetime) -> Related:
+    """One related link; raise ValueError saying why it cannot be used."""
+    if not isinstance(value, dict):
+        raise ValueError("must be a mapping with title and webUrl")
+    title = optional_text(value.get("title"))
+    if not title:
+        raise ValueError("has no title")
+    url = normalize_url(value.get("webUrl"))
+    published = value.get("publishedDateTime")
+    images = [i for i in as_list(value.get("images")) if _usable_image(i)]
+    return Related(
+        title=title,
+        url=url,
+        published=to_utc(published, "", "publishedDateTime") if published is not None else default_date,
+        excerpt=optional_text(value.get("excerpt")),
+        provider=to_provider(value.get("provider")),
+        image=to_image(images[0]) if images else None,
+    )
+
+
+def _usable_image(value: Any) -> bool:
+    """Whether an image entry has a valid URL."""
+    try:
+        to_image(value)
+    except ValueError:
+        return False
+    return True
+
+
+def to_related_list(value: Any, default_date: datetime, warnings: Warnings) -> tuple[Related, ...]:
+    """Every usable related link; a bad one is dropped with a warning, never its article."""
+    links = []
+    for number, item in enumerate(as_list(value), start=1):
+        try:
+            links.append(to_related(item, default_date))
+        except (ValueError, ArticleError) as exc:
+            reason = exc.reason if isinstance(exc, ArticleError) else str(exc)
+            warnings.add(f"related link {number} dropped: {reason}")
+    return tuple(links)

@@ -1,0 +1,106 @@
+"""The article model: plain frozen values, free of YAML, Flask and feedgen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Image:
+    """A picture of an article, with its size when the file gives it."""
+
+    url: str
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True)
+class Provider:
+    """Who published the article (a name for people, a domain for machines)."""
+
+    name: str
+    domain: str | None = None
+
+
+@dataclass(frozen=True)
+class Related:
+    """A link an article recommends; served as an entry of its own."""
+
+    title: str
+    url: str
+    published: datetime
+    excerpt: str = ""
+    provider: Provider | None = None
+    image: Image | None = None
+
+
+@dataclass(frozen=True)
+class Article:
+    """One article file, validated; the `secured` blob is never part of it."""
+
+    path: str
+    title: str
+    url: str
+    published: datetime
+    excerpt: str = ""
+    provider: Provider | None = None
+    topics: tuple[str, ...] = ()
+    images: tuple[Image, ...] = ()
+    is_published: bool = False
+    related: tuple[Related, ...] = ()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One item of a feed: an article, or a related link of one (`related_to`)."""
+
+    url: str
+    title: str
+    published: datetime
+    excerpt: str
+    provider: Provider | None
+    image: Image | None
+    categories: tuple[str, ...]
+    related_to: Article | None = None
+
+    @classmethod
+    def from_article(cls, article: Article) -> Entry:
+        """The entry that stands for an article itself."""
+        return cls(
+            url=article.url,
+            title=article.title,
+            published=article.published,
+            excerpt=article.excerpt,
+            provider=article.provider,
+            image=article.images[0] if article.images else None,
+            categories=article.topics,
+        )
+
+    @classmethod
+    def from_related(cls, link: Related, article: Article) -> Entry:
+        """The entry for a related link, filed under its article's topics."""
+        return cls(
+            url=link.url,
+            title=link.title,
+            published=link.published,
+            excerpt=link.excerpt,
+            provider=link.provider,
+            image=link.image,
+            categories=article.topics,
+            related_to=article,
+        )
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong with one file: an error skips it, a warning only drops a part."""
+
+    path: str
+    message: str
+    severity: str = "error"
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.severity}: {self.message}"

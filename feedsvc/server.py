@@ -1,0 +1,40 @@
+"""Run the app under gunicorn (the production WSGI server) from Python, without a config file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+
+class FeedsvcServer(BaseApplication):
+    """A gunicorn application that builds the Flask app once, before forking (preload)."""
+
+    def __init__(self, config: dict[str, Any] | None, options: dict[str, Any]) -> None:
+        self.app_config = config
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        """Apply our options to gunicorn's settings."""
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        """Build the WSGI app (in the master when preloading, so workers share its memory)."""
+        from . import create_app
+
+        return create_app(self.app_config)
+
+
+def run(config: dict[str, Any] | None, bind: str, workers: int) -> int:
+    """Serve until stopped by SIGINT/SIGTERM (gunicorn finishes in-flight requests first)."""
+    options = {
+        "bind": bind,
+        "workers": workers,
+        "preload_app": True,
+        "accesslog": "-",
+        "graceful_timeout": 10,
+    }
+    FeedsvcServer(config, options).run()
+    return 0

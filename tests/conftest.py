@@ -1,0 +1,99 @@
+"""Shared fixtures: an app over a private copy of the seeds, its client and CLI runner."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from feedsvc import create_app
+
+PROJECT = Path(__file__).resolve().parent.parent
+SEEDS = PROJECT / "seeds"
+CORPUS = Path(__file__).resolve().parent / "data" / "corpus-sample"
+
+
+@pytest.fixture
+def seeds_dir(tmp_path: Path) -> Path:
+    """A writable copy of the project's seeds."""
+    target = tmp_path / "seeds"
+    shutil.copytree(SEEDS, target)
+    return target
+
+
+@pytest.fixture
+def corpus_dir(tmp_path: Path) -> Path:
+    """A writable copy of the real-world sample corpus (quirks included)."""
+    target = tmp_path / "corpus"
+    shutil.copytree(CORPUS, target)
+    return target
+
+
+@pytest.fixture
+def app(seeds_dir: Path):
+    """The app over the seeds copy."""
+    return create_app({"TESTING": True, "SEEDS_DIR": str(seeds_dir)})
+
+
+@pytest.fixture
+def client(app):
+    """A test client of `app`."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    """A CLI runner of `app`."""
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def corpus_client(corpus_dir: Path):
+    """A test client of an app over the sample corpus."""
+    return create_app({"TESTING": True, "SEEDS_DIR": str(corpus_dir)}).test_client()
+
+
+def front_matter(**fields) -> str:
+    """An article file's text with these front-matter fields."""
+    return "---\n" + yaml.safe_dump(fields, allow_unicode=True, sort_keys=False) + "---\n"
+
+
+def article_fields(**overrides) -> dict:
+    """A valid, published article's fields, with overrides (None removes a field)."""
+    fields = {
+        "title": "A test article",
+        "excerpt": "What happened, in one line.",
+        "publishedDateTime": "2021-02-01T10:00:00Z",
+        "webUrl": "https://example.com/news/test-article",
+        "published": True,
+        "provider": {"name": "Example News", "domain": "example.com"},
+        "topics": ["Testing"],
+        "images": [{"url": "https://example.com/img.jpg", "width": 800, "height": 600}],
+    }
+    fields.update(overrides)
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+@pytest.fixture
+def write_article(seeds_dir: Path):
+    """Write an article file into the seeds copy: write_article("x.md", title=...)."""
+
+    def write(name: str, text: str | None = None, **overrides) -> Path:
+        path = seeds_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text if text is not None else front_matter(**article_fields(**overrides)), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def make_client(seeds_dir: Path):
+    """Build a client over the seeds copy as it is now (after write_article calls)."""
+
+    def make(**config):
+        return create_app({"TESTING": True, "SEEDS_DIR": str(seeds_dir), **config}).test_client()
+
+    return make
