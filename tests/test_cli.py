@@ -1,0 +1,96 @@
+"""The `feedsvc` command: `check` lints a folder, `serve` runs a real production server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from feedcheck import check_rss
+from feedsvc.cli import main
+
+
+def test_check_clean_folder_exits_0(seeds_dir: Path, capsys) -> None:
+    assert main(["check", str(seeds_dir)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "5 articles, 0 files skipped" in captured.err
+
+
+def test_check_corpus_sample_is_clean(corpus_dir: Path, capsys) -> None:
+    assert main(["check", str(corpus_dir)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("no-front.md", "just text\n", "no-front.md:1: error: no front matter"),
+        ("open.md", "---\ntitle: x\n", "open.md:1: error: front matter is not closed"),
+        ("bad-yaml.md", "---\ntitle: [unclosed\n---\n", "bad-yaml.md:3: error: invalid YAML"),
+        ("sub/no-title.md", "---\nwebUrl: https://a.example/\npublishedDateTime: 2021-01-01\n---\n", "sub/no-title.md: error: title is missing"),
+    ],
+)
+def test_check_reports_each_problem_as_path_line_severity(write_article, seeds_dir, capsys, name, text, expected) -> None:
+    write_article(name, text=text)
+    assert main(["check", str(seeds_dir)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith(expected) for line in lines), lines
+
+
+def test_check_warnings_alone_exit_0(write_article, seeds_dir, capsys) -> None:
+    write_article("warn.md", related=[{"title": "no url"}])
+    assert main(["check", str(seeds_dir)]) == 0
+    assert capsys.readouterr().out.startswith("warn.md: warning: related link 1 dropped")
+
+
+def test_check_missing_folder_exits_1(tmp_path: Path, capsys) -> None:
+    assert main(["check", str(tmp_path / "absent")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_check_defaults_to_configured_folder(seeds_dir: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("FEEDSVC_SEEDS_DIR", str(seeds_dir))
+    (seeds_dir / "broken.md").write_text("---\n")
+    assert main(["check"]) == 1
+    assert capsys.readouterr().out.startswith("broken.md:1: error")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, seconds: float = 20.0) -> bytes:
+    """GET url, retrying while the server starts."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.read()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_serve_runs_gunicorn_and_stops_cleanly_on_sigterm(seeds_dir: Path) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "feedsvc.cli", "serve", "--seeds", str(seeds_dir), "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ})
+    try:
+        body = wait_for(f"http://127.0.0.1:{port}/topics/ai/rss.xml")
+        check_rss(body)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output = server.communicate(timeout=30)[0].decode()
+    assert server.returncode == 0, output
+    assert "gunicorn" in output.lower()
