@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,30 @@ def default_config() -> dict[str, Any]:
         "BASE_URL": None,  # None: the URL the request came to
         "SITE_TITLE": "feedsvc",
         "FEED_AUTHOR": "feedsvc",
+        "MAX_AGE": 300,  # seconds: Cache-Control max-age and RSS <ttl>
+        "RELOAD_INTERVAL": 2,  # seconds between checks for changed files; 0: off
+        "RENDER_CACHE_SIZE": 512,  # rendered bodies kept (LRU)
+        "WEBSUB_HUB": None,  # URL of a WebSub hub to advertise and notify
     }
+
+
+def reload_on_sighup(store) -> None:
+    """Reload at once on SIGHUP, where this process may set signal handlers (its main thread)."""
+    if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGHUP, lambda signum, frame: store.request_reload())
+
+
+def websub_listener(config):
+    """Notify the hub of every public feed a reload changed; needs BASE_URL to name the feeds."""
+    from .errors import FeedsvcError
+    from .publish import Site
+    from .websub import HubNotifier, changed_feed_urls
+
+    if not config["BASE_URL"]:
+        raise FeedsvcError("WEBSUB_HUB needs BASE_URL (FEEDSVC_BASE_URL): the hub is told absolute feed URLs")
+    site = Site(config["BASE_URL"], default_limit=config["DEFAULT_LIMIT"])
+    notifier = HubNotifier(config["WEBSUB_HUB"])
+    return lambda old, new: notifier.publish(changed_feed_urls(site, old, new))
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -34,7 +59,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if config:
         app.config.from_mapping(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app.extensions["feedsvc"] = FeedStore(app.config["SEEDS_DIR"])
+    store = FeedStore(app.config["SEEDS_DIR"], app.config["RENDER_CACHE_SIZE"])
+    app.extensions["feedsvc"] = store
+    if app.config["WEBSUB_HUB"]:
+        store.listeners.append(websub_listener(app.config))
+    # Started lazily, and again in each forked worker: a thread does not survive fork().
+    app.before_request(lambda: store.watch(app.config["RELOAD_INTERVAL"]))
+    reload_on_sighup(store)
     app.register_blueprint(web.bp)
     web.register_error_handlers(app)
     return app

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import cached_property, lru_cache
 from threading import Lock
 
@@ -15,6 +16,9 @@ from slugify import slugify
 
 from .errors import TopicNotFound
 from .model import Article, Entry, Problem
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ def newest_first(item: Article | Entry) -> tuple:
     return (-item.published.timestamp(), item.url)
 
 
-def build_entries(articles: list[Article]) -> list[Entry]:
+def build_entries(articles: list[Article]) -> tuple[Entry, ...]:
     """One entry per URL: articles first, then each related link under its newest article."""
     ordered = sorted(articles, key=lambda a: (newest_first(a), a.path))
     entries: dict[str, Entry] = {}
@@ -46,7 +50,7 @@ def build_entries(articles: list[Article]) -> list[Entry]:
     for article in ordered:
         for link in article.related:
             entries.setdefault(link.url, Entry.from_related(link, article))
-    return sorted(entries.values(), key=newest_first)
+    return tuple(sorted(entries.values(), key=newest_first))
 
 
 def duplicate_url_warnings(articles: tuple[Article, ...]) -> list[Problem]:
@@ -58,7 +62,7 @@ def duplicate_url_warnings(articles: tuple[Article, ...]) -> list[Problem]:
     for same in by_url.values():
         winner, *losers = sorted(same, key=lambda a: (newest_first(a), a.path))
         problems.extend(
-            Problem(a.path, f"webUrl {a.url} is also the webUrl of {winner.path}, which is served instead", "warning")
+            Problem(a.path, f"webUrl {a.url} is also the webUrl of {winner.path}: one entry is served, from the newest selected file", "warning")
             for a in losers
         )
     return problems
@@ -67,10 +71,18 @@ def duplicate_url_warnings(articles: tuple[Article, ...]) -> list[Problem]:
 class Catalog:
     """An immutable snapshot of the loaded articles, with per-feed entry lists computed once."""
 
-    def __init__(self, articles: tuple[Article, ...], problems: tuple[Problem, ...] = ()) -> None:
+    def __init__(
+        self,
+        articles: tuple[Article, ...],
+        problems: tuple[Problem, ...] = (),
+        stale: tuple[str, ...] = (),
+        last_modified: datetime = EPOCH,
+    ) -> None:
         self.articles = tuple(sorted(articles, key=lambda a: a.path))
         self.problems = tuple(problems) + tuple(duplicate_url_warnings(self.articles))
-        self._entries: dict[tuple[str | None, bool], list[Entry]] = {}
+        self.stale = stale  # files whose last good version is served while their current one is broken
+        self.last_modified = last_modified
+        self._entries: dict[tuple[str | None, bool], tuple[Entry, ...]] = {}
         self._lock = Lock()
 
     @cached_property
@@ -88,7 +100,7 @@ class Catalog:
         """The published articles, or every article when `include_all`."""
         return [a for a in self.articles if include_all or a.is_published]
 
-    def entries(self, slug: str | None, include_all: bool) -> list[Entry]:
+    def entries(self, slug: str | None, include_all: bool) -> tuple[Entry, ...]:
         """The entries of one topic's feed (or of every topic when slug is None), newest first."""
         key = (slug, include_all)
         if key not in self._entries:
@@ -114,4 +126,4 @@ class Catalog:
     @property
     def skipped(self) -> tuple[Problem, ...]:
         """The files that are not served, with their reasons."""
-        return tuple(p for p in self.problems if p.severity == "error")
+        return tuple(p for p in self.problems if p.severity == "error" and p.path not in self.stale)

@@ -24,3 +24,7 @@ class QueryError(FeedsvcError):
 
 class TopicNotFound(FeedsvcError):
     """No selected article carries the requested topic (HTTP 404)."""
+
+
+class PageNotFound(FeedsvcError):
+    """A page past the last page of a feed was asked for (HTTP 404)."""

@@ -9,6 +9,7 @@ the W3C validator rejects), and entry-level Atom links with a rel are written by
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -36,6 +37,8 @@ class FeedInfo:
     html_url: str
     author: str
     alternates: dict[str, str] = field(default_factory=dict)  # media type -> URL
+    links: dict[str, str] = field(default_factory=dict)  # rel -> URL: paging (RFC 5005), WebSub hub
+    ttl_minutes: int | None = None
 
 
 class AtomLinksExtension(BaseExtension):
@@ -61,7 +64,7 @@ class AtomLinksEntryExtension(BaseEntryExtension):
 
 
 class AtomFeedLinksExtension(BaseExtension):
-    """Writes <atom:link rel="alternate"> siblings into an RSS channel (feedgen writes only self)."""
+    """Writes <atom:link> alternates, paging and hub links into an RSS channel (feedgen writes only self)."""
 
     def __init__(self) -> None:
         self.links: list[dict[str, str]] = []
@@ -74,12 +77,12 @@ class AtomFeedLinksExtension(BaseExtension):
         return feed
 
 
-def newest_date(entries: list[Entry]) -> datetime:
+def newest_date(entries: Sequence[Entry]) -> datetime:
     """The feed's own date: its newest entry's, never the wall clock."""
     return max((e.published for e in entries), default=EMPTY_FEED_DATE)
 
 
-def new_generator(info: FeedInfo, entries: list[Entry], fmt: str) -> FeedGenerator:
+def new_generator(info: FeedInfo, entries: Sequence[Entry], fmt: str) -> FeedGenerator:
     """A FeedGenerator with the feed-level fields and our extensions set."""
     fg = FeedGenerator()
     fg.load_extension("media", atom=True, rss=True)
@@ -93,11 +96,15 @@ def new_generator(info: FeedInfo, entries: list[Entry], fmt: str) -> FeedGenerat
     fg.generator("feedsvc")
     fg.link(href=info.self_url, rel="self", type=MEDIA_TYPES[fmt])
     fg.link(href=info.html_url, rel="alternate", type="text/html")
+    links = [{"href": u, "rel": "alternate", "type": t} for t, u in info.alternates.items()]
+    links += [{"href": url, "rel": rel} for rel, url in info.links.items()]
     if fmt == "atom":
-        for media_type, url in info.alternates.items():
-            fg.link(href=url, rel="alternate", type=media_type)
+        for link in links:
+            fg.link(**link)
     else:
-        fg.feedsvc_channel.links = [{"href": u, "rel": "alternate", "type": t} for t, u in info.alternates.items()]
+        fg.feedsvc_channel.links = links
+        if info.ttl_minutes:
+            fg.ttl(info.ttl_minutes)
     date = newest_date(entries)
     fg.updated(date)
     fg.lastBuildDate(date)
@@ -144,7 +151,7 @@ def add_image(fe, item: Entry) -> None:
     fe.media.content(url=image.url, medium="image", group=None, **size)
 
 
-def render(fmt: str, info: FeedInfo, entries: list[Entry]) -> bytes:
+def render(fmt: str, info: FeedInfo, entries: Sequence[Entry]) -> bytes:
     """The feed as UTF-8 bytes in `fmt` ("rss" or "atom"); same input, same bytes."""
     fg = new_generator(info, entries, fmt)
     for item in entries:

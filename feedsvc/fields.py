@@ -6,6 +6,7 @@ intent is clear (`published: "true"`, `topics: AI`) and otherwise dropped with a
 
 from __future__ import annotations
 
+import warnings
 from datetime import date, datetime, time, timezone
 from typing import Any
 
@@ -15,6 +16,13 @@ from .errors import ArticleError
 from .model import Article, Image, Problem, Provider, Related
 from .urls import normalize_url
 
+# RFC 822 section 5.1: the zone names a written date may carry (others are ambiguous).
+RFC822_ZONES = {
+    "UT": 0, "GMT": 0, "Z": 0, "EST": -5 * 3600, "EDT": -4 * 3600, "CST": -6 * 3600, "CDT": -5 * 3600,
+    "MST": -7 * 3600, "MDT": -6 * 3600, "PST": -8 * 3600, "PDT": -7 * 3600,
+}  # fmt: skip
+_DEFAULT_A = datetime(2000, 1, 1)
+_DEFAULT_B = datetime(2001, 2, 2)
 _TRUE = {"true", "yes", "on", "1", "y"}
 _FALSE = {"false", "no", "off", "0", "n", ""}
 
@@ -90,22 +98,38 @@ def to_utc(value: Any, path: str, field: str) -> datetime:
         value = _parse_date_text(value, path, field)
     if isinstance(value, datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-        return aware.astimezone(timezone.utc)
+        try:
+            return aware.astimezone(timezone.utc)
+        except OverflowError:
+            raise ArticleError(path, f"{field} {value.isoformat()} is out of range in UTC") from None
     if isinstance(value, date):
         return datetime.combine(value, time(), tzinfo=timezone.utc)
     raise ArticleError(path, f"{field} must be a date such as 2021-01-13T23:56:00Z, not {value!r}")
 
 
 def _parse_date_text(text: str, path: str, field: str) -> datetime:
-    """Parse a quoted date: ISO 8601 first, then the common written forms (RFC 2822 and so on)."""
+    """Parse a quoted date: ISO 8601 first, then complete written forms (RFC 2822 and so on)."""
     try:
         return dateparser.isoparse(text.strip())
     except (ValueError, OverflowError):
         pass
     try:
-        return dateparser.parse(text, fuzzy=False)
-    except (ValueError, OverflowError):
+        return _parse_written_date(text)
+    except (ValueError, OverflowError, dateparser.UnknownTimezoneWarning):
         raise ArticleError(path, f"{field} {text!r} is not a date: use ISO 8601, e.g. 2021-01-13T23:56:00Z") from None
+
+
+def _parse_written_date(text: str) -> datetime:
+    """A written date with year, month, day (and a known zone): parsed against two different
+    defaults, a part the text leaves out shows as a difference and is refused, so a date never
+    depends on the day it was loaded."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", dateparser.UnknownTimezoneWarning)
+        first = dateparser.parse(text, default=_DEFAULT_A, tzinfos=RFC822_ZONES)
+        second = dateparser.parse(text, default=_DEFAULT_B, tzinfos=RFC822_ZONES)
+    if first.date() != second.date():
+        raise ValueError("incomplete date")
+    return first
 
 
 def to_bool(value: Any, warnings: Warnings) -> bool:
@@ -160,9 +184,11 @@ def to_image(value: Any) -> Image:
 
 def _dimension(value: Any) -> int | None:
     """A positive pixel size, or None when absent or nonsense."""
+    if isinstance(value, bool):
+        return None
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return number if number > 0 else None
 

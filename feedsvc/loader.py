@@ -83,6 +83,9 @@ def parse_yaml(source: str, path: str, first_line: int) -> dict:
         line = mark.line + first_line if mark is not None else None
         reason = getattr(exc, "problem", None) or str(exc)
         raise ArticleError(path, f"invalid YAML: {reason}", line=line) from None
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError) as exc:
+        # PyYAML's constructors raise these for values it cannot build: "2021-02-30", "!!int abc".
+        raise ArticleError(path, f"invalid YAML value: {exc}; quote the value or correct it") from None
     if not isinstance(data, dict):
         raise ArticleError(path, "front matter must be a mapping of fields (title: ..., webUrl: ...)")
     return data
@@ -105,19 +108,79 @@ def load_file(path: Path, root: Path) -> tuple[Article, list[Problem]]:
     return load_bytes(data, name)
 
 
+@dataclass(frozen=True)
+class Stamp:
+    """What identifies one version of a file without reading it."""
+
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class FileState:
+    """One file as last loaded: its stamp, its last good article, its current problems."""
+
+    stamp: Stamp
+    article: Article | None
+    problems: tuple[Problem, ...]
+    stale: bool = False  # its current bytes are broken; `article` is the last good version
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A folder's candidate files with their stamps, and the newest mtime in the tree."""
+
+    files: dict[str, Stamp]
+    newest_mtime_ns: int
+
+
+def scan(root: Path) -> Scan:
+    """Stat every candidate file below `root` (names relative to it); read nothing."""
+    if not root.is_dir():
+        raise FeedsvcError(f"seeds folder {root} does not exist: create it or set FEEDSVC_SEEDS_DIR")
+    files: dict[str, Stamp] = {}
+    # A folder's mtime moves when a file in it is added, removed or renamed (POSIX).
+    newest = root.stat().st_mtime_ns
+    for path in article_paths(root):
+        try:
+            info = path.stat()
+        except OSError:
+            continue  # removed between listing and stat: it is simply gone
+        files[path.relative_to(root).as_posix()] = Stamp(info.st_size, info.st_mtime_ns)
+        newest = max(newest, info.st_mtime_ns, path.parent.stat().st_mtime_ns)
+    return Scan(files, newest)
+
+
+def load_state(root: Path, name: str, stamp: Stamp, previous: FileState | None) -> FileState:
+    """Parse one file; when an edit broke it, keep serving its last good version (stale)."""
+    try:
+        article, warnings = load_file(root / name, root)
+        return FileState(stamp, article, tuple(warnings))
+    except ArticleError as exc:
+        log.warning("skipped %s", exc)
+        problem = Problem(exc.path, exc.reason, "error", exc.line)
+        if previous is not None and previous.article is not None:
+            return FileState(stamp, previous.article, (problem,), stale=True)
+        return FileState(stamp, None, (problem,))
+
+
+def refresh(root: Path, previous: dict[str, FileState], found: Scan) -> dict[str, FileState]:
+    """The new state of every file in `found`, parsing only those whose stamp changed."""
+    states = {}
+    for name, stamp in found.files.items():
+        old = previous.get(name)
+        states[name] = old if old is not None and old.stamp == stamp else load_state(root, name, stamp, old)
+    return states
+
+
+def result_of(states: dict[str, FileState]) -> LoadResult:
+    """The articles and problems of a set of file states."""
+    articles = tuple(s.article for s in states.values() if s.article is not None)
+    problems = tuple(p for s in states.values() for p in s.problems)
+    return LoadResult(articles, problems)
+
+
 def load_folder(root: Path | str) -> LoadResult:
     """Load every article below `root`; report, never raise, what is wrong with a file."""
     root = Path(root)
-    if not root.is_dir():
-        raise FeedsvcError(f"seeds folder {root} does not exist: create it or set FEEDSVC_SEEDS_DIR")
-    articles, problems = [], []
-    for path in article_paths(root):
-        try:
-            article, warnings = load_file(path, root)
-        except ArticleError as exc:
-            problems.append(Problem(exc.path, exc.reason, "error", exc.line))
-            log.warning("skipped %s", exc)
-            continue
-        articles.append(article)
-        problems.extend(warnings)
-    return LoadResult(tuple(articles), tuple(problems))
+    return result_of(refresh(root, {}, scan(root)))

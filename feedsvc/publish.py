@@ -1,34 +1,39 @@
-"""From a request's words to feed bytes: query flags, the site's URLs, feed metadata.
+"""From a request's words to feed bytes: query flags, the site's URLs, feed metadata, paging.
 
 Request-free (no Flask): the web layer passes plain values in and gets bytes and errors out.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlencode
 
-from . import feeds
+from . import feeds, jsonfeed
 from .catalog import Catalog
-from .errors import QueryError
+from .errors import PageNotFound, QueryError
 from .model import Entry
+from .render import Rendered, RenderCache
 
-FORMATS = {"rss": "rss.xml", "atom": "atom.xml"}
+FORMATS = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}
+MEDIA_TYPES = {**feeds.MEDIA_TYPES, "json": jsonfeed.MEDIA_TYPE}
 INCLUDE_VALUES = ("published", "all")
 
 
 @dataclass(frozen=True)
 class Query:
-    """The query flags that shape a feed: which articles, how many entries."""
+    """The query flags that shape a feed: which articles, how many entries, which page."""
 
     include_all: bool = False
     limit: int = 50
+    page: int = 1
 
     def canonical(self, default_limit: int) -> str:
         """The flags that differ from the defaults, in a fixed order ("" when none)."""
         pairs = [("include", "all")] if self.include_all else []
         if self.limit != default_limit:
             pairs.append(("limit", str(self.limit)))
+        if self.page != 1:
+            pairs.append(("page", str(self.page)))
         return "?" + urlencode(pairs) if pairs else ""
 
 
@@ -40,18 +45,24 @@ def single(args: dict[str, list[str]], name: str) -> str | None:
     return values[0] if values else None
 
 
+def whole_number(args: dict[str, list[str]], name: str, default: int, maximum: int | None = None) -> int:
+    """A flag that must be a whole number >= 1 (ASCII digits only); clamped to `maximum`."""
+    raw = single(args, name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9 and int(raw) >= 1):
+        bound = f"from 1 to {maximum}" if maximum else "of 1 or more"
+        raise QueryError(f"{name} must be a whole number {bound}, not {raw[:40]!r}")
+    return min(int(raw), maximum) if maximum else int(raw)
+
+
 def parse_query(args: dict[str, list[str]], default_limit: int, max_limit: int) -> Query:
-    """Validate `include` and `limit`; other parameters (cache busters) are ignored."""
+    """Validate `include`, `limit` and `page`; other parameters (cache busters) are ignored."""
     include = single(args, "include")
     if include is not None and include not in INCLUDE_VALUES:
         raise QueryError(f"include must be 'published' or 'all', not {include[:40]!r}")
-    raw_limit = single(args, "limit")
-    limit = default_limit
-    if raw_limit is not None:
-        if not raw_limit.isascii() or not raw_limit.isdigit() or int(raw_limit[:12]) < 1:
-            raise QueryError(f"limit must be a whole number from 1 to {max_limit}, not {raw_limit[:40]!r}")
-        limit = min(int(raw_limit[:12]), max_limit)
-    return Query(include_all=include == "all", limit=limit)
+    limit = whole_number(args, "limit", default_limit, max_limit)
+    return Query(include_all=include == "all", limit=limit, page=whole_number(args, "page", 1))
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,8 @@ class Site:
     title: str = "feedsvc"
     author: str = "feedsvc"
     default_limit: int = 50
+    max_age: int = 300
+    hub: str | None = None
 
     def url(self, path: str) -> str:
         """An absolute URL for a path of this site."""
@@ -77,12 +90,20 @@ class Site:
         flags = query.canonical(self.default_limit) if query else ""
         return self.url(self.feed_path(slug, fmt)) + flags
 
-    def feed_info(self, catalog: Catalog, slug: str | None, fmt: str, query: Query) -> feeds.FeedInfo:
+    def page_links(self, slug: str | None, fmt: str, query: Query, pages: int) -> dict[str, str]:
+        """RFC 5005 section 3 paging links: first, last, and previous/next where they exist."""
+        links = {"first": 1, "last": pages}
+        if query.page > 1:
+            links["previous"] = query.page - 1
+        if query.page < pages:
+            links["next"] = query.page + 1
+        return {rel: self.feed_url(slug, fmt, replace(query, page=page)) for rel, page in links.items()}
+
+    def feed_info(self, name: str, slug: str | None, fmt: str, query: Query, pages: int) -> feeds.FeedInfo:
         """The feed-level fields of one feed."""
-        name = catalog.topic_names[slug] if slug else "All topics"
-        others = {feeds.MEDIA_TYPES[f]: self.feed_url(slug, f, query) for f in FORMATS if f != fmt}
+        others = {MEDIA_TYPES[f]: self.feed_url(slug, f, query) for f in FORMATS if f != fmt}
         return feeds.FeedInfo(
-            # The id names the feed, not a window on it: `limit` changes nothing in it (RFC 4287 4.2.6).
+            # The id names the feed, not a window on it: limit and page change nothing in it (RFC 4287 4.2.6).
             feed_id=self.feed_url(slug, "atom", Query(query.include_all, self.default_limit)),
             title=f"{self.title}: {name}",
             subtitle=f"News about {name}, with related coverage" if slug else "News on every topic",
@@ -90,15 +111,44 @@ class Site:
             html_url=self.url("/") + (f"#{slug}" if slug else ""),
             author=self.author,
             alternates=others,
+            links=self.page_links(slug, fmt, query, pages) | ({"hub": self.hub} if self.hub else {}),
+            ttl_minutes=max(1, self.max_age // 60),
         )
 
 
-def feed_entries(catalog: Catalog, slug: str | None, query: Query) -> list[Entry]:
-    """The entries a feed shows: selected by `include`, cut at `limit`."""
-    return catalog.entries(slug, query.include_all)[: query.limit]
+def page_count(total: int, limit: int) -> int:
+    """How many pages `total` entries fill; an empty feed still has its first page."""
+    return max(1, -(-total // limit))
+
+
+def feed_entries(catalog: Catalog, slug: str | None, query: Query) -> tuple[tuple[Entry, ...], int]:
+    """The entries of the requested page, and the number of pages; raise past the last page."""
+    entries = catalog.entries(slug, query.include_all)
+    pages = page_count(len(entries), query.limit)
+    if query.page > pages:
+        raise PageNotFound(f"page {query.page} does not exist: this feed has {pages} page(s)")
+    start = (query.page - 1) * query.limit
+    return entries[start : start + query.limit], pages
+
+
+def render_body(fmt: str, info: feeds.FeedInfo, entries: tuple[Entry, ...]) -> bytes:
+    """Bytes of one feed in `fmt`."""
+    if fmt == "json":
+        return jsonfeed.render(info, entries)
+    return feeds.render(fmt, info, entries)
 
 
 def render_feed(catalog: Catalog, site: Site, slug: str | None, fmt: str, query: Query) -> bytes:
-    """One feed's bytes; raises TopicNotFound for an unknown topic."""
-    entries = feed_entries(catalog, slug, query)
-    return feeds.render(fmt, site.feed_info(catalog, slug, fmt, query), entries)
+    """One feed's bytes, uncached; raises TopicNotFound for an unknown topic."""
+    name = catalog.topic_names.get(slug, "All topics")
+    entries, pages = feed_entries(catalog, slug, query)
+    return render_body(fmt, site.feed_info(name, slug, fmt, query, pages), entries)
+
+
+def cached_feed(cache: RenderCache, catalog: Catalog, site: Site, slug: str | None, fmt: str, query: Query) -> Rendered:
+    """One feed's rendered body, made again only when its entries (or name) changed."""
+    name = catalog.topic_names.get(slug, "All topics")
+    entries, pages = feed_entries(catalog, slug, query)
+    key = (site, slug, fmt, query)
+    source = (name, pages, entries)
+    return cache.get(key, catalog, source, lambda: render_body(fmt, site.feed_info(name, slug, fmt, query, pages), entries))

@@ -27,6 +27,13 @@ class FeedsvcServer(BaseApplication):
         return create_app(self.app_config)
 
 
+def post_worker_init(worker) -> None:
+    """In each new worker: catch up with files changed since the master loaded them."""
+    store = worker.wsgi.extensions["feedsvc"]
+    store.reload()
+    store.watch(worker.wsgi.config["RELOAD_INTERVAL"])
+
+
 def run(config: dict[str, Any] | None, bind: str, workers: int) -> int:
     """Serve until stopped by SIGINT/SIGTERM (gunicorn finishes in-flight requests first)."""
     options = {
@@ -35,6 +42,7 @@ def run(config: dict[str, Any] | None, bind: str, workers: int) -> int:
         "preload_app": True,
         "accesslog": "-",
         "graceful_timeout": 10,
+        "post_worker_init": post_worker_init,
     }
     FeedsvcServer(config, options).run()
     return 0

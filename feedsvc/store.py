@@ -1,33 +1,94 @@
-"""Holds the current Catalog and swaps in a new one as a whole (pure core, no Flask)."""
+"""Holds the current Catalog, reloads changed files, and swaps in a new catalog as a whole.
+
+Pure core (no Flask). A reload parses only the files whose size or mtime changed; a file an
+edit broke keeps serving its last good version (stale) until it is fixed or removed.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .catalog import Catalog
-from .loader import load_folder
+from .loader import FileState, refresh, result_of, scan
+from .render import RenderCache
 
 log = logging.getLogger(__name__)
+
+Listener = Callable[[Catalog, Catalog], None]
 
 
 class FeedStore:
     """The catalog of one seeds folder; readers take `.catalog` once per request."""
 
-    def __init__(self, seeds_dir: Path | str) -> None:
+    def __init__(self, seeds_dir: Path | str, render_cache_size: int = 512) -> None:
         self.seeds_dir = Path(seeds_dir)
-        self.catalog = self.load()
+        self.cache = RenderCache(render_cache_size)
+        self.listeners: list[Listener] = []
+        self._states: dict[str, FileState] = {}
+        self._reload_lock = threading.Lock()
+        self._watcher: Watcher | None = None
+        self.catalog = Catalog(())
+        self._loaded = False
+        self.reload()
 
-    def load(self) -> Catalog:
-        """Load the folder into a new Catalog and log a summary."""
-        result = load_folder(self.seeds_dir)
-        catalog = Catalog(result.articles, result.problems)
-        log.info(
-            "loaded %d articles from %s (%d skipped)", len(catalog.articles), self.seeds_dir, len(catalog.skipped)
-        )
-        return catalog
+    def reload(self) -> bool:
+        """Re-read changed files; swap in a new catalog in one assignment if anything changed."""
+        with self._reload_lock:
+            found = scan(self.seeds_dir)
+            states = refresh(self.seeds_dir, self._states, found)
+            if self._loaded and states == self._states:
+                return False
+            old, self._states, self._loaded = self.catalog, states, True
+            self.catalog = build_catalog(states, found.newest_mtime_ns)
+        log.info("loaded %d articles from %s (%d skipped, %d stale)", len(self.catalog.articles),
+                 self.seeds_dir, len(self.catalog.skipped), len(self.catalog.stale))
+        for listener in self.listeners:
+            listener(old, self.catalog)
+        return True
 
-    def reload(self) -> Catalog:
-        """Replace the catalog in one assignment, so a request sees the old one or the new."""
-        self.catalog = self.load()
-        return self.catalog
+    def request_reload(self) -> None:
+        """Reload soon (from a signal handler): wake the watcher, or reload in a thread of its own."""
+        if self._watcher is not None and self._watcher.pid == os.getpid():
+            self._watcher.wake.set()
+        else:
+            threading.Thread(target=self.reload, name="feedsvc-sighup", daemon=True).start()
+
+    def watch(self, interval: float) -> None:
+        """Poll for changes every `interval` seconds in this process (again after a fork)."""
+        if interval <= 0:
+            return
+        if self._watcher is None or self._watcher.pid != os.getpid():
+            self._watcher = Watcher(self, interval)
+            self._watcher.start()
+
+
+def build_catalog(states: dict[str, FileState], newest_mtime_ns: int) -> Catalog:
+    """A catalog of the given file states, last modified at the tree's newest mtime."""
+    result = result_of(states)
+    stale = tuple(sorted(name for name, state in states.items() if state.stale))
+    modified = datetime.fromtimestamp(newest_mtime_ns // 1_000_000_000, tz=timezone.utc)
+    return Catalog(result.articles, result.problems, stale=stale, last_modified=modified)
+
+
+class Watcher(threading.Thread):
+    """A daemon thread that reloads the store every interval, or at once when woken (SIGHUP)."""
+
+    def __init__(self, store: FeedStore, interval: float) -> None:
+        super().__init__(name="feedsvc-reload", daemon=True)
+        self.store, self.interval, self.pid = store, interval, os.getpid()
+        self.wake = threading.Event()
+
+    def run(self) -> None:
+        """Reload until the process ends; an error is logged and the old catalog kept."""
+        while True:
+            self.wake.wait(self.interval)
+            self.wake.clear()
+            try:
+                self.store.reload()
+            except Exception:  # noqa: BLE001 - a failed reload must never stop serving
+                log.exception("reload of %s failed; still serving the previous catalog", self.store.seeds_dir)

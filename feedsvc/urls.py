@@ -5,10 +5,16 @@ from __future__ import annotations
 import re
 from urllib.parse import quote, urlsplit, urlunsplit
 
-# RFC 3986 section 2: unreserved and reserved characters stay as they are; "%" too, so
-# that an already encoded URL is not encoded twice (which would change its entry id).
-_SAFE = "!#$&'()*+,/:;=?@[]~-._%"
+# RFC 3986 sections 3.2.1-3.5: what each component may hold unencoded (unreserved and
+# sub-delims, plus ":@/" in a path and also "?" in a query or fragment). "%" is kept so that
+# an already encoded URL is not encoded twice, which would change its entry id.
+_SUB_DELIMS = "!$&'()*+,;="
+_USERINFO_SAFE = _SUB_DELIMS + ":%"
+_PATH_SAFE = _SUB_DELIMS + ":@/%"
+_QUERY_SAFE = _PATH_SAFE + "?"
 _LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# RFC 3986 3.2.2 reg-name after IDNA (RFC 5890): letters, digits, hyphens and dots only.
+_HOST = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.?")
 
 
 def normalize_url(raw: object) -> str:
@@ -19,8 +25,9 @@ def normalize_url(raw: object) -> str:
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{raw.strip()!r} is not an absolute http(s) URL")
     netloc = _netloc(parts, _ascii_host(parts.hostname, raw.strip()))
-    path = _encode(parts.path) or "/"
-    return urlunsplit((parts.scheme.lower(), netloc, path, _encode(parts.query), _encode(parts.fragment)))
+    path = _encode(parts.path, _PATH_SAFE) or "/"
+    query, fragment = _encode(parts.query, _QUERY_SAFE), _encode(parts.fragment, _QUERY_SAFE)
+    return urlunsplit((parts.scheme.lower(), netloc, path, query, fragment))
 
 
 def _ascii_host(host: str, raw: str) -> str:
@@ -28,9 +35,12 @@ def _ascii_host(host: str, raw: str) -> str:
     if ":" in host:
         return f"[{host}]"
     try:
-        return host.encode("idna").decode("ascii")
+        ascii_host = host.encode("idna").decode("ascii").lower()
     except UnicodeError as exc:
         raise ValueError(f"{raw!r} has an invalid host name ({exc})") from None
+    if not _HOST.fullmatch(ascii_host):
+        raise ValueError(f"{raw!r} has an invalid host name: use letters, digits, '-' and '.'")
+    return ascii_host
 
 
 def _netloc(parts, host: str) -> str:
@@ -40,10 +50,10 @@ def _netloc(parts, host: str) -> str:
     except ValueError:
         raise ValueError(f"{parts.geturl()!r} has an invalid port") from None
     userinfo = parts.netloc.rpartition("@")[0]
-    netloc = f"{_encode(userinfo)}@{host}" if userinfo else host
+    netloc = f"{_encode(userinfo, _USERINFO_SAFE)}@{host}" if userinfo else host
     return f"{netloc}:{port}" if port is not None else netloc
 
 
-def _encode(component: str) -> str:
-    """Percent-encode spaces, non-ASCII and other unsafe characters as UTF-8."""
-    return _LONE_PERCENT.sub("%25", quote(component, safe=_SAFE))
+def _encode(component: str, safe: str) -> str:
+    """Percent-encode spaces, non-ASCII and other characters not `safe` here, as UTF-8."""
+    return _LONE_PERCENT.sub("%25", quote(component, safe=safe))

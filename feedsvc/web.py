@@ -7,18 +7,26 @@ import logging
 from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from datetime import datetime, timezone
+
 from .catalog import Catalog
-from .errors import FeedsvcError, QueryError, TopicNotFound
-from .feeds import MEDIA_TYPES
-from .publish import FORMATS, Query, Site, parse_query, render_feed
+from .errors import FeedsvcError, PageNotFound, QueryError, TopicNotFound
+from .publish import FORMATS, MEDIA_TYPES, Query, Site, cached_feed, parse_query
+from .render import Rendered
+from .store import FeedStore
 
 bp = Blueprint("feeds", __name__)
 log = logging.getLogger(__name__)
 
 
+def current_store() -> FeedStore:
+    """The app's store of articles and rendered bodies."""
+    return current_app.extensions["feedsvc"]
+
+
 def current_catalog() -> Catalog:
     """The catalog this request reads; taken once so a reload never mixes two."""
-    return current_app.extensions["feedsvc"].catalog
+    return current_store().catalog
 
 
 def current_site() -> Site:
@@ -29,6 +37,8 @@ def current_site() -> Site:
         title=config["SITE_TITLE"],
         author=config["FEED_AUTHOR"],
         default_limit=config["DEFAULT_LIMIT"],
+        max_age=config["MAX_AGE"],
+        hub=config["WEBSUB_HUB"],
     )
 
 
@@ -40,10 +50,30 @@ def current_query() -> Query:
 
 @bp.get("/<any(rss, atom):fmt>.xml", defaults={"slug": None})
 @bp.get("/topics/<slug>/<any(rss, atom):fmt>.xml")
+@bp.get("/feed.json", defaults={"slug": None, "fmt": "json"})
+@bp.get("/topics/<slug>/feed.json", defaults={"fmt": "json"})
 def feed(slug: str | None, fmt: str) -> Response:
-    """One feed, RSS 2.0 or Atom 1.0."""
-    body = render_feed(current_catalog(), current_site(), slug, fmt, current_query())
-    return Response(body, content_type=f"{MEDIA_TYPES[fmt]}; charset=utf-8")
+    """One feed, RSS 2.0, Atom 1.0 or JSON Feed 1.1, answered conditionally."""
+    catalog = current_catalog()
+    rendered = cached_feed(current_store().cache, catalog, current_site(), slug, fmt, current_query())
+    return conditional_response(rendered, MEDIA_TYPES[fmt], catalog.last_modified)
+
+
+def conditional_response(rendered: Rendered, media_type: str, last_modified: datetime) -> Response:
+    """A cacheable response (RFC 9111): gzip if accepted, validators, 304 when they match."""
+    use_gzip = request.accept_encodings["gzip"] > 0
+    body, etag = rendered.variant(use_gzip)
+    response = Response(body, content_type=f"{media_type}; charset=utf-8")
+    if use_gzip:
+        response.headers["Content-Encoding"] = "gzip"
+    response.vary.add("Accept-Encoding")
+    response.set_etag(etag)
+    # RFC 9110 8.8.2.1: never later than the response's own Date.
+    response.last_modified = min(last_modified, datetime.now(timezone.utc))
+    response.cache_control.public = True
+    response.cache_control.max_age = current_app.config["MAX_AGE"]
+    # If-None-Match (weak comparison, "*") wins over If-Modified-Since (RFC 9110 13.1.3, 13.2.2).
+    return response.make_conditional(request)
 
 
 @bp.get("/")
@@ -73,6 +103,7 @@ def healthz() -> Response:
         published=len(catalog.selected(include_all=False)),
         topics=len(catalog.topic_names),
         skipped=[{"path": p.path, "line": p.line, "reason": p.message} for p in catalog.skipped],
+        stale=[{"path": p.path, "line": p.line, "reason": p.message} for p in catalog.problems if p.path in catalog.stale],
         warnings=sum(1 for p in catalog.problems if p.severity == "warning"),
     )
 
@@ -86,6 +117,7 @@ def register_error_handlers(app: Flask) -> None:
     """Map the exception tree (and HTTP errors) to short plain-text responses."""
     app.register_error_handler(QueryError, lambda e: plain_error(400, str(e)))
     app.register_error_handler(TopicNotFound, lambda e: plain_error(404, str(e)))
+    app.register_error_handler(PageNotFound, lambda e: plain_error(404, str(e)))
     app.register_error_handler(HTTPException, lambda e: plain_error(e.code or 500, e.name))
 
     @app.errorhandler(FeedsvcError)

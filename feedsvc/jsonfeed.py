@@ -1,0 +1,54 @@
+"""Render entries as JSON Feed 1.1 (https://www.jsonfeed.org/version/1.1/)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from .feeds import FeedInfo, related_summary
+from .model import Entry
+
+MEDIA_TYPE = "application/feed+json"
+VERSION = "https://jsonfeed.org/version/1.1"
+
+
+def item(entry: Entry) -> dict[str, Any]:
+    """One JSON Feed item; a related entry names its article in `_feedsvc.related_to`."""
+    data: dict[str, Any] = {
+        "id": entry.url,
+        "url": entry.url,
+        "title": entry.title,
+        # JSON Feed requires content_html or content_text; the excerpt is plain text.
+        "content_text": related_summary(entry) or entry.title,
+        "date_published": entry.published.isoformat(),
+        "date_modified": entry.published.isoformat(),
+        "tags": list(entry.categories),
+    }
+    if entry.excerpt:
+        data["summary"] = entry.excerpt
+    if entry.provider:
+        data["authors"] = [{"name": entry.provider.name}]
+    if entry.image:
+        data["image"] = entry.image.url
+    if entry.related_to:
+        data["_feedsvc"] = {"related_to": {"url": entry.related_to.url, "title": entry.related_to.title}}
+    return data
+
+
+def render(info: FeedInfo, entries: Sequence[Entry]) -> bytes:
+    """The feed as UTF-8 JSON bytes; same input, same bytes."""
+    feed: dict[str, Any] = {
+        "version": VERSION,
+        "title": info.title,
+        "home_page_url": info.html_url,
+        "feed_url": info.self_url,
+        "description": info.subtitle,
+        "authors": [{"name": info.author}],
+        "items": [item(e) for e in entries],
+    }
+    if "next" in info.links:
+        feed["next_url"] = info.links["next"]
+    if "hub" in info.links:
+        feed["hubs"] = [{"type": "WebSub", "url": info.links["hub"]}]
+    return json.dumps(feed, ensure_ascii=False, indent=2).encode("utf-8")

@@ -1,0 +1,69 @@
+"""Rendered bodies, compressed once and cached until the entries under them change.
+
+Pure core (no Flask). A cached body is keyed by everything that shapes it but the data (feed,
+format, flags, base URL) and remembers the entries it was made from: a new catalog whose
+entries for that feed are equal reuses the body, so a reload re-renders only the feeds it
+touched.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from threading import Lock
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One body in both codings, with their strong entity tags (RFC 9110 8.8.3)."""
+
+    body: bytes
+    gzipped: bytes
+    etag: str
+
+    @classmethod
+    def of(cls, body: bytes) -> Rendered:
+        """Compress once (mtime=0, so the gzip bytes are as stable as the body) and tag."""
+        digest = hashlib.blake2b(body, digest_size=16).hexdigest()
+        return cls(body, gzip.compress(body, compresslevel=6, mtime=0), digest)
+
+    def variant(self, use_gzip: bool) -> tuple[bytes, str]:
+        """The bytes and entity tag of one coding; a strong tag differs per coding (RFC 9110 8.8.3.3)."""
+        return (self.gzipped, f"{self.etag}-gz") if use_gzip else (self.body, self.etag)
+
+
+@dataclass
+class _Record:
+    source: object  # the entries the body was made from
+    owner: object  # the catalog last seen to agree with `source`
+    rendered: Rendered
+
+
+class RenderCache:
+    """A bounded LRU of rendered bodies; safe to share between threads."""
+
+    def __init__(self, max_items: int = 512) -> None:
+        self.max_items = max_items
+        self._records: OrderedDict[Hashable, _Record] = OrderedDict()
+        self._lock = Lock()
+        self.renders = 0  # how many bodies were made: a test of "re-render only what changed"
+
+    def get(self, key: Hashable, owner: object, source: object, produce: Callable[[], bytes]) -> Rendered:
+        """The body for `key`, made by `produce()` unless a body made from equal `source` exists."""
+        with self._lock:
+            record = self._records.get(key)
+            if record is not None and (record.owner is owner or record.source == source):
+                record.owner = owner
+                self._records.move_to_end(key)
+                return record.rendered
+        rendered = Rendered.of(produce())
+        with self._lock:
+            self.renders += 1
+            self._records[key] = _Record(source, owner, rendered)
+            self._records.move_to_end(key)
+            while len(self._records) > self.max_items:
+                self._records.popitem(last=False)
+        return rendered

@@ -1,0 +1,342 @@
+"""Catalog: topics and their slugs, selection, and the entries of each feed."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from conftest import CORPUS, SEEDS
+from feedsvc.catalog import Catalog, Topic, build_entries, topic_slug
+from feedsvc.errors import TopicNotFound
+from feedsvc.loader import load_folder
+from feedsvc.model import Article, Image, Problem, Provider, Related
+
+UTC = timezone.utc
+DAY1 = datetime(2021, 1, 1, tzinfo=UTC)
+
+
+def day(n: int) -> datetime:
+    return DAY1 + timedelta(days=n - 1)
+
+
+def article(name: str, published: datetime = DAY1, topics=("AI",), is_published=True, related=(), url=None):
+    return Article(
+        path=f"{name}.md",
+        title=name.title(),
+        url=url or f"https://example.com/{name}",
+        published=published,
+        topics=tuple(topics),
+        is_published=is_published,
+        related=tuple(related),
+    )
+
+
+def link(name: str, published: datetime = DAY1, url=None) -> Related:
+    return Related(title=f"Link {name}", url=url or f"https://other.example/{name}", published=published)
+
+
+def urls(entries) -> list[str]:
+    return [e.url for e in entries]
+
+
+@pytest.fixture(scope="module")
+def seeds() -> Catalog:
+    result = load_folder(SEEDS)
+    return Catalog(result.articles, result.problems)
+
+
+# --- topic slugs and names -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [("Computer Vision", "computer-vision"), ("AI", "ai"), ("AI in Autos", "ai-in-autos"), ("  Robotics!  ", "robotics"),
+     ("Café Tech", "cafe-tech")],
+)
+def test_topic_slug(name, slug):
+    assert topic_slug(name) == slug
+
+
+def test_topic_names_map_slug_to_display_name():
+    catalog = Catalog((article("a", topics=("Computer Vision", "AI")),))
+    assert catalog.topic_names == {"ai": "AI", "computer-vision": "Computer Vision"}
+
+
+def test_topics_that_slug_alike_merge_and_the_commonest_spelling_names_them():
+    catalog = Catalog((
+        article("a", topics=("computer vision",)),
+        article("b", topics=("Computer Vision",)),
+        article("c", topics=("Computer-Vision",)),
+        article("d", topics=("Computer Vision",)),
+    ))
+    assert catalog.topic_names == {"computer-vision": "Computer Vision"}
+    assert urls(catalog.entries("computer-vision", False)) == [f"https://example.com/{n}" for n in "abcd"]
+
+
+def test_equally_common_spellings_are_named_deterministically():
+    one = Catalog((article("a", topics=("machine learning",)), article("b", topics=("Machine Learning",))))
+    other = Catalog((article("b", topics=("Machine Learning",)), article("a", topics=("machine learning",))))
+    assert one.topic_names == other.topic_names == {"machine-learning": "Machine Learning"}
+
+
+def test_topic_that_slugs_to_nothing_is_left_out():
+    catalog = Catalog((article("a", topics=("!!!", "AI")),))
+    assert catalog.topic_names == {"ai": "AI"}
+
+
+# --- selection -------------------------------------------------------------------------------
+
+
+def test_selected_is_the_published_articles_unless_include_all():
+    catalog = Catalog((article("b", is_published=False), article("a"), article("c")))
+    assert [a.path for a in catalog.selected(False)] == ["a.md", "c.md"]
+    assert [a.path for a in catalog.selected(True)] == ["a.md", "b.md", "c.md"]
+
+
+def test_entries_of_every_topic_respect_selection():
+    catalog = Catalog((article("a", day(1)), article("b", day(2), is_published=False)))
+    assert urls(catalog.entries(None, False)) == ["https://example.com/a"]
+    assert urls(catalog.entries(None, True)) == ["https://example.com/b", "https://example.com/a"]
+
+
+def test_entries_of_a_topic_hold_only_its_articles():
+    catalog = Catalog((article("a", topics=("AI",)), article("r", topics=("Robotics",))))
+    assert urls(catalog.entries("robotics", False)) == ["https://example.com/r"]
+
+
+# --- entries ---------------------------------------------------------------------------------
+
+
+def test_article_entry_carries_the_article_fields():
+    image = Image("https://example.com/a.jpg", 10, 20)
+    source = Article(
+        path="a.md", title="A", url="https://example.com/a", published=DAY1, excerpt="E",
+        provider=Provider("P", "p.example"), topics=("AI", "Robotics"), images=(image,), is_published=True,
+    )
+    (entry,) = Catalog((source,)).entries(None, False)
+    assert (entry.url, entry.title, entry.published, entry.excerpt) == ("https://example.com/a", "A", DAY1, "E")
+    assert (entry.provider, entry.image, entry.categories, entry.related_to) == (
+        Provider("P", "p.example"), image, ("AI", "Robotics"), None)
+
+
+def test_related_link_becomes_an_entry_under_its_article_topics():
+    source = article("a", topics=("AI", "Robotics"), related=[link("x", day(2))])
+    entries = {e.url: e for e in Catalog((source,)).entries(None, False)}
+    related = entries["https://other.example/x"]
+    assert related.title == "Link x"
+    assert related.published == day(2)
+    assert related.categories == ("AI", "Robotics")
+    assert related.related_to == source
+
+
+def test_one_entry_per_url_when_two_articles_share_a_related_link():
+    catalog = Catalog((article("a", related=[link("x")]), article("b", related=[link("x")])))
+    assert sorted(urls(catalog.entries(None, False))) == [
+        "https://example.com/a", "https://example.com/b", "https://other.example/x"]
+
+
+def test_article_beats_a_related_link_with_the_same_url():
+    target = article("target", day(1), topics=("Robotics",))
+    pointing = article("pointing", day(5), related=[link("t", day(3), url="https://example.com/target")])
+    entries = [e for e in Catalog((pointing, target)).entries(None, False) if e.url == "https://example.com/target"]
+    assert len(entries) == 1
+    assert entries[0].title == "Target"
+    assert entries[0].related_to is None
+    assert entries[0].categories == ("Robotics",)
+
+
+def test_related_link_of_several_articles_belongs_to_the_newest():
+    old = article("old", day(1), topics=("Old",), related=[link("x")])
+    new = article("new", day(3), topics=("New",), related=[link("x")])
+    mid = article("mid", day(2), topics=("Mid",), related=[link("x")])
+    (entry,) = [e for e in Catalog((old, new, mid)).entries(None, False) if e.url == "https://other.example/x"]
+    assert entry.related_to == new
+    assert entry.categories == ("New",)
+
+
+def test_related_link_under_equally_new_articles_belongs_to_the_first_by_url():
+    b = article("b", day(1), related=[link("x")])
+    a = article("a", day(1), related=[link("x")])
+    (entry,) = [e for e in Catalog((b, a)).entries(None, False) if e.url == "https://other.example/x"]
+    assert entry.related_to == a
+
+
+def test_related_link_of_an_unselected_article_is_left_out():
+    hidden = article("hidden", day(2), is_published=False, related=[link("x")])
+    catalog = Catalog((article("a"), hidden))
+    assert urls(catalog.entries(None, False)) == ["https://example.com/a"]
+    assert "https://other.example/x" in urls(catalog.entries(None, True))
+
+
+def test_entries_are_newest_first_and_equal_dates_by_url():
+    catalog = Catalog((
+        article("c", day(2)),
+        article("b", day(2)),
+        article("old", day(1), related=[link("new", day(9)), link("a", day(2))]),
+    ))
+    assert urls(catalog.entries(None, False)) == [
+        "https://other.example/new",
+        "https://example.com/b",
+        "https://example.com/c",
+        "https://other.example/a",
+        "https://example.com/old",
+    ]
+
+
+def test_entry_order_compares_instants_not_wall_clock():
+    early = article("z-early", datetime(2021, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=5))))  # 07:00Z
+    late = article("a-late", datetime(2021, 1, 1, 8, 0, tzinfo=UTC))
+    assert urls(Catalog((early, late)).entries(None, False)) == ["https://example.com/a-late", "https://example.com/z-early"]
+
+
+def test_build_entries_of_nothing_is_empty():
+    assert list(build_entries([])) == []
+
+
+def test_entries_are_the_same_on_every_call():
+    catalog = Catalog((article("a"), article("b", day(2))))
+    assert list(catalog.entries(None, False)) == list(catalog.entries(None, False))
+
+
+# --- unknown topics --------------------------------------------------------------------------
+
+
+def test_unknown_topic_raises_topic_not_found():
+    with pytest.raises(TopicNotFound, match="no topic 'nope'"):
+        Catalog((article("a"),)).entries("nope", True)
+
+
+def test_topic_with_only_unpublished_articles_is_not_found_unless_include_all():
+    catalog = Catalog((article("a", topics=("AI",)), article("d", topics=("Drafts",), is_published=False)))
+    with pytest.raises(TopicNotFound):
+        catalog.entries("drafts", False)
+    assert urls(catalog.entries("drafts", True)) == ["https://example.com/d"]
+
+
+def test_topic_found_by_a_display_name_is_not_a_slug():
+    with pytest.raises(TopicNotFound):
+        Catalog((article("a", topics=("Computer Vision",)),)).entries("Computer Vision", False)
+
+
+# --- duplicate webUrl ------------------------------------------------------------------------
+
+SHARED = "https://example.com/shared"
+
+
+def test_duplicate_url_gives_one_entry_the_newest():
+    older = article("older", day(1), url=SHARED)
+    newer = article("newer", day(2), url=SHARED)
+    (entry,) = Catalog((older, newer)).entries(None, False)
+    assert entry.title == "Newer"
+
+
+def test_duplicate_url_with_equal_dates_gives_the_first_path_in_any_input_order():
+    first, second = article("a-first", url=SHARED), article("b-second", url=SHARED)
+    assert [e.title for e in Catalog((second, first)).entries(None, False)] == ["A-First"]
+    assert [e.title for e in Catalog((first, second)).entries(None, False)] == ["A-First"]
+
+
+def test_duplicate_url_warning_names_both_files():
+    catalog = Catalog((article("older", day(1), url=SHARED), article("newer", day(2), url=SHARED)))
+    assert catalog.problems == (
+        Problem("older.md", f"webUrl {SHARED} is also the webUrl of newer.md: one entry is served, from the newest selected file", "warning"),
+    )
+    assert catalog.skipped == ()
+
+
+def test_duplicate_url_warnings_follow_the_given_problems():
+    given = Problem("broken.md", "no front matter", "error", 1)
+    catalog = Catalog((article("a", url=SHARED), article("b", url=SHARED)), (given,))
+    assert catalog.problems[0] == given
+    assert [p.path for p in catalog.problems[1:]] == ["b.md"]
+    assert catalog.skipped == (given,)
+
+
+def test_no_duplicate_warning_for_distinct_urls():
+    assert Catalog((article("a"), article("b"))).problems == ()
+
+
+def test_articles_are_kept_in_path_order():
+    assert [a.path for a in Catalog((article("b"), article("a"))).articles] == ["a.md", "b.md"]
+
+
+# --- topic counts ----------------------------------------------------------------------------
+
+
+def test_topics_list_counts_entries_including_related_links():
+    catalog = Catalog((
+        article("a", topics=("AI", "Robotics"), related=[link("x"), link("y")]),
+        article("b", topics=("AI",)),
+        article("d", topics=("Drafts",), is_published=False),
+    ))
+    assert catalog.topics(False) == [Topic("ai", "AI", 4), Topic("robotics", "Robotics", 3)]
+    assert catalog.topics(True) == [Topic("ai", "AI", 4), Topic("drafts", "Drafts", 1), Topic("robotics", "Robotics", 3)]
+
+
+def test_topics_are_sorted_by_name_ignoring_case():
+    catalog = Catalog((article("a", topics=("zeta", "Alpha", "beta")),))
+    assert [t.name for t in catalog.topics(False)] == ["Alpha", "beta", "zeta"]
+
+
+def test_topic_count_equals_its_feed_length():
+    catalog = Catalog(load_folder(CORPUS).articles)
+    for include_all in (False, True):
+        for topic in catalog.topics(include_all):
+            assert topic.count == len(catalog.entries(topic.slug, include_all))
+
+
+# --- over the seeds --------------------------------------------------------------------------
+
+
+def test_seeds_topics(seeds):
+    assert seeds.topic_names == {"ai": "AI", "computer-vision": "Computer Vision"}
+    assert seeds.topics(False) == [Topic("ai", "AI", 3), Topic("computer-vision", "Computer Vision", 3)]
+    assert seeds.topics(True) == [Topic("ai", "AI", 17), Topic("computer-vision", "Computer Vision", 17)]
+
+
+def test_seeds_published_feed_is_the_one_article_and_its_related_links(seeds):
+    entries = seeds.entries(None, False)
+    assert urls(entries) == [
+        "https://gizmodo.com/the-lapd-just-banned-its-officers-from-using-third-part-1845702878",
+        "https://www.governing.com/security/New-Orleans-Police-Dept-Admits-to-Facial-Recognition-Use.html",
+        "https://www.nola.com/news/crime_police/article_9eda8846-25e1-11eb-9c95-4f11b10ed17a.html",
+    ]
+    assert [e.related_to.path if e.related_to else None for e in entries] == [
+        None, "003_b297a05077328abf.txt", "003_b297a05077328abf.txt"]
+
+
+def test_seeds_all_feed_has_one_entry_per_url_newest_first(seeds):
+    entries = seeds.entries(None, True)
+    assert len(entries) == 17
+    assert len(set(urls(entries))) == 17
+    keys = [(-e.published.timestamp(), e.url) for e in entries]
+    assert keys == sorted(keys)
+    assert entries[0].url == "https://www.govtech.com/public-safety/LAPD-Commission-OKs-Detectives-to-Use-Facial-Recognition.html"
+
+
+def test_seeds_related_entries_carry_their_article_topics(seeds):
+    related = [e for e in seeds.entries(None, True) if e.related_to is not None]
+    assert len(related) == 12
+    assert all(e.categories == e.related_to.topics == ("Computer Vision", "AI") for e in related)
+
+
+def test_seeds_have_no_duplicate_warnings(seeds):
+    assert seeds.problems == ()
+    assert seeds.skipped == ()
+
+
+def test_seeds_topic_feed_equals_the_all_feed(seeds):
+    assert urls(seeds.entries("computer-vision", True)) == urls(seeds.entries(None, True))
+
+
+def test_seeds_duplicate_file_gives_one_entry_and_a_warning(seeds_dir):
+    original = seeds_dir / "003_b297a05077328abf.txt"
+    (seeds_dir / "005_copy.txt").write_bytes(original.read_bytes())
+    result = load_folder(seeds_dir)
+    catalog = Catalog(result.articles, result.problems)
+    gizmodo = "https://gizmodo.com/the-lapd-just-banned-its-officers-from-using-third-part-1845702878"
+    assert urls(catalog.entries(None, False)).count(gizmodo) == 1
+    assert [(p.path, p.severity) for p in catalog.problems] == [("005_copy.txt", "warning")]
+    assert "003_b297a05077328abf.txt" in catalog.problems[0].message
+    assert len(catalog.entries(None, True)) == 17
