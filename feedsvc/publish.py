@@ -5,6 +5,7 @@ Request-free (no Flask): the web layer passes plain values in and gets bytes and
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 from urllib.parse import urlencode
 
@@ -46,14 +47,18 @@ def single(args: dict[str, list[str]], name: str) -> str | None:
 
 
 def whole_number(args: dict[str, list[str]], name: str, default: int, maximum: int | None = None) -> int:
-    """A flag that must be a whole number >= 1 (ASCII digits only); clamped to `maximum`."""
+    """A flag that must be a whole number >= 1 in ASCII digits; clamped to `maximum`."""
     raw = single(args, name)
     if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9 and int(raw) >= 1):
+        return min(default, maximum) if maximum else default
+    try:
+        number = int(raw) if raw.isascii() and raw.isdigit() else 0
+    except ValueError:  # more digits than Python converts (sys.int_info.default_max_str_digits): huge
+        number = sys.maxsize
+    if number < 1:
         bound = f"from 1 to {maximum}" if maximum else "of 1 or more"
         raise QueryError(f"{name} must be a whole number {bound}, not {raw[:40]!r}")
-    return min(int(raw), maximum) if maximum else int(raw)
+    return min(number, maximum) if maximum else number
 
 
 def parse_query(args: dict[str, list[str]], default_limit: int, max_limit: int) -> Query:

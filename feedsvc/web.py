@@ -113,12 +113,21 @@ def plain_error(status: int, message: str) -> Response:
     return Response(f"{status} {message}\n", status=status, content_type="text/plain; charset=utf-8")
 
 
+def http_error(error: HTTPException) -> Response:
+    """werkzeug's HTTP errors as one line of text, keeping headers such as a 405's Allow (RFC 9110 15.5.6)."""
+    response = plain_error(error.code or 500, error.name)
+    for name, value in error.get_headers():
+        if name.lower() not in ("content-type", "content-length"):
+            response.headers[name] = value
+    return response
+
+
 def register_error_handlers(app: Flask) -> None:
     """Map the exception tree (and HTTP errors) to short plain-text responses."""
     app.register_error_handler(QueryError, lambda e: plain_error(400, str(e)))
     app.register_error_handler(TopicNotFound, lambda e: plain_error(404, str(e)))
     app.register_error_handler(PageNotFound, lambda e: plain_error(404, str(e)))
-    app.register_error_handler(HTTPException, lambda e: plain_error(e.code or 500, e.name))
+    app.register_error_handler(HTTPException, http_error)
 
     @app.errorhandler(FeedsvcError)
     @app.errorhandler(Exception)

@@ -34,7 +34,7 @@ def corpus_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def app(seeds_dir: Path):
     """The app over the seeds copy."""
-    return create_app({"TESTING": True, "SEEDS_DIR": str(seeds_dir)})
+    return create_app({"TESTING": True, "SEEDS_DIR": str(seeds_dir), "RELOAD_INTERVAL": 0})
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def runner(app):
 @pytest.fixture
 def corpus_client(corpus_dir: Path):
     """A test client of an app over the sample corpus."""
-    return create_app({"TESTING": True, "SEEDS_DIR": str(corpus_dir)}).test_client()
+    return create_app({"TESTING": True, "SEEDS_DIR": str(corpus_dir), "RELOAD_INTERVAL": 0}).test_client()
 
 
 def front_matter(**fields) -> str:
@@ -94,6 +94,6 @@ def make_client(seeds_dir: Path):
     """Build a client over the seeds copy as it is now (after write_article calls)."""
 
     def make(**config):
-        return create_app({"TESTING": True, "SEEDS_DIR": str(seeds_dir), **config}).test_client()
+        return create_app({"TESTING": True, "SEEDS_DIR": str(seeds_dir), "RELOAD_INTERVAL": 0, **config}).test_client()
 
     return make

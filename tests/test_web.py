@@ -1,0 +1,767 @@
+"""The HTTP service through Flask's test client: feeds, index, OPML, health, errors.
+
+Assertions are on parsed documents (lxml, lxml.html, json); raw-substring checks are used
+only for what must never appear (secrets, tracebacks, filesystem paths).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+import feedgen.entry
+import feedgen.feed
+import lxml.html
+import pytest
+import yaml
+from conftest import CORPUS, PROJECT, SEEDS
+from feedcheck import ATOM, DC, MEDIA, check_feed, is_absolute_uri
+from lxml import etree
+from slugify import slugify
+
+from feedsvc.catalog import Catalog
+
+FORMATS = ["rss", "atom"]
+SLUGS = [None, "ai", "computer-vision"]
+MEDIA_TYPES = {"rss": "application/rss+xml", "atom": "application/atom+xml"}
+BIG = "limit=500"  # every entry of the seeds and the corpus sample fits
+
+
+# --- the content, read independently of feedsvc ---------------------------------------------
+
+
+def read_front_matter(path: Path) -> dict:
+    """The YAML between the first two `---` lines of an article file."""
+    lines = path.read_text(encoding="utf-8-sig").split("\n")
+    assert lines[0].strip() == "---", path
+    end = next(i for i, line in enumerate(lines[1:], start=1) if line.strip() == "---")
+    return yaml.safe_load("\n".join(lines[1:end]))
+
+
+def read_folder(folder: Path) -> list[dict]:
+    return [read_front_matter(p) for p in sorted(folder.iterdir()) if p.is_file()]
+
+
+SEED_FILES = {p.name[:3]: read_front_matter(p) for p in sorted(SEEDS.iterdir())}
+SEED_URL = {number: data["webUrl"] for number, data in SEED_FILES.items()}
+PUBLISHED_SEED = "003"
+UNPUBLISHED_SEEDS = ["000", "001", "002", "004"]
+THREATPOST = "https://threatpost.com/lapd-facial-recognition-privacy-concerns/161364/"
+GOVERNING = "https://www.governing.com/security/New-Orleans-Police-Dept-Admits-to-Facial-Recognition-Use.html"
+NOLA = "https://www.nola.com/news/crime_police/article_9eda8846-25e1-11eb-9c95-4f11b10ed17a.html"
+
+
+def related_urls(data: dict) -> list[str]:
+    return [link["webUrl"] for link in data.get("related") or []]
+
+
+def test_the_seeds_are_what_these_tests_assume():
+    assert [n for n, d in SEED_FILES.items() if d.get("published") is True] == [PUBLISHED_SEED]
+    assert all(d["topics"] == ["Computer Vision", "AI"] for d in SEED_FILES.values())
+    assert THREATPOST in related_urls(SEED_FILES["002"])
+    assert GOVERNING in related_urls(SEED_FILES["003"])
+    assert related_urls(SEED_FILES["003"]).count(NOLA) == 2
+    assert all(isinstance(d.get("secured"), str) and len(d["secured"]) > 40 for d in SEED_FILES.values())
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def feed_path(slug: str | None, fmt: str) -> str:
+    return f"/topics/{slug}/{fmt}.xml" if slug else f"/{fmt}.xml"
+
+
+def get_ok(client, url: str, **kwargs):
+    response = client.get(url, **kwargs)
+    assert response.status_code == 200, (url, response.status_code, response.get_data(as_text=True))
+    return response
+
+
+def items(fmt: str, root: etree._Element) -> list[etree._Element]:
+    return root.findall("channel/item") if fmt == "rss" else root.findall(f"{ATOM}entry")
+
+
+def item_url(fmt: str, element: etree._Element) -> str:
+    if fmt == "rss":
+        return element.findtext("link")
+    (href,) = [l.get("href") for l in element.findall(f"{ATOM}link") if l.get("rel") in (None, "alternate")]
+    return href
+
+
+def item_date(fmt: str, element: etree._Element) -> datetime:
+    if fmt == "rss":
+        return parsedate_to_datetime(element.findtext("pubDate"))
+    return datetime.fromisoformat(element.findtext(f"{ATOM}published"))
+
+
+def item_related_to(fmt: str, element: etree._Element) -> list[str]:
+    if fmt == "rss":
+        return [r.text for r in element.findall(f"{DC}relation")]
+    return [l.get("href") for l in element.findall(f"{ATOM}link") if l.get("rel") == "related"]
+
+
+def feed_urls(client, slug: str | None, fmt: str, query: str = "") -> list[str]:
+    """The entry URLs of a feed, in order."""
+    root = etree.fromstring(get_ok(client, feed_path(slug, fmt) + query).data)
+    return [item_url(fmt, e) for e in items(fmt, root)]
+
+
+def feed_links(fmt: str, root: etree._Element) -> list[etree._Element]:
+    return root.findall(f"{ATOM}link") if fmt == "atom" else root.findall(f"channel/{ATOM}link")
+
+
+def self_href(fmt: str, body: bytes) -> str:
+    (href,) = [l.get("href") for l in feed_links(fmt, etree.fromstring(body)) if l.get("rel") == "self"]
+    return href
+
+
+def assert_plain_one_line(response, status: int) -> str:
+    assert response.status_code == status
+    assert response.mimetype == "text/plain"
+    text = response.get_data(as_text=True)
+    assert text.endswith("\n") and text.count("\n") == 1, repr(text)
+    assert text.startswith(f"{status} ")
+    return text
+
+
+@pytest.fixture(params=["seeds", "corpus"])
+def any_client(request):
+    """The seeds client or the sample-corpus client."""
+    return request.getfixturevalue("client" if request.param == "seeds" else "corpus_client")
+
+
+@pytest.fixture
+def any_folder(any_client, request) -> Path:
+    """The folder `any_client` serves (the pristine copy's source: same files)."""
+    return SEEDS if request.node.callspec.params["any_client"] == "seeds" else CORPUS
+
+
+class _ClockMeta(type):
+    def __instancecheck__(cls, obj) -> bool:
+        return isinstance(obj, datetime)
+
+
+class ShiftingClock(metaclass=_ClockMeta):
+    """A wall clock that jumps forward every time it is read."""
+
+    calls = 0
+
+    @classmethod
+    def now(cls, tz=None) -> datetime:
+        cls.calls += 1
+        return datetime(2031, 5, 6, 7, 8, 9, tzinfo=timezone.utc) + timedelta(days=367 * cls.calls)
+
+
+# --- every feed is valid, with its media type -----------------------------------------------
+
+
+@pytest.mark.parametrize("include", ["", "?include=all"], ids=["published", "all"])
+@pytest.mark.parametrize("slug", SLUGS, ids=str)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_feed_is_valid(any_client, fmt, slug, include):
+    response = get_ok(any_client, feed_path(slug, fmt) + include)
+    assert response.mimetype == MEDIA_TYPES[fmt]
+    assert response.mimetype_params == {"charset": "utf-8"}
+    root = check_feed(fmt, response.data)
+    assert items(fmt, root), "a feed of a topic that exists has entries"
+
+
+# --- which articles ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("slug", SLUGS, ids=str)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_default_serves_only_published_seeds(client, fmt, slug):
+    urls = feed_urls(client, slug, fmt, "?" + BIG)
+    assert SEED_URL[PUBLISHED_SEED] in urls
+    for number in UNPUBLISHED_SEEDS:
+        assert SEED_URL[number] not in urls, number
+
+
+@pytest.mark.parametrize("query", ["?include=published&" + BIG, "?" + BIG])
+def test_include_published_is_the_default(client, query):
+    assert feed_urls(client, None, "atom", query) == feed_urls(client, None, "atom", "?" + BIG)
+
+
+@pytest.mark.parametrize("slug", SLUGS, ids=str)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_include_all_serves_every_seed(client, fmt, slug):
+    urls = feed_urls(client, slug, fmt, "?include=all&" + BIG)
+    assert {SEED_URL[n] for n in SEED_FILES} <= set(urls)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_corpus_published_selection(corpus_client, fmt):
+    articles = read_folder(CORPUS)
+    published = [a for a in articles if a.get("published") is True]
+    assert published and len(published) < len(articles)
+    related_of_published = {url for a in published for url in related_urls(a)}
+    default = set(feed_urls(corpus_client, None, fmt, "?" + BIG))
+    everything = set(feed_urls(corpus_client, None, fmt, "?include=all&" + BIG))
+    assert {a["webUrl"] for a in published} <= default
+    hidden = {a["webUrl"] for a in articles if a.get("published") is not True} - related_of_published
+    assert hidden and not hidden & default
+    assert {a["webUrl"] for a in articles} <= everything
+    assert related_of_published <= default
+
+
+# --- related links are entries of their own ---------------------------------------------------
+
+
+@pytest.mark.parametrize("slug", SLUGS, ids=str)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_related_link_of_unpublished_article_only_with_include_all(client, fmt, slug):
+    assert THREATPOST not in feed_urls(client, slug, fmt, "?" + BIG)
+    assert THREATPOST in feed_urls(client, slug, fmt, "?include=all&" + BIG)
+
+
+@pytest.mark.parametrize("slug", SLUGS, ids=str)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_related_link_of_published_article_by_default(client, fmt, slug):
+    root = etree.fromstring(get_ok(client, feed_path(slug, fmt)).data)
+    (entry,) = [e for e in items(fmt, root) if item_url(fmt, e) == GOVERNING]
+    assert item_related_to(fmt, entry) == [SEED_URL[PUBLISHED_SEED]]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_article_entries_are_not_marked_related(client, fmt):
+    root = etree.fromstring(get_ok(client, feed_path(None, fmt) + "?include=all&" + BIG).data)
+    by_url = {item_url(fmt, e): e for e in items(fmt, root)}
+    for number in SEED_FILES:
+        assert item_related_to(fmt, by_url[SEED_URL[number]]) == []
+
+
+@pytest.mark.parametrize("include", ["", "include=all&"], ids=["published", "all"])
+@pytest.mark.parametrize("slug", SLUGS, ids=str)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_one_entry_per_url(client, fmt, slug, include):
+    urls = feed_urls(client, slug, fmt, "?" + include + BIG)
+    assert urls.count(NOLA) == 1
+    assert len(urls) == len(set(urls))
+
+
+@pytest.mark.parametrize("include", ["", "include=all&"], ids=["published", "all"])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_one_entry_per_url_in_corpus(corpus_client, fmt, include):
+    urls = feed_urls(corpus_client, None, fmt, "?" + include + BIG)
+    assert len(urls) == len(set(urls))
+
+
+def test_files_sharing_a_web_url_give_one_entry(write_article, make_client):
+    url = "https://example.com/news/shared"
+    write_article("shared-old.md", webUrl=url, title="Older copy", publishedDateTime="2021-02-01T10:00:00Z")
+    write_article("shared-new.md", webUrl=url, title="Newer copy", publishedDateTime="2021-02-02T10:00:00Z")
+    client = make_client()
+    for fmt in FORMATS:
+        root = etree.fromstring(get_ok(client, feed_path("testing", fmt)).data)
+        entries = [e for e in items(fmt, root) if item_url(fmt, e) == url]
+        assert len(entries) == 1
+        assert entries[0].findtext("title" if fmt == "rss" else f"{ATOM}title") == "Newer copy"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_feed_without_published_articles_is_valid_and_dated_fixed(seeds_dir, make_client, fmt):
+    next(seeds_dir.glob(f"{PUBLISHED_SEED}_*")).unlink()
+    client = make_client()
+    first = get_ok(client, feed_path(None, fmt)).data
+    root = check_feed(fmt, first)
+    assert items(fmt, root) == []
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    if fmt == "atom":
+        assert datetime.fromisoformat(root.findtext(f"{ATOM}updated")) == epoch
+    else:
+        assert parsedate_to_datetime(root.findtext("channel/lastBuildDate")) == epoch
+    assert get_ok(make_client(), feed_path(None, fmt)).data == first
+    assert client.get(feed_path("ai", fmt)).status_code == 404
+    assert get_ok(client, feed_path("ai", fmt) + "?include=all").status_code == 200
+
+
+def test_default_seed_feed_is_exactly_the_published_article_and_its_links(client):
+    expected = {SEED_URL[PUBLISHED_SEED], *related_urls(SEED_FILES[PUBLISHED_SEED])}
+    for fmt in FORMATS:
+        urls = feed_urls(client, None, fmt)
+        assert len(urls) == len(expected) == 3
+        assert set(urls) == expected
+
+
+# --- order and limit --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("include", ["", "include=all&"], ids=["published", "all"])
+@pytest.mark.parametrize("slug", SLUGS, ids=str)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_entries_newest_first(any_client, fmt, slug, include):
+    root = etree.fromstring(get_ok(any_client, feed_path(slug, fmt) + "?" + include + BIG).data)
+    dates = [item_date(fmt, e) for e in items(fmt, root)]
+    assert dates
+    assert dates == sorted(dates, reverse=True)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_rss_and_atom_list_the_same_entries(any_client, fmt):
+    assert feed_urls(any_client, "ai", "rss", "?include=all") == feed_urls(any_client, "ai", "atom", "?include=all")
+
+
+@pytest.mark.parametrize("limit", [1, 2, 5])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_limit_cuts_the_newest(any_client, fmt, limit):
+    everything = feed_urls(any_client, None, fmt, "?include=all&" + BIG)
+    assert len(everything) > limit
+    assert feed_urls(any_client, None, fmt, f"?include=all&limit={limit}") == everything[:limit]
+
+
+def test_default_limit_applies(make_client):
+    client = make_client(DEFAULT_LIMIT=4)
+    for fmt in FORMATS:
+        assert len(feed_urls(client, None, fmt, "?include=all")) == 4
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_limit_is_clamped_at_max_limit(make_client, fmt):
+    client = make_client(MAX_LIMIT=2)
+    everything = feed_urls(make_client(), None, fmt, "?include=all&" + BIG)
+    response = get_ok(client, feed_path(None, fmt) + "?include=all&limit=100")
+    root = check_feed(fmt, response.data)
+    assert [item_url(fmt, e) for e in items(fmt, root)] == everything[:2]
+    assert self_href(fmt, response.data) == f"http://localhost/{fmt}.xml?include=all&limit=2"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_max_limit_also_caps_the_default(make_client, fmt):
+    client = make_client(MAX_LIMIT=2)
+    assert len(feed_urls(client, None, fmt, "?include=all")) <= 2
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+ERROR_ROUTES = ["/rss.xml", "/atom.xml", "/topics/ai/rss.xml", "/topics/computer-vision/atom.xml", "/", "/feeds.opml"]
+BAD_QUERIES = [
+    "include=yes",
+    "include=ALL",
+    "include=",
+    "include=all&include=all",
+    "include=all&include=published",
+    "limit=0",
+    "limit=-1",
+    "limit=abc",
+    "limit=",
+    "limit=1.5",
+    "limit=%EF%BC%93",  # "３", a full-width digit
+    "limit=%D9%A3",  # "٣", an Arabic-Indic digit
+    "limit=2&limit=3",
+    "include=%0Aall%0D%0A",  # line breaks in the value must not break the one line
+]
+
+
+@pytest.mark.parametrize("query", BAD_QUERIES)
+@pytest.mark.parametrize("route", ERROR_ROUTES)
+def test_bad_flags_are_400_with_one_line(client, route, query):
+    text = assert_plain_one_line(client.get(f"{route}?{query}"), 400)
+    assert "Traceback" not in text
+
+
+def test_unknown_params_are_ignored(client):
+    plain = get_ok(client, "/atom.xml").data
+    assert get_ok(client, "/atom.xml?utm_source=x&_=1&_=2&Include=bogus").data == plain
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("slug", ["no-such-topic", "AI", "ai%20", "computer%20vision", "%C3%BC"])
+def test_unknown_topic_is_404(client, fmt, slug):
+    assert_plain_one_line(client.get(f"/topics/{slug}/{fmt}.xml"), 404)
+
+
+UNKNOWN_PATHS = ["/topics/ai/json.xml", "/topics/ai/", "/topics/ai/rss", "/rss", "/nothing", "/topics/ai/rss.xml/x"]
+
+
+@pytest.mark.parametrize("path", UNKNOWN_PATHS)
+def test_unknown_path_is_404(client, path):
+    assert_plain_one_line(client.get(path), 404)
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+@pytest.mark.parametrize("path", ["/rss.xml", "/atom.xml", "/topics/ai/rss.xml", "/topics/computer-vision/atom.xml"])
+def test_feeds_refuse_other_methods(client, method, path):
+    assert_plain_one_line(client.open(path, method=method, data="x"), 405)
+
+
+@pytest.mark.parametrize("path", ["/rss.xml", "/topics/ai/atom.xml"])
+def test_405_names_the_allowed_methods(client, path):
+    response = client.post(path)
+    assert response.status_code == 405
+    assert "GET" in {m.strip() for m in response.headers.get("Allow", "").split(",")}
+
+
+def every_request(slugs=("ai", "computer-vision")) -> list[tuple[str, str]]:
+    """(method, URL) of every route, good and bad, for the "must never contain" sweeps."""
+    urls = ["/", "/?include=all", "/feeds.opml", "/feeds.opml?include=all", "/healthz"]
+    for fmt in FORMATS:
+        for slug in (None, *slugs):
+            for query in ("", "?include=all&" + BIG, "?limit=2", "?limit=0", "?include=bad"):
+                urls.append(feed_path(slug, fmt) + query)
+        urls += [f"/topics/no-such-topic/{fmt}.xml", f"/topics/%00/{fmt}.xml"]
+    # Other routes that may exist; the sweeps check their bodies whatever their status.
+    urls += ["/feed.json?include=all&" + BIG, *(f"/topics/{s}/feed.json?include=all" for s in slugs)]
+    requests = [("GET", u) for u in urls]
+    requests += [("POST", "/rss.xml"), ("DELETE", "/topics/ai/atom.xml"), ("GET", "/missing"), ("PUT", "/")]
+    return requests
+
+
+def assert_never_leaks(body: bytes, *paths: Path) -> None:
+    text = body.decode("utf-8", errors="replace")
+    assert "Traceback" not in text
+    assert 'File "' not in text
+    for path in paths:
+        assert str(path) not in text
+
+
+def test_no_response_leaks_a_traceback_or_a_path(client, seeds_dir, tmp_path):
+    for method, url in every_request():
+        response = client.open(url, method=method)
+        assert response.status_code < 500, (method, url)
+        assert_never_leaks(response.data, seeds_dir, tmp_path, PROJECT, SEEDS)
+
+
+def test_internal_error_is_a_plain_500_without_details(client, seeds_dir, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError(f"Traceback: exploded reading {seeds_dir}/003_b297a05077328abf.txt")
+
+    monkeypatch.setattr(Catalog, "entries", boom)
+    for url in ["/rss.xml", "/topics/ai/atom.xml", "/", "/feeds.opml"]:
+        response = client.get(url)
+        text = assert_plain_one_line(response, 500)
+        assert_never_leaks(response.data, seeds_dir, PROJECT)
+        assert "exploded" not in text
+
+
+# --- rel=self and the alternates --------------------------------------------------------------
+
+SELF_CASES = [
+    ("", ""),
+    ("?include=published", ""),
+    ("?limit=50", ""),
+    ("?include=published&limit=50&utm_source=x", ""),
+    ("?include=all", "?include=all"),
+    ("?limit=7", "?limit=7"),
+    ("?limit=7&include=all&utm_source=x", "?include=all&limit=7"),
+    ("?limit=007", "?limit=7"),
+    ("?limit=99999", "?limit=500"),
+]
+
+
+@pytest.mark.parametrize("query, canonical", SELF_CASES, ids=[q or "none" for q, _ in SELF_CASES])
+@pytest.mark.parametrize("slug", SLUGS, ids=str)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_self_link_is_the_canonical_request_url(client, fmt, slug, query, canonical):
+    body = get_ok(client, feed_path(slug, fmt) + query).data
+    href = self_href(fmt, body)
+    assert is_absolute_uri(href)
+    assert href == "http://localhost" + feed_path(slug, fmt) + canonical
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_self_link_follows_the_requested_host(client, fmt):
+    body = get_ok(client, feed_path("ai", fmt) + "?include=all", base_url="https://feeds.example.org").data
+    assert self_href(fmt, body) == f"https://feeds.example.org/topics/ai/{fmt}.xml?include=all"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_self_link_uses_configured_base_url(make_client, fmt):
+    client = make_client(BASE_URL="https://news.example.net/feeds/")
+    body = get_ok(client, feed_path(None, fmt)).data
+    assert self_href(fmt, body) == f"https://news.example.net/feeds/{fmt}.xml"
+    for link in feed_links(fmt, etree.fromstring(body)):
+        assert link.get("href").startswith("https://news.example.net/feeds/")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_self_link_of_the_other_format_is_its_alternate(client, fmt):
+    other = "atom" if fmt == "rss" else "rss"
+    query = "?limit=3&include=all"
+    body = get_ok(client, feed_path("ai", fmt) + query).data
+    alternates = {
+        l.get("type"): l.get("href") for l in feed_links(fmt, etree.fromstring(body)) if l.get("rel") == "alternate"
+    }
+    other_body = get_ok(client, feed_path("ai", other) + query).data
+    assert alternates[MEDIA_TYPES[other]] == self_href(other, other_body)
+
+
+@pytest.mark.parametrize("slug", SLUGS, ids=str)
+def test_atom_id_ignores_limit(client, slug):
+    def atom_id(query):
+        return etree.fromstring(get_ok(client, feed_path(slug, "atom") + query).data).findtext(f"{ATOM}id")
+
+    assert atom_id("") == atom_id("?limit=1") == atom_id("?limit=500")
+    assert atom_id("?include=all") == atom_id("?include=all&limit=2") != atom_id("")
+
+
+# --- the same bytes, whatever the instance and the time ---------------------------------------
+
+
+def all_bodies(client) -> dict[str, bytes]:
+    urls = ["/", "/?include=all", "/feeds.opml", "/feeds.opml?include=all", "/healthz"]
+    urls += [feed_path(s, f) + q for s in SLUGS for f in FORMATS for q in ("", "?include=all", "?limit=2")]
+    return {url: get_ok(client, url).data for url in urls}
+
+
+def test_same_bytes_from_two_app_instances(make_client):
+    assert all_bodies(make_client()) == all_bodies(make_client())
+
+
+def test_same_bytes_across_time(make_client, monkeypatch):
+    before = all_bodies(make_client())
+    time.sleep(1.1)
+    monkeypatch.setattr(feedgen.feed, "datetime", ShiftingClock)
+    monkeypatch.setattr(feedgen.entry, "datetime", ShiftingClock)
+    after = all_bodies(make_client())
+    assert after == before
+
+
+def test_same_bytes_from_one_instance_twice(client):
+    assert all_bodies(client) == all_bodies(client)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_feed_date_is_the_newest_entry_date(any_client, fmt):
+    root = etree.fromstring(get_ok(any_client, feed_path(None, fmt) + "?include=all").data)
+    newest = max(item_date(fmt, e) for e in items(fmt, root))
+    if fmt == "atom":
+        assert datetime.fromisoformat(root.findtext(f"{ATOM}updated")) == newest
+    else:
+        assert parsedate_to_datetime(root.findtext("channel/lastBuildDate")) == newest
+
+
+# --- the secured blob -------------------------------------------------------------------------
+
+
+def secrets_of(folder: Path) -> list[str]:
+    found = []
+    for data in read_folder(folder):
+        secured = data.get("secured")
+        if secured:
+            found.append(secured)
+            found.extend(part for part in secured.split(";") if len(part) >= 16)
+    return found
+
+
+def test_secured_blob_never_served(any_client, any_folder):
+    secrets = secrets_of(any_folder)
+    assert secrets
+    slugs = ("ai", "computer-vision")
+    urls = ["/", "/?include=all", "/feeds.opml?include=all", "/healthz"]
+    urls += [feed_path(s, f) + "?include=all&" + BIG for s in (None, *slugs) for f in FORMATS]
+    urls += [feed_path(s, f) for s in (None, *slugs) for f in FORMATS]
+    for url in urls:
+        body = get_ok(any_client, url).get_data(as_text=True)
+        for secret in secrets:
+            assert secret not in body, url
+    for method, url in every_request():
+        body = any_client.open(url, method=method).get_data(as_text=True)
+        for secret in secrets:
+            assert secret not in body, url
+
+
+def test_secured_blob_of_a_written_article_never_served(write_article, make_client):
+    secret = "SECRET-" + "x9Qz" * 30
+    write_article("secret.md", secured=secret, topics=["Secrets"])
+    client = make_client()
+    urls = ["/", "/feeds.opml", "/healthz"] + [feed_path(s, f) for s in (None, "secrets") for f in FORMATS]
+    for url in urls:
+        assert secret not in get_ok(client, url + "?include=all" if url != "/healthz" else url).get_data(as_text=True)
+
+
+# --- URLs go out percent-encoded --------------------------------------------------------------
+
+RAW_URL = "https://example.com/a b/ü"
+ENCODED_URL = "https://example.com/a%20b/%C3%BC"
+
+
+@pytest.fixture
+def encoded_client(write_article, make_client):
+    write_article(
+        "unsafe-url.md",
+        webUrl=RAW_URL,
+        topics=["Testing"],
+        images=[{"url": "https://example.com/img dir/ü.jpg", "width": 10, "height": 20}],
+    )
+    return make_client()
+
+
+@pytest.mark.parametrize("slug", [None, "testing"], ids=str)
+def test_unsafe_url_is_percent_encoded_in_both_formats(encoded_client, slug):
+    found = {}
+    for fmt in FORMATS:
+        body = get_ok(encoded_client, feed_path(slug, fmt)).data
+        root = check_feed(fmt, body)
+        (entry,) = [e for e in items(fmt, root) if "example.com/a" in item_url(fmt, e)]
+        identifier = entry.findtext("guid") if fmt == "rss" else entry.findtext(f"{ATOM}id")
+        found[fmt] = (item_url(fmt, entry), identifier, entry.find(f"{MEDIA}content").get("url"))
+    assert found["rss"] == found["atom"] == (ENCODED_URL, ENCODED_URL, "https://example.com/img%20dir/%C3%BC.jpg")
+
+
+# --- the index page ---------------------------------------------------------------------------
+
+
+def expected_topics(folder: Path, include_all: bool) -> dict[str, str]:
+    """slug -> one display name, of the topics the selected articles carry."""
+    topics = {}
+    for data in read_folder(folder):
+        if include_all or data.get("published") is True:
+            for name in data.get("topics") or []:
+                topics.setdefault(slugify(name), name)
+    return topics
+
+
+@pytest.mark.parametrize("include", ["", "?include=all"], ids=["published", "all"])
+def test_index_lists_every_topic_with_its_count(any_client, any_folder, include):
+    response = get_ok(any_client, "/" + include)
+    assert response.mimetype == "text/html"
+    page = lxml.html.fromstring(response.data)
+    rows = {row.get("id"): row for row in page.xpath("//tr[@id]")}
+    expected = expected_topics(any_folder, bool(include))
+    assert set(rows) == set(expected)
+    for slug, row in rows.items():
+        cells = row.findall("td")
+        assert cells[0].text_content().strip()
+        count = int(cells[1].text_content())
+        entries = feed_urls(any_client, slug, "atom", (include + "&" if include else "?") + BIG)
+        assert count == len(entries) > 0, slug
+
+
+@pytest.mark.parametrize("include", ["", "?include=all"], ids=["published", "all"])
+def test_index_feed_links_work(any_client, include):
+    page = lxml.html.fromstring(get_ok(any_client, "/" + include).data)
+    hrefs = page.xpath("//a/@href")
+    feeds = [h for h in hrefs if h.endswith((".xml", ".xml" + include)) and include in h]
+    assert len(feeds) >= 2 * (1 + len(page.xpath("//tr[@id]")))
+    for row in page.xpath("//tr[@id]"):
+        slug = row.get("id")
+        row_links = set(row.xpath(".//a/@href"))
+        assert {f"http://localhost{feed_path(slug, fmt)}{include}" for fmt in FORMATS} <= row_links
+    for href in feeds:
+        assert is_absolute_uri(href)
+        fmt = "rss" if "/rss.xml" in href else "atom"
+        response = get_ok(any_client, href)
+        assert response.mimetype == MEDIA_TYPES[fmt]
+
+
+@pytest.mark.parametrize("include", ["", "?include=all"], ids=["published", "all"])
+def test_index_autodiscovery_links(any_client, any_folder, include):
+    page = lxml.html.fromstring(get_ok(any_client, "/" + include).data)
+    found = {
+        (link.get("type"), link.get("href"))
+        for link in page.xpath("//head/link[@rel='alternate']")
+        if link.get("type") in MEDIA_TYPES.values()
+    }
+    slugs = [None, *expected_topics(any_folder, bool(include))]
+    expected = {(MEDIA_TYPES[f], f"http://localhost{feed_path(s, f)}{include}") for s in slugs for f in FORMATS}
+    assert found == expected
+    for link in page.xpath("//head/link[@rel='alternate']"):
+        assert link.get("title")
+
+
+def test_index_escapes_topic_names(write_article, make_client):
+    write_article("markup.md", topics=["R&D <Labs>"], webUrl="https://example.com/markup")
+    page = lxml.html.fromstring(get_ok(make_client(), "/").data)
+    names = [row.findall("td")[0].text_content() for row in page.xpath("//tr[@id]")]
+    assert "R&D <Labs>" in names
+    assert page.xpath("//labs") == []
+
+
+# --- OPML -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("include", ["", "?include=all"], ids=["published", "all"])
+def test_opml_lists_every_topic_feed(any_client, any_folder, include):
+    response = get_ok(any_client, "/feeds.opml" + include)
+    assert response.mimetype == "text/x-opml"
+    root = etree.fromstring(response.data)
+    assert root.tag == "opml" and root.get("version") == "2.0"
+    assert root.findtext("head/title").strip()
+    outlines = root.findall("body/outline")
+    xml_urls = [o.get("xmlUrl") for o in outlines]
+    for outline in outlines:
+        assert outline.get("type") == "rss"
+        assert outline.get("text")
+        assert is_absolute_uri(outline.get("xmlUrl"))
+    expected = {f"http://localhost{feed_path(s, 'rss')}{include}" for s in expected_topics(any_folder, bool(include))}
+    assert expected <= set(xml_urls)
+    assert f"http://localhost/rss.xml{include}" in xml_urls
+    assert len(xml_urls) == len(set(xml_urls)) == len(expected) + 1
+    for url in xml_urls:
+        check_feed("rss", get_ok(any_client, url).data)
+
+
+def test_opml_escapes_topic_names(write_article, make_client):
+    write_article("markup.md", topics=["R&D <Labs>"], webUrl="https://example.com/markup")
+    root = etree.fromstring(get_ok(make_client(), "/feeds.opml?include=all&limit=3").data)
+    texts = [o.get("text") for o in root.findall("body/outline")]
+    assert "feedsvc: R&D <Labs>" in texts
+    assert all(o.get("xmlUrl").endswith("?include=all&limit=3") for o in root.findall("body/outline"))
+
+
+# --- health -----------------------------------------------------------------------------------
+
+
+def all_strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*all_strings(k), *all_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in all_strings(v)]
+    return []
+
+
+def test_healthz_of_the_seeds(client):
+    response = get_ok(client, "/healthz")
+    assert response.mimetype == "application/json"
+    data = response.get_json()
+    assert data["articles"] == len(SEED_FILES) == 5
+    assert data["skipped"] == []
+
+
+@pytest.fixture
+def broken_client(write_article, make_client, seeds_dir):
+    write_article("bad.md", text="no front matter")
+    write_article("nested/unclosed.md", text="---\ntitle: never closed\n")
+    write_article("badyaml.md", text="---\ntitle: [unterminated\n---\n")
+    write_article("notitle.md", text="---\nwebUrl: https://example.com/x\npublishedDateTime: 2021-01-01\n---\n")
+    (seeds_dir / "latin1.md").write_bytes("---\ntitle: caf\xe9\n---\n".encode("latin-1"))
+    return make_client()
+
+
+BROKEN = {"bad.md", "nested/unclosed.md", "badyaml.md", "notitle.md", "latin1.md"}
+
+
+def test_healthz_lists_skipped_files_with_reasons(broken_client):
+    data = get_ok(broken_client, "/healthz").get_json()
+    assert data["articles"] == 5
+    skipped = {item["path"]: item for item in data["skipped"]}
+    assert set(skipped) == BROKEN
+    for item in skipped.values():
+        assert isinstance(item["reason"], str) and item["reason"].strip()
+        assert "\n" not in item["reason"]
+
+
+def test_healthz_never_contains_an_absolute_path(broken_client, seeds_dir, tmp_path):
+    response = get_ok(broken_client, "/healthz")
+    assert_never_leaks(response.data, seeds_dir, tmp_path, PROJECT)
+    for text in all_strings(json.loads(response.data)):
+        assert not text.startswith("/") and not Path(text).is_absolute(), text
+        assert "\\" not in text
+
+
+def test_broken_files_do_not_hide_the_other_articles(broken_client):
+    for fmt in FORMATS:
+        everything = feed_urls(broken_client, None, fmt, "?include=all&" + BIG)
+        assert {SEED_URL[n] for n in SEED_FILES} <= set(everything)
+        assert SEED_URL[PUBLISHED_SEED] in feed_urls(broken_client, "ai", fmt)
+
+
+def test_broken_files_leak_nothing(broken_client, seeds_dir, tmp_path):
+    for method, url in every_request():
+        assert_never_leaks(broken_client.open(url, method=method).data, seeds_dir, tmp_path, PROJECT)
