@@ -157,10 +157,11 @@ def load_state(root: Path, name: str, stamp: Stamp, previous: FileState | None) 
         article, warnings = load_file(root / name, root)
         return FileState(stamp, article, tuple(warnings))
     except ArticleError as exc:
-        log.warning("skipped %s", exc)
         problem = Problem(exc.path, exc.reason, "error", exc.line)
         if previous is not None and previous.article is not None:
+            log.warning("stale %s (serving its last good version until it is fixed or removed)", exc)
             return FileState(stamp, previous.article, (problem,), stale=True)
+        log.warning("skipped %s", exc)
         return FileState(stamp, None, (problem,))
 
 
