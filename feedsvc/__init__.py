@@ -8,7 +8,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Config, Flask
+
+from .fields import Limits
 
 PROJECT_SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 
@@ -26,7 +28,25 @@ def default_config() -> dict[str, Any]:
         "RELOAD_INTERVAL": 2,  # seconds between checks for changed files; 0: off
         "RENDER_CACHE_SIZE": 512,  # rendered bodies kept (LRU)
         "WEBSUB_HUB": None,  # URL of a WebSub hub to advertise and notify
+        "MAX_FILE_BYTES": 1_000_000,  # a larger article file is skipped
+        "MAX_TITLE_CHARS": 300,  # longer titles are cut at a word boundary
+        "MAX_EXCERPT_CHARS": 1_000,  # longer excerpts are cut at a word boundary
     }
+
+
+def limits_of(config) -> Limits:
+    """The loader's size limits from a config mapping."""
+    return Limits(config["MAX_FILE_BYTES"], config["MAX_TITLE_CHARS"], config["MAX_EXCERPT_CHARS"])
+
+
+def create_config(config: dict[str, Any] | None = None) -> Config:
+    """Defaults, then FEEDSVC_* environment variables (JSON-decoded where they parse), then `config`."""
+    settings = Config(str(Path(__file__).parent))
+    settings.from_mapping(default_config())
+    settings.from_prefixed_env("FEEDSVC")
+    if config:
+        settings.from_mapping(config)
+    return settings
 
 
 def reload_on_sighup(store) -> None:
@@ -54,12 +74,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from .store import FeedStore
 
     app = Flask(__name__)
-    app.config.from_mapping(default_config())
-    app.config.from_prefixed_env("FEEDSVC")
-    if config:
-        app.config.from_mapping(config)
+    app.config.update(create_config(config))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    store = FeedStore(app.config["SEEDS_DIR"], app.config["RENDER_CACHE_SIZE"])
+    store = FeedStore(app.config["SEEDS_DIR"], app.config["RENDER_CACHE_SIZE"], limits_of(app.config))
     app.extensions["feedsvc"] = store
     if app.config["WEBSUB_HUB"]:
         store.listeners.append(websub_listener(app.config))

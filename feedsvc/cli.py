@@ -8,15 +8,16 @@ import sys
 from pathlib import Path
 
 from .errors import FeedsvcError
+from .fields import Limits
 from .loader import load_folder
 
 
-def check(folder: Path) -> int:
+def check(folder: Path, limits: Limits = Limits()) -> int:
     """Print every problem as `PATH[:LINE]: error|warning: message`; 1 when a file would be skipped."""
     from .catalog import Catalog
 
     try:
-        result = load_folder(folder)
+        result = load_folder(folder, limits)
     except FeedsvcError as exc:
         print(f"{folder}: error: {exc}", file=sys.stderr)
         return 1
@@ -54,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
     if args.command == "check":
-        from . import default_config
+        from . import create_config, limits_of
 
-        folder = args.folder or Path(os.environ.get("FEEDSVC_SEEDS_DIR") or default_config()["SEEDS_DIR"])
-        return check(folder)
+        config = create_config()
+        return check(args.folder or Path(config["SEEDS_DIR"]), limits_of(config))
     return serve(args.seeds, args.host, args.port, args.workers)
 
 

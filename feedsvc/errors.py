@@ -10,10 +10,11 @@ class FeedsvcError(Exception):
 class ArticleError(FeedsvcError):
     """One article file cannot be used; the reason says how to fix it."""
 
-    def __init__(self, path: str, reason: str, line: int | None = None) -> None:
+    def __init__(self, path: str, reason: str, line: int | None = None, field: str | None = None) -> None:
         self.path = path
         self.reason = reason
         self.line = line
+        self.field = field  # the front-matter key at fault, so a caller can find its line
         where = f"{path}:{line}" if line else path
         super().__init__(f"{where}: {reason}")
 

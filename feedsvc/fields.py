@@ -7,6 +7,7 @@ intent is clear (`published: "true"`, `topics: AI`) and otherwise dropped with a
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 from typing import Any
 
@@ -14,6 +15,7 @@ from dateutil import parser as dateparser
 
 from .errors import ArticleError
 from .model import Article, Image, Problem, Provider, Related
+from .text import plain_text
 from .urls import normalize_url
 
 # RFC 822 section 5.1: the zone names a written date may carry (others are ambiguous).
@@ -27,11 +29,21 @@ _TRUE = {"true", "yes", "on", "1", "y"}
 _FALSE = {"false", "no", "off", "0", "n", ""}
 
 
-class Warnings:
-    """Collects the warnings of one file, for `feedsvc check` and /healthz."""
+@dataclass(frozen=True)
+class Limits:
+    """How much of a file and its text is kept (config MAX_FILE_BYTES, MAX_*_CHARS)."""
 
-    def __init__(self, path: str) -> None:
+    file_bytes: int = 1_000_000
+    title_chars: int = 300
+    excerpt_chars: int = 1_000
+
+
+class Warnings:
+    """Collects the warnings of one file, for `feedsvc check` and /healthz, under its limits."""
+
+    def __init__(self, path: str, limits: Limits = Limits()) -> None:
         self.path = path
+        self.limits = limits
         self.problems: list[Problem] = []
 
     def add(self, message: str) -> None:
@@ -44,10 +56,10 @@ def parse_article(data: dict, path: str, warnings: Warnings) -> Article:
     published = to_utc(data.get("publishedDateTime"), path, "publishedDateTime")
     return Article(
         path=path,
-        title=required_text(data.get("title"), path, "title"),
+        title=required_text(data.get("title"), path, "title", warnings.limits.title_chars),
         url=required_url(data.get("webUrl"), path, "webUrl"),
         published=published,
-        excerpt=optional_text(data.get("excerpt")),
+        excerpt=optional_text(data.get("excerpt"), warnings.limits.excerpt_chars),
         provider=to_provider(data.get("provider")),
         topics=to_topics(data.get("topics"), warnings),
         images=to_images(data.get("images"), warnings),
@@ -56,44 +68,44 @@ def parse_article(data: dict, path: str, warnings: Warnings) -> Article:
     )
 
 
-def clean_text(value: str) -> str:
-    """Fold runs of white space (YAML folded lines, stray tabs) to single spaces."""
-    return " ".join(value.split())
+def clean_text(value: str, limit: int | None = None, markup: bool = True) -> str:
+    """Plain text: mojibake fixed, HTML stripped (with `markup`), white space folded, cut at `limit`."""
+    return plain_text(value, limit, markup)
 
 
-def required_text(value: Any, path: str, field: str) -> str:
+def required_text(value: Any, path: str, field: str, limit: int | None = None) -> str:
     """A non-empty text field; anything else is an error naming the field."""
     if value is None:
-        raise ArticleError(path, f"{field} is missing: add '{field}: \"...\"' to the front matter")
+        raise ArticleError(path, f"{field} is missing: add '{field}: \"...\"' to the front matter", field=field)
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-        raise ArticleError(path, f"{field} must be text, not a {type(value).__name__}")
-    text = clean_text(str(value))
+        raise ArticleError(path, f"{field} must be text, not a {type(value).__name__}", field=field)
+    text = clean_text(str(value), limit)
     if not text:
-        raise ArticleError(path, f"{field} is empty: give the article a {field}")
+        raise ArticleError(path, f"{field} is empty: give the article a {field}", field=field)
     return text
 
 
-def optional_text(value: Any) -> str:
+def optional_text(value: Any, limit: int | None = None, markup: bool = True) -> str:
     """A text field that may be absent; numbers become their text, structures nothing."""
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        return clean_text(str(value))
+        return clean_text(str(value), limit, markup)
     return ""
 
 
 def required_url(value: Any, path: str, field: str) -> str:
     """An absolute http(s) URL, normalised; anything else is an error."""
     if value is None:
-        raise ArticleError(path, f"{field} is missing: add '{field}: \"https://...\"' to the front matter")
+        raise ArticleError(path, f"{field} is missing: add '{field}: \"https://...\"' to the front matter", field=field)
     try:
         return normalize_url(value)
     except ValueError as exc:
-        raise ArticleError(path, f"{field} {exc}") from None
+        raise ArticleError(path, f"{field} {exc}", field=field) from None
 
 
 def to_utc(value: Any, path: str, field: str) -> datetime:
     """A datetime in UTC: a date means midnight UTC, a time without zone means UTC."""
     if value is None:
-        raise ArticleError(path, f"{field} is missing: add '{field}: 2021-01-13T23:56:00Z'")
+        raise ArticleError(path, f"{field} is missing: add '{field}: 2021-01-13T23:56:00Z'", field=field)
     if isinstance(value, str):
         value = _parse_date_text(value, path, field)
     if isinstance(value, datetime):
@@ -101,10 +113,10 @@ def to_utc(value: Any, path: str, field: str) -> datetime:
         try:
             return aware.astimezone(timezone.utc)
         except OverflowError:
-            raise ArticleError(path, f"{field} {value.isoformat()} is out of range in UTC") from None
+            raise ArticleError(path, f"{field} {value.isoformat()} is out of range in UTC", field=field) from None
     if isinstance(value, date):
         return datetime.combine(value, time(), tzinfo=timezone.utc)
-    raise ArticleError(path, f"{field} must be a date such as 2021-01-13T23:56:00Z, not {value!r}")
+    raise ArticleError(path, f"{field} must be a date such as 2021-01-13T23:56:00Z, not {describe(value)}", field=field)
 
 
 def _parse_date_text(text: str, path: str, field: str) -> datetime:
@@ -116,7 +128,7 @@ def _parse_date_text(text: str, path: str, field: str) -> datetime:
     try:
         return _parse_written_date(text)
     except (ValueError, OverflowError, dateparser.UnknownTimezoneWarning):
-        raise ArticleError(path, f"{field} {text!r} is not a date: use ISO 8601, e.g. 2021-01-13T23:56:00Z") from None
+        raise ArticleError(path, f"{field} {describe(text)} is not a date: use ISO 8601, e.g. 2021-01-13T23:56:00Z", field=field) from None
 
 
 def _parse_written_date(text: str) -> datetime:
@@ -141,8 +153,16 @@ def to_bool(value: Any, warnings: Warnings) -> bool:
     text = str(value).strip().lower()
     if text in _TRUE | _FALSE:
         return text in _TRUE
-    warnings.add(f"published: {value!r} is neither true nor false; the article is not published")
+    warnings.add(f"published: {describe(value)} is neither true nor false; the article is not published")
     return False
+
+
+def describe(value: Any) -> str:
+    """A short, safe description of a value for a message (never the repr of a huge structure)."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+    return f"a {type(value).__name__}"
 
 
 def as_list(value: Any) -> list:
@@ -156,9 +176,9 @@ def to_topics(value: Any, warnings: Warnings) -> tuple[str, ...]:
     """Topic names, blank and duplicate ones dropped, in the file's order."""
     topics: list[str] = []
     for item in as_list(value):
-        name = optional_text(item)
+        name = optional_text(item, markup=False)
         if not name:
-            warnings.add(f"topic {item!r} is not a name; it is ignored")
+            warnings.add(f"topic {describe(item)} is not a name; it is ignored")
         elif name not in topics:
             topics.append(name)
     return tuple(topics)
@@ -167,10 +187,10 @@ def to_topics(value: Any, warnings: Warnings) -> tuple[str, ...]:
 def to_provider(value: Any) -> Provider | None:
     """A provider mapping (name, domain) or a bare name."""
     if isinstance(value, dict):
-        name = optional_text(value.get("name")) or optional_text(value.get("domain"))
-        domain = optional_text(value.get("domain")) or None
+        name = optional_text(value.get("name"), markup=False) or optional_text(value.get("domain"), markup=False)
+        domain = optional_text(value.get("domain"), markup=False) or None
         return Provider(name, domain) if name else None
-    name = optional_text(value)
+    name = optional_text(value, markup=False)
     return Provider(name) if name else None
 
 
@@ -204,11 +224,11 @@ def to_images(value: Any, warnings: Warnings) -> tuple[Image, ...]:
     return tuple(images)
 
 
-def to_related(value: Any, default_date: datetime) -> Related:
+def to_related(value: Any, default_date: datetime, limits: Limits = Limits()) -> Related:
     """One related link; raise ValueError saying why it cannot be used."""
     if not isinstance(value, dict):
         raise ValueError("must be a mapping with title and webUrl")
-    title = optional_text(value.get("title"))
+    title = optional_text(value.get("title"), limits.title_chars)
     if not title:
         raise ValueError("has no title")
     url = normalize_url(value.get("webUrl"))
@@ -218,7 +238,7 @@ def to_related(value: Any, default_date: datetime) -> Related:
         title=title,
         url=url,
         published=to_utc(published, "", "publishedDateTime") if published is not None else default_date,
-        excerpt=optional_text(value.get("excerpt")),
+        excerpt=optional_text(value.get("excerpt"), limits.excerpt_chars),
         provider=to_provider(value.get("provider")),
         image=to_image(images[0]) if images else None,
     )
@@ -238,7 +258,7 @@ def to_related_list(value: Any, default_date: datetime, warnings: Warnings) -> t
     links = []
     for number, item in enumerate(as_list(value), start=1):
         try:
-            links.append(to_related(item, default_date))
+            links.append(to_related(item, default_date, warnings.limits))
         except (ValueError, ArticleError) as exc:
             reason = exc.reason if isinstance(exc, ArticleError) else str(exc)
             warnings.add(f"related link {number} dropped: {reason}")

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from .errors import ArticleError, FeedsvcError
-from .fields import Warnings, parse_article
+from .fields import Limits, Warnings, parse_article
 from .model import Article, Problem
+from .text import prepare_for_yaml
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +26,8 @@ log = logging.getLogger(__name__)
 SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # Editors' swap, backup and lock files (vim, emacs) sit beside the articles while they are edited.
+# A real article has a few hundred values; far more means a pathological or hostile file.
+MAX_NODES = 20_000
 _LEFTOVER_SUFFIXES = ("~", ".swp", ".swo", ".swx", ".tmp", ".bak", ".orig")
 
 
@@ -71,7 +75,7 @@ def decode(data: bytes, path: str) -> str:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ArticleError(path, f"not UTF-8 text (byte {exc.start}): save the file as UTF-8") from None
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    return prepare_for_yaml(text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
 def parse_yaml(source: str, path: str, first_line: int) -> dict:
@@ -88,24 +92,59 @@ def parse_yaml(source: str, path: str, first_line: int) -> dict:
         raise ArticleError(path, f"invalid YAML value: {exc}; quote the value or correct it") from None
     if not isinstance(data, dict):
         raise ArticleError(path, "front matter must be a mapping of fields (title: ..., webUrl: ...)")
+    if expanded_size(data, MAX_NODES) > MAX_NODES:
+        raise ArticleError(path, f"front matter expands to over {MAX_NODES} values (YAML aliases?): simplify it")
     return data
 
 
-def load_bytes(data: bytes, path: str) -> tuple[Article, list[Problem]]:
+def expanded_size(data: object, limit: int) -> int:
+    """How many values `data` holds once aliases are expanded, counting no further than `limit`.
+
+    libyaml shares an aliased node instead of copying it, so a "billion laughs" document is
+    small in memory, but anything that walks it (or repr()s it) would take exponential time.
+    """
+    count, stack = 0, [data]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
+def load_bytes(data: bytes, path: str, limits: Limits = Limits()) -> tuple[Article, list[Problem]]:
     """Turn one file's bytes into (Article, warnings); raise ArticleError when unusable."""
     source, first_line = split_front_matter(decode(data, path), path)
-    warnings = Warnings(path)
-    return parse_article(parse_yaml(source, path, first_line), path, warnings), warnings.problems
+    warnings = Warnings(path, limits)
+    fields = parse_yaml(source, path, first_line)
+    try:
+        return parse_article(fields, path, warnings), warnings.problems
+    except ArticleError as exc:
+        if exc.line is None and exc.field:
+            exc.line = line_of_key(source, exc.field, first_line)
+        raise
 
 
-def load_file(path: Path, root: Path) -> tuple[Article, list[Problem]]:
-    """Load one file, named relative to `root` in every message."""
+def line_of_key(source: str, key: str, first_line: int) -> int | None:
+    """The file line of a top-level `key:` in the front matter, for `PATH:LINE` messages."""
+    match = re.search(rf"^{re.escape(key)}\s*:", source, re.MULTILINE)
+    return source.count("\n", 0, match.start()) + first_line if match else None
+
+
+def load_file(path: Path, root: Path, limits: Limits = Limits()) -> tuple[Article, list[Problem]]:
+    """Load one file, named relative to `root` in every message; refuse one over the size limit."""
     name = path.relative_to(root).as_posix()
     try:
-        data = path.read_bytes()
+        with path.open("rb") as stream:
+            data = stream.read(limits.file_bytes + 1)
     except OSError as exc:
         raise ArticleError(name, f"cannot be read ({exc.strerror})") from None
-    return load_bytes(data, name)
+    if len(data) > limits.file_bytes:
+        raise ArticleError(name, f"file is over the size limit of {limits.file_bytes} bytes (MAX_FILE_BYTES): split or trim it")
+    return load_bytes(data, name, limits)
 
 
 @dataclass(frozen=True)
@@ -151,10 +190,10 @@ def scan(root: Path) -> Scan:
     return Scan(files, newest)
 
 
-def load_state(root: Path, name: str, stamp: Stamp, previous: FileState | None) -> FileState:
+def load_state(root: Path, name: str, stamp: Stamp, previous: FileState | None, limits: Limits) -> FileState:
     """Parse one file; when an edit broke it, keep serving its last good version (stale)."""
     try:
-        article, warnings = load_file(root / name, root)
+        article, warnings = load_file(root / name, root, limits)
         return FileState(stamp, article, tuple(warnings))
     except ArticleError as exc:
         problem = Problem(exc.path, exc.reason, "error", exc.line)
@@ -165,12 +204,12 @@ def load_state(root: Path, name: str, stamp: Stamp, previous: FileState | None) 
         return FileState(stamp, None, (problem,))
 
 
-def refresh(root: Path, previous: dict[str, FileState], found: Scan) -> dict[str, FileState]:
+def refresh(root: Path, previous: dict[str, FileState], found: Scan, limits: Limits = Limits()) -> dict[str, FileState]:
     """The new state of every file in `found`, parsing only those whose stamp changed."""
     states = {}
     for name, stamp in found.files.items():
         old = previous.get(name)
-        states[name] = old if old is not None and old.stamp == stamp else load_state(root, name, stamp, old)
+        states[name] = old if old is not None and old.stamp == stamp else load_state(root, name, stamp, old, limits)
     return states
 
 
@@ -181,7 +220,7 @@ def result_of(states: dict[str, FileState]) -> LoadResult:
     return LoadResult(articles, problems)
 
 
-def load_folder(root: Path | str) -> LoadResult:
+def load_folder(root: Path | str, limits: Limits = Limits()) -> LoadResult:
     """Load every article below `root`; report, never raise, what is wrong with a file."""
     root = Path(root)
-    return result_of(refresh(root, {}, scan(root)))
+    return result_of(refresh(root, {}, scan(root), limits))

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .catalog import Catalog
+from .fields import Limits
 from .loader import FileState, refresh, result_of, scan
 from .render import RenderCache
 
@@ -25,8 +26,9 @@ Listener = Callable[[Catalog, Catalog], None]
 class FeedStore:
     """The catalog of one seeds folder; readers take `.catalog` once per request."""
 
-    def __init__(self, seeds_dir: Path | str, render_cache_size: int = 512) -> None:
+    def __init__(self, seeds_dir: Path | str, render_cache_size: int = 512, limits: Limits = Limits()) -> None:
         self.seeds_dir = Path(seeds_dir)
+        self.limits = limits
         self.cache = RenderCache(render_cache_size)
         self.listeners: list[Listener] = []
         self._states: dict[str, FileState] = {}
@@ -40,7 +42,7 @@ class FeedStore:
         """Re-read changed files; swap in a new catalog in one assignment if anything changed."""
         with self._reload_lock:
             found = scan(self.seeds_dir)
-            states = refresh(self.seeds_dir, self._states, found)
+            states = refresh(self.seeds_dir, self._states, found, self.limits)
             if self._loaded and states == self._states:
                 return False
             old, self._states, self._loaded = self.catalog, states, True

@@ -23,11 +23,16 @@ def normalize_url(raw: object) -> str:
         raise ValueError("must be an absolute http(s) URL, e.g. https://example.com/story")
     parts = urlsplit(raw.strip())
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{raw.strip()!r} is not an absolute http(s) URL")
+        raise ValueError(f"{shorten(raw.strip())} is not an absolute http(s) URL")
     netloc = _netloc(parts, _ascii_host(parts.hostname, raw.strip()))
     path = _encode(parts.path, _PATH_SAFE) or "/"
     query, fragment = _encode(parts.query, _QUERY_SAFE), _encode(parts.fragment, _QUERY_SAFE)
     return urlunsplit((parts.scheme.lower(), netloc, path, query, fragment))
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    """The repr of a possibly huge string, cut for a message."""
+    return repr(text) if len(text) <= limit else repr(text[: limit - 3]) + "..."
 
 
 def _ascii_host(host: str, raw: str) -> str:
@@ -37,9 +42,9 @@ def _ascii_host(host: str, raw: str) -> str:
     try:
         ascii_host = host.encode("idna").decode("ascii").lower()
     except UnicodeError as exc:
-        raise ValueError(f"{raw!r} has an invalid host name ({exc})") from None
+        raise ValueError(f"{shorten(raw)} has an invalid host name ({exc})") from None
     if not _HOST.fullmatch(ascii_host):
-        raise ValueError(f"{raw!r} has an invalid host name: use letters, digits, '-' and '.'")
+        raise ValueError(f"{shorten(raw)} has an invalid host name: use letters, digits, '-' and '.'")
     return ascii_host
 
 
@@ -48,7 +53,7 @@ def _netloc(parts, host: str) -> str:
     try:
         port = parts.port
     except ValueError:
-        raise ValueError(f"{parts.geturl()!r} has an invalid port") from None
+        raise ValueError(f"{shorten(parts.geturl())} has an invalid port") from None
     userinfo = parts.netloc.rpartition("@")[0]
     netloc = f"{_encode(userinfo, _USERINFO_SAFE)}@{host}" if userinfo else host
     return f"{netloc}:{port}" if port is not None else netloc

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import article_fields
 from feedsvc.errors import ArticleError
-from feedsvc.fields import Warnings, as_list, clean_text, parse_article, to_bool, to_topics, to_utc
+from feedsvc.fields import Warnings, as_list, describe, clean_text, parse_article, to_bool, to_topics, to_utc
 from feedsvc.model import Image, Provider, Related
 
 UTC = timezone.utc
@@ -96,7 +96,7 @@ def test_web_url_that_is_not_absolute_http_is_an_error(value):
 @pytest.mark.parametrize("value", [["2021-01-01"], {"a": 1}, True, 1610582160])
 def test_date_of_wrong_type_is_an_error_with_an_example(value):
     reason = parse_error(publishedDateTime=value).reason
-    assert reason == f"publishedDateTime must be a date such as 2021-01-13T23:56:00Z, not {value!r}"
+    assert reason == f"publishedDateTime must be a date such as 2021-01-13T23:56:00Z, not {describe(value)}"
 
 
 def test_numeric_title_becomes_text():
@@ -205,7 +205,7 @@ def test_published_missing_is_false_without_warning():
 def test_published_unclear_is_false_with_a_warning(value):
     article, found = parse(published=value)
     assert article.is_published is False
-    assert found == [f"published: {value!r} is neither true nor false; the article is not published"]
+    assert found == [f"published: {describe(value)} is neither true nor false; the article is not published"]
 
 
 def test_to_bool_warning_carries_the_file_path_and_severity():
@@ -235,7 +235,7 @@ def test_topics_duplicates_are_dropped_silently():
 def test_topics_blank_or_structured_are_dropped_with_a_warning(blank):
     article, found = parse(topics=["AI", blank, "Robotics"])
     assert article.topics == ("AI", "Robotics")
-    assert found == [f"topic {blank!r} is not a name; it is ignored"]
+    assert found == [f"topic {describe(blank)} is not a name; it is ignored"]
 
 
 def test_topics_missing_is_empty():
