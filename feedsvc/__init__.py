@@ -28,6 +28,7 @@ def default_config() -> dict[str, Any]:
         "RELOAD_INTERVAL": 2,  # seconds between checks for changed files; 0: off
         "RENDER_CACHE_SIZE": 512,  # rendered bodies kept (LRU)
         "WEBSUB_HUB": None,  # URL of a WebSub hub to advertise and notify
+        "PREVIEW_TOKEN": None,  # when set, include=all needs token=<it>
         "MAX_FILE_BYTES": 1_000_000,  # a larger article file is skipped
         "MAX_TITLE_CHARS": 300,  # longer titles are cut at a word boundary
         "MAX_EXCERPT_CHARS": 1_000,  # longer excerpts are cut at a word boundary

@@ -108,7 +108,7 @@ class Catalog:
             if slug is not None:
                 articles = [a for a in articles if slug in {topic_slug(t) for t in a.topics}]
                 if not articles:
-                    raise TopicNotFound(f"no topic {slug!r}: see / for the list of topics")
+                    raise TopicNotFound(f"no topic {slug[:60]!r}: see / for the list of topics")
             with self._lock:
                 self._entries[key] = build_entries(articles)
         return self._entries[key]

@@ -29,3 +29,7 @@ class TopicNotFound(FeedsvcError):
 
 class PageNotFound(FeedsvcError):
     """A page past the last page of a feed was asked for (HTTP 404)."""
+
+
+class AccessDenied(FeedsvcError):
+    """A private preview was asked for without the right token (HTTP 403)."""

@@ -5,13 +5,14 @@ Request-free (no Flask): the web layer passes plain values in and gets bytes and
 
 from __future__ import annotations
 
+import hmac
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode
 
 from . import feeds, jsonfeed
 from .catalog import Catalog
-from .errors import PageNotFound, QueryError
+from .errors import AccessDenied, PageNotFound, QueryError
 from .model import Entry
 from .render import Rendered, RenderCache
 
@@ -27,10 +28,17 @@ class Query:
     include_all: bool = False
     limit: int = 50
     page: int = 1
+    token: str | None = field(default=None, repr=False)  # the preview token this request proved
 
     def canonical(self, default_limit: int) -> str:
-        """The flags that differ from the defaults, in a fixed order ("" when none)."""
+        """The flags that differ from the defaults, in a fixed order ("" when none).
+
+        A preview token goes only into the links of the response to the request that sent it,
+        so that reader's next poll and next page keep working.
+        """
         pairs = [("include", "all")] if self.include_all else []
+        if self.token:
+            pairs.append(("token", self.token))
         if self.limit != default_limit:
             pairs.append(("limit", str(self.limit)))
         if self.page != 1:
@@ -61,13 +69,26 @@ def whole_number(args: dict[str, list[str]], name: str, default: int, maximum: i
     return min(number, maximum) if maximum else number
 
 
-def parse_query(args: dict[str, list[str]], default_limit: int, max_limit: int) -> Query:
-    """Validate `include`, `limit` and `page`; other parameters (cache busters) are ignored."""
+def parse_query(
+    args: dict[str, list[str]], default_limit: int, max_limit: int, preview_token: str | None = None
+) -> Query:
+    """Validate `include`, `limit`, `page` (and `token` for previews); other parameters are ignored."""
     include = single(args, "include")
     if include is not None and include not in INCLUDE_VALUES:
         raise QueryError(f"include must be 'published' or 'all', not {include[:40]!r}")
+    include_all = include == "all"
+    token = check_preview_token(single(args, "token"), preview_token) if include_all else None
     limit = whole_number(args, "limit", default_limit, max_limit)
-    return Query(include_all=include == "all", limit=limit, page=whole_number(args, "page", 1))
+    return Query(include_all=include_all, limit=limit, page=whole_number(args, "page", 1), token=token)
+
+
+def check_preview_token(given: str | None, expected: str | None) -> str | None:
+    """With PREVIEW_TOKEN set, include=all needs token=<it>; compared in constant time (no timing leak)."""
+    if not expected:
+        return None
+    if given is None or not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+        raise AccessDenied("include=all is a private preview: add token=<the preview token> to the URL")
+    return given
 
 
 @dataclass(frozen=True)
@@ -109,7 +130,7 @@ class Site:
         others = {MEDIA_TYPES[f]: self.feed_url(slug, f, query) for f in FORMATS if f != fmt}
         return feeds.FeedInfo(
             # The id names the feed, not a window on it: limit and page change nothing in it (RFC 4287 4.2.6).
-            feed_id=self.feed_url(slug, "atom", Query(query.include_all, self.default_limit)),
+            feed_id=self.feed_url(slug, "atom", Query(query.include_all, self.default_limit)),  # no token
             title=f"{self.title}: {name}",
             subtitle=f"News about {name}, with related coverage" if slug else "News on every topic",
             self_url=self.feed_url(slug, fmt, query),

@@ -4,7 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
+import re
+
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
+
+# A preview token is a secret: it never reaches a log line (PREVIEW_TOKEN).
+_TOKEN = re.compile(r"([?&;]|^)(token=)[^&;#\s]*")
+
+
+def redact(text: str) -> str:
+    """`text` with the value of every `token` query parameter replaced by ***."""
+    return _TOKEN.sub(r"\1\2***", text)
+
+
+class RedactingLogger(Logger):
+    """gunicorn's access log with preview tokens redacted from the request line and query."""
+
+    def atoms(self, resp, req, environ, request_time) -> dict:
+        """The log format's values, redacted."""
+        values = super().atoms(resp, req, environ, request_time)
+        for key in ("r", "q"):
+            if isinstance(values.get(key), str):
+                values[key] = redact(values[key])
+        return values
 
 
 class FeedsvcServer(BaseApplication):
@@ -41,6 +64,7 @@ def run(config: dict[str, Any] | None, bind: str, workers: int) -> int:
         "workers": workers,
         "preload_app": True,
         "accesslog": "-",
+        "logger_class": RedactingLogger,
         "graceful_timeout": 10,
         "post_worker_init": post_worker_init,
     }

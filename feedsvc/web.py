@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 from datetime import datetime, timezone
 
 from .catalog import Catalog
-from .errors import FeedsvcError, PageNotFound, QueryError, TopicNotFound
+from .errors import AccessDenied, FeedsvcError, PageNotFound, QueryError, TopicNotFound
 from .publish import FORMATS, MEDIA_TYPES, Query, Site, cached_feed, parse_query
 from .render import Rendered
 from .store import FeedStore
@@ -45,7 +45,8 @@ def current_site() -> Site:
 def current_query() -> Query:
     """The request's include/limit flags, validated."""
     config = current_app.config
-    return parse_query(request.args.to_dict(flat=False), config["DEFAULT_LIMIT"], config["MAX_LIMIT"])
+    args = request.args.to_dict(flat=False)
+    return parse_query(args, config["DEFAULT_LIMIT"], config["MAX_LIMIT"], config["PREVIEW_TOKEN"])
 
 
 @bp.get("/<any(rss, atom):fmt>.xml", defaults={"slug": None})
@@ -54,12 +55,12 @@ def current_query() -> Query:
 @bp.get("/topics/<slug>/feed.json", defaults={"fmt": "json"})
 def feed(slug: str | None, fmt: str) -> Response:
     """One feed, RSS 2.0, Atom 1.0 or JSON Feed 1.1, answered conditionally."""
-    catalog = current_catalog()
-    rendered = cached_feed(current_store().cache, catalog, current_site(), slug, fmt, current_query())
-    return conditional_response(rendered, MEDIA_TYPES[fmt], catalog.last_modified)
+    catalog, query = current_catalog(), current_query()
+    rendered = cached_feed(current_store().cache, catalog, current_site(), slug, fmt, query)
+    return conditional_response(rendered, MEDIA_TYPES[fmt], catalog.last_modified, shared=not query.include_all)
 
 
-def conditional_response(rendered: Rendered, media_type: str, last_modified: datetime) -> Response:
+def conditional_response(rendered: Rendered, media_type: str, last_modified: datetime, shared: bool) -> Response:
     """A cacheable response (RFC 9111): gzip if accepted, validators, 304 when they match."""
     use_gzip = request.accept_encodings["gzip"] > 0
     body, etag = rendered.variant(use_gzip)
@@ -70,7 +71,9 @@ def conditional_response(rendered: Rendered, media_type: str, last_modified: dat
     response.set_etag(etag)
     # RFC 9110 8.8.2.1: never later than the response's own Date.
     response.last_modified = min(last_modified, datetime.now(timezone.utc))
-    response.cache_control.public = True
+    # Previews (include=all) are for their reader only: no shared cache may keep them (RFC 9111 5.2.2.7).
+    response.cache_control.public = shared
+    response.cache_control.private = not shared
     response.cache_control.max_age = current_app.config["MAX_AGE"]
     # If-None-Match (weak comparison, "*") wins over If-Modified-Since (RFC 9110 13.1.3, 13.2.2).
     return response.make_conditional(request)
@@ -122,11 +125,27 @@ def http_error(error: HTTPException) -> Response:
     return response
 
 
+# HTML pages here load nothing and run nothing: forbid it all (CSP Level 3).
+HTML_POLICY = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+
+@bp.after_app_request
+def security_headers(response: Response) -> Response:
+    """Never let a browser sniff a feed into HTML; lock HTML pages down with a strict CSP."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if response.mimetype == "text/html":
+        response.headers.setdefault("Content-Security-Policy", HTML_POLICY)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
+
+
 def register_error_handlers(app: Flask) -> None:
     """Map the exception tree (and HTTP errors) to short plain-text responses."""
     app.register_error_handler(QueryError, lambda e: plain_error(400, str(e)))
     app.register_error_handler(TopicNotFound, lambda e: plain_error(404, str(e)))
     app.register_error_handler(PageNotFound, lambda e: plain_error(404, str(e)))
+    app.register_error_handler(AccessDenied, lambda e: plain_error(403, str(e)))
     app.register_error_handler(HTTPException, http_error)
 
     @app.errorhandler(FeedsvcError)
