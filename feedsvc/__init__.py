@@ -10,7 +10,9 @@ from typing import Any
 
 from flask import Config, Flask
 
+from .fastpath import ResponseCache
 from .fields import Limits
+from .parsecache import default_cache_dir
 
 PROJECT_SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 
@@ -27,7 +29,9 @@ def default_config() -> dict[str, Any]:
         "MAX_AGE": 300,  # seconds: Cache-Control max-age and RSS <ttl>
         "RELOAD_INTERVAL": 2,  # seconds between checks for changed files; 0: off
         "RENDER_CACHE_SIZE": 512,  # rendered bodies kept (LRU)
+        "FAST_PATH": True,  # replay finished feed responses in front of Flask
         "WEBSUB_HUB": None,  # URL of a WebSub hub to advertise and notify
+        "CACHE_DIR": str(default_cache_dir()),  # parse cache; "" turns it off
         "PREVIEW_TOKEN": None,  # when set, include=all needs token=<it>
         "MAX_FILE_BYTES": 1_000_000,  # a larger article file is skipped
         "MAX_TITLE_CHARS": 300,  # longer titles are cut at a word boundary
@@ -77,12 +81,19 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(create_config(config))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    store = FeedStore(app.config["SEEDS_DIR"], app.config["RENDER_CACHE_SIZE"], limits_of(app.config))
+    store = FeedStore(
+        app.config["SEEDS_DIR"], app.config["RENDER_CACHE_SIZE"], limits_of(app.config), app.config["CACHE_DIR"] or None
+    )
     app.extensions["feedsvc"] = store
     if app.config["WEBSUB_HUB"]:
         store.listeners.append(websub_listener(app.config))
     # Started lazily, and again in each forked worker: a thread does not survive fork().
-    app.before_request(lambda: store.watch(app.config["RELOAD_INTERVAL"]))
+    def watch() -> None:
+        store.watch(app.config["RELOAD_INTERVAL"])
+
+    app.before_request(watch)
+    if app.config["FAST_PATH"]:
+        app.wsgi_app = ResponseCache(app.wsgi_app, store, watch, app.config["RENDER_CACHE_SIZE"])
     reload_on_sighup(store)
     app.register_blueprint(web.bp)
     web.register_error_handlers(app)

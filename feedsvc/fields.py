@@ -233,24 +233,23 @@ def to_related(value: Any, default_date: datetime, limits: Limits = Limits()) ->
         raise ValueError("has no title")
     url = normalize_url(value.get("webUrl"))
     published = value.get("publishedDateTime")
-    images = [i for i in as_list(value.get("images")) if _usable_image(i)]
+    images = [image for image in map(_usable_image, as_list(value.get("images"))) if image]
     return Related(
         title=title,
         url=url,
         published=to_utc(published, "", "publishedDateTime") if published is not None else default_date,
         excerpt=optional_text(value.get("excerpt"), limits.excerpt_chars),
         provider=to_provider(value.get("provider")),
-        image=to_image(images[0]) if images else None,
+        image=images[0] if images else None,
     )
 
 
-def _usable_image(value: Any) -> bool:
-    """Whether an image entry has a valid URL."""
+def _usable_image(value: Any) -> Image | None:
+    """The image of an entry with a valid URL, else None."""
     try:
-        to_image(value)
+        return to_image(value)
     except ValueError:
-        return False
-    return True
+        return None
 
 
 def to_related_list(value: Any, default_date: datetime, warnings: Warnings) -> tuple[Related, ...]:

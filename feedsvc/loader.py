@@ -7,8 +7,11 @@ stops the others loading.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import re
+import threading
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,14 +21,13 @@ from .errors import ArticleError, FeedsvcError
 from .fields import Limits, Warnings, parse_article
 from .model import Article, Problem
 from .text import prepare_for_yaml
+from .yamlsubset import UnsafeYaml, load_subset
 
 log = logging.getLogger(__name__)
 
-# PyYAML's libyaml binding is ten times faster than the pure-Python parser; both are "safe"
-# (they construct only plain scalars, lists and mappings, never Python objects).
-SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
 # Editors' swap, backup and lock files (vim, emacs) sit beside the articles while they are edited.
+# Files per batch handed to a worker process; fewer than two batches are parsed in-process.
+PARALLEL_BATCH = 250
 # A real article has a few hundred values; far more means a pathological or hostile file.
 MAX_NODES = 20_000
 _LEFTOVER_SUFFIXES = ("~", ".swp", ".swo", ".swx", ".tmp", ".bak", ".orig")
@@ -49,15 +51,6 @@ def is_candidate(name: str) -> bool:
     return not (name.startswith((".", "#")) or name.endswith(_LEFTOVER_SUFFIXES))
 
 
-def article_paths(root: Path) -> list[Path]:
-    """Every candidate file below `root`, hidden folders left out, in a stable order."""
-    found = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(folder, f) for f in sorted(files) if is_candidate(f))
-    return [p for p in found if p.is_file()]
-
-
 def split_front_matter(text: str, path: str) -> tuple[str, int]:
     """Return the YAML between the opening and closing `---` lines, and its first line number."""
     lines = text.split("\n")
@@ -78,41 +71,30 @@ def decode(data: bytes, path: str) -> str:
     return prepare_for_yaml(text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
+_IMAGE = {"url": None, "width": None, "height": None}
+_PROVIDER = {"name": None, "domain": None}
+_LINK = {"title": None, "excerpt": None, "publishedDateTime": None, "webUrl": None, "provider": _PROVIDER, "images": _IMAGE}
+# The front-matter keys feedsvc reads; everything else (`secured` first) is never built.
+ARTICLE_SPEC = {**_LINK, "topics": None, "published": None, "related": _LINK}
+
+
 def parse_yaml(source: str, path: str, first_line: int) -> dict:
     """Parse the front matter with the safe loader; the root must be a mapping."""
     try:
-        data = yaml.load(source, Loader=SafeLoader)  # noqa: S506 - a safe loader
+        data = load_subset(source, ARTICLE_SPEC, MAX_NODES)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + first_line if mark is not None else None
         reason = getattr(exc, "problem", None) or str(exc)
         raise ArticleError(path, f"invalid YAML: {reason}", line=line) from None
+    except UnsafeYaml as exc:
+        raise ArticleError(path, str(exc), line=None if exc.line is None else exc.line + first_line) from None
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError) as exc:
         # PyYAML's constructors raise these for values it cannot build: "2021-02-30", "!!int abc".
         raise ArticleError(path, f"invalid YAML value: {exc}; quote the value or correct it") from None
     if not isinstance(data, dict):
         raise ArticleError(path, "front matter must be a mapping of fields (title: ..., webUrl: ...)")
-    if expanded_size(data, MAX_NODES) > MAX_NODES:
-        raise ArticleError(path, f"front matter expands to over {MAX_NODES} values (YAML aliases?): simplify it")
     return data
-
-
-def expanded_size(data: object, limit: int) -> int:
-    """How many values `data` holds once aliases are expanded, counting no further than `limit`.
-
-    libyaml shares an aliased node instead of copying it, so a "billion laughs" document is
-    small in memory, but anything that walks it (or repr()s it) would take exponential time.
-    """
-    count, stack = 0, [data]
-    while stack and count <= limit:
-        item = stack.pop()
-        count += 1
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return count
 
 
 def load_bytes(data: bytes, path: str, limits: Limits = Limits()) -> tuple[Article, list[Problem]]:
@@ -174,20 +156,37 @@ class Scan:
 
 
 def scan(root: Path) -> Scan:
-    """Stat every candidate file below `root` (names relative to it); read nothing."""
+    """Stat every candidate file below `root` (names relative to it, hidden folders left out); read nothing."""
     if not root.is_dir():
         raise FeedsvcError(f"seeds folder {root} does not exist: create it or set FEEDSVC_SEEDS_DIR")
     files: dict[str, Stamp] = {}
-    # A folder's mtime moves when a file in it is added, removed or renamed (POSIX).
-    newest = root.stat().st_mtime_ns
-    for path in article_paths(root):
+    newest, pending = 0, [(str(root), "")]
+    while pending:
+        folder, prefix = pending.pop()
         try:
-            info = path.stat()
+            # A folder's mtime moves when a file in it is added, removed or renamed (POSIX).
+            newest = max(newest, os.stat(folder).st_mtime_ns)
+            entries = list(os.scandir(folder))
         except OSError:
-            continue  # removed between listing and stat: it is simply gone
-        files[path.relative_to(root).as_posix()] = Stamp(info.st_size, info.st_mtime_ns)
-        newest = max(newest, info.st_mtime_ns, path.parent.stat().st_mtime_ns)
-    return Scan(files, newest)
+            continue  # removed while we looked: it is simply gone
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                pending.append((entry.path, f"{prefix}{entry.name}/"))
+            elif is_candidate(entry.name) and _is_file(entry):
+                info = entry.stat()
+                files[prefix + entry.name] = Stamp(info.st_size, info.st_mtime_ns)
+                newest = max(newest, info.st_mtime_ns)
+    return Scan(dict(sorted(files.items())), newest)
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    """Whether a folder entry is a regular file (or a link to one) that still exists."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def load_state(root: Path, name: str, stamp: Stamp, previous: FileState | None, limits: Limits) -> FileState:
@@ -206,11 +205,28 @@ def load_state(root: Path, name: str, stamp: Stamp, previous: FileState | None, 
 
 def refresh(root: Path, previous: dict[str, FileState], found: Scan, limits: Limits = Limits()) -> dict[str, FileState]:
     """The new state of every file in `found`, parsing only those whose stamp changed."""
-    states = {}
-    for name, stamp in found.files.items():
-        old = previous.get(name)
-        states[name] = old if old is not None and old.stamp == stamp else load_state(root, name, stamp, old, limits)
-    return states
+    changed = [name for name, stamp in found.files.items() if getattr(previous.get(name), "stamp", None) != stamp]
+    jobs = [(name, found.files[name], previous.get(name)) for name in changed]
+    parsed = dict(parse_many(root, jobs, limits))
+    return {name: parsed.get(name) or previous[name] for name in found.files}
+
+
+def parse_states(root: Path, jobs: list[tuple], limits: Limits) -> list[tuple[str, FileState]]:
+    """Parse a batch of (name, stamp, previous state) jobs in this process."""
+    return [(name, load_state(root, name, stamp, old, limits)) for name, stamp, old in jobs]
+
+
+def parse_many(root: Path, jobs: list[tuple], limits: Limits) -> list[tuple[str, FileState]]:
+    """Parse many files, on every core when there are enough of them to pay for the processes."""
+    workers = min(os.cpu_count() or 1, len(jobs) // PARALLEL_BATCH)
+    if workers < 2:
+        return parse_states(root, jobs, limits)
+    # fork is cheapest (no re-import), but unsafe once other threads run: then forkserver.
+    method = "fork" if threading.active_count() == 1 else "forkserver"
+    batches = [jobs[i : i + PARALLEL_BATCH] for i in range(0, len(jobs), PARALLEL_BATCH)]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+        done = pool.map(parse_states, [root] * len(batches), batches, [limits] * len(batches))
+        return [pair for batch in done for pair in batch]
 
 
 def result_of(states: dict[str, FileState]) -> LoadResult:

@@ -21,13 +21,18 @@ _FTFY = ftfy.TextFixerConfig(uncurl_quotes=False, fix_character_width=False, une
 ELLIPSIS = "…"
 
 
+_SUSPECT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
+# ftfy is only needed where mojibake can be: Latin-1 letters such as "Ã" and "â" start every
+# UTF-8 sequence mis-decoded as Latin-1 or Windows-1252 (and parked C1 controls).
+_MOJIBAKE_HINT = re.compile("[\u00a0-\u00ff\ue080-\ue09f\ufffd]")
+
+
 def prepare_for_yaml(text: str) -> str:
     """Drop characters no YAML or XML document may hold; park C1 controls for `plain_text`."""
-    if _FORBIDDEN.search(text):
-        text = _FORBIDDEN.sub("", text)
-    if _C1.search(text):
-        text = _C1.sub(lambda m: chr(ord(m.group()) + 0xE000), text)
-    return text
+    if not _SUSPECT.search(text):
+        return text
+    text = _FORBIDDEN.sub("", text)
+    return _C1.sub(lambda m: chr(ord(m.group()) + 0xE000), text)
 
 
 class _TextExtractor(HTMLParser):
@@ -77,7 +82,7 @@ def cut(text: str, limit: int | None) -> str:
 def plain_text(text: str, limit: int | None = None, markup: bool = True) -> str:
     """Repaired text: mojibake fixed (ftfy), spaces folded, cut; with `markup`, tags stripped and
     entities decoded (titles and excerpts are HTML-ish in scraped files; names are not)."""
-    if not text.isascii():
+    if not text.isascii() and _MOJIBAKE_HINT.search(text):
         text = _PARKED.sub(lambda m: chr(ord(m.group()) - 0xE000), text)
         text = ftfy.fix_text(text, _FTFY)
         text = _C1.sub("", text)  # C1 controls ftfy could not map to a character

@@ -17,8 +17,16 @@ _LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _HOST = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.?")
 
 
+# The common case, already a normalised URI: lower-case scheme and host, no port, no "%",
+# "#" or brackets; it is returned as it is, without the cost of splitting and re-encoding.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_NORMAL = re.compile(rf"https?://{_LABEL}(?:\.{_LABEL})*(/[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*)?")
+
+
 def normalize_url(raw: object) -> str:
     """Return `raw` as an absolute http(s) URI, percent-encoded; raise ValueError if it is not one."""
+    if isinstance(raw, str) and (match := _NORMAL.fullmatch(raw)):
+        return raw if match.group(1) else raw + "/"
     if not isinstance(raw, str) or not raw.strip():
         raise ValueError("must be an absolute http(s) URL, e.g. https://example.com/story")
     parts = urlsplit(raw.strip())

@@ -31,6 +31,14 @@ def corpus_dir(tmp_path: Path) -> Path:
     return target
 
 
+@pytest.fixture(autouse=True)
+def private_cache_dir(tmp_path: Path, monkeypatch) -> Path:
+    """Every test's parse cache lives in its own folder, never in the user's ~/.cache."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("FEEDSVC_CACHE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture
 def app(seeds_dir: Path):
     """The app over the seeds copy."""

@@ -1,0 +1,133 @@
+"""Replay finished feed responses in front of Flask, at the speed of returning constant bytes.
+
+Aggregators ask for the same few URLs over and over. The first request for a URL goes through
+Flask as usual; its 200 response (headers and body) is kept, keyed by everything the response
+depends on (path, query, whether gzip is accepted, host, scheme), and tied to the catalog it was
+made from. Later requests for that URL under the same catalog are answered here, conditional
+requests included, without routing, views or header parsing; a reload makes every kept
+response a miss, so Flask (and its render cache) decides again.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from threading import Lock
+from typing import Any
+
+from werkzeug.http import parse_accept_header, parse_date, parse_etags
+
+from .store import FeedStore
+
+FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/feed+json")
+# Headers a 304 leaves out, as werkzeug's make_conditional does (RFC 9110 15.4.5).
+_NOT_IN_304 = {"content-length", "content-type", "content-encoding", "last-modified", "allow"}
+StartResponse = Callable[..., Any]
+
+
+@dataclass
+class Kept:
+    """One finished 200 response and the catalog it was made from."""
+
+    catalog: object
+    headers: list[tuple[str, str]]
+    headers_304: list[tuple[str, str]]
+    body: bytes
+    etag: str
+    last_modified: datetime | None
+
+
+class ResponseCache:
+    """WSGI middleware that answers repeated GET/HEAD requests for feeds from kept responses."""
+
+    def __init__(self, app: Callable, store: FeedStore, on_request: Callable[[], None], max_items: int = 1024) -> None:
+        self.app, self.store, self.on_request, self.max_items = app, store, on_request, max_items
+        self._kept: OrderedDict[tuple, Kept] = OrderedDict()
+        self._lock = Lock()
+        self._gzip_memo: dict[str, bool] = {}
+        self.hits = 0
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        """Answer from a kept response when there is one for this request and catalog."""
+        method = environ["REQUEST_METHOD"]
+        if method not in ("GET", "HEAD"):
+            return self.app(environ, start_response)
+        self.on_request()
+        key = self.key(environ)
+        kept = self._kept.get(key)
+        if kept is not None and kept.catalog is self.store.catalog:
+            self.hits += 1
+            return self.replay(kept, environ, start_response, method == "HEAD")
+        return self.record(key, environ, start_response)
+
+    def key(self, environ: dict) -> tuple:
+        """Everything a feed response depends on."""
+        accept = environ.get("HTTP_ACCEPT_ENCODING", "")
+        gzip = self._gzip_memo.get(accept)
+        if gzip is None:
+            gzip = parse_accept_header(accept)["gzip"] > 0
+            if len(self._gzip_memo) < 256:
+                self._gzip_memo[accept] = gzip
+        return (
+            environ.get("PATH_INFO", ""),
+            environ.get("QUERY_STRING", ""),
+            gzip,
+            environ.get("HTTP_HOST", ""),
+            environ.get("wsgi.url_scheme", ""),
+            environ.get("SCRIPT_NAME", ""),
+        )
+
+    def replay(self, kept: Kept, environ: dict, start_response: StartResponse, head: bool) -> Iterable[bytes]:
+        """The kept response, or a 304 when the request's validators match it."""
+        if not_modified(kept, environ):
+            start_response("304 NOT MODIFIED", list(kept.headers_304))
+            return []
+        start_response("200 OK", list(kept.headers))
+        return [] if head else [kept.body]
+
+    def record(self, key: tuple, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        """Let Flask answer, and keep the answer when it is a feed's 200 made from the current catalog."""
+        catalog = self.store.catalog
+        seen: dict[str, Any] = {}
+
+        def capture(status: str, headers: list, exc_info=None):
+            seen["status"], seen["headers"] = status, headers
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        result = self.app(environ, capture)
+        if environ["REQUEST_METHOD"] != "GET" or not str(seen.get("status", "")).startswith("200"):
+            return result
+        headers = seen["headers"]
+        fields = {name.lower(): value for name, value in headers}
+        if not fields.get("content-type", "").startswith(FEED_TYPES) or "set-cookie" in fields:
+            return result
+        try:
+            body = b"".join(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        self.keep(key, Kept(catalog, headers, [h for h in headers if h[0].lower() not in _NOT_IN_304],
+                            body, fields.get("etag", ""), parse_date(fields.get("last-modified"))))
+        return [body]
+
+    def keep(self, key: tuple, kept: Kept) -> None:
+        """Store one response, dropping the least recently stored beyond `max_items`."""
+        with self._lock:
+            self._kept[key] = kept
+            self._kept.move_to_end(key)
+            while len(self._kept) > self.max_items:
+                self._kept.popitem(last=False)
+
+
+def not_modified(kept: Kept, environ: dict) -> bool:
+    """RFC 9110 13.2.2: If-None-Match (weak comparison) decides; without one, If-Modified-Since.
+
+    The same decision werkzeug's make_conditional takes on the Flask path.
+    """
+    etags = parse_etags(environ.get("HTTP_IF_NONE_MATCH"))
+    if etags:
+        return etags.contains_weak(kept.etag.strip('"'))
+    since = parse_date(environ.get("HTTP_IF_MODIFIED_SINCE"))
+    return since is not None and kept.last_modified is not None and kept.last_modified <= since
