@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import signal
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -69,7 +71,8 @@ def websub_listener(config):
     if not config["BASE_URL"]:
         raise FeedsvcError("WEBSUB_HUB needs BASE_URL (FEEDSVC_BASE_URL): the hub is told absolute feed URLs")
     site = Site(config["BASE_URL"], default_limit=config["DEFAULT_LIMIT"])
-    notifier = HubNotifier(config["WEBSUB_HUB"])
+    key = hashlib.sha256(str(Path(config["SEEDS_DIR"]).resolve()).encode()).hexdigest()[:16]
+    notifier = HubNotifier(config["WEBSUB_HUB"], lock_path=str(Path(tempfile.gettempdir()) / f"feedsvc-websub-{key}.lock"))
     return lambda old, new: notifier.publish(changed_feed_urls(site, old, new))
 
 

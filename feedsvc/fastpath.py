@@ -17,7 +17,7 @@ from datetime import datetime
 from threading import Lock
 from typing import Any
 
-from werkzeug.http import parse_accept_header, parse_date, parse_etags
+from werkzeug.http import http_date, parse_accept_header, parse_date, parse_etags
 
 from .store import FeedStore
 
@@ -37,6 +37,7 @@ class Kept:
     body: bytes
     etag: str
     last_modified: datetime | None
+    dated: bool  # the response carried a Date header, to be sent anew on every replay
 
 
 class ResponseCache:
@@ -52,7 +53,8 @@ class ResponseCache:
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         """Answer from a kept response when there is one for this request and catalog."""
         method = environ["REQUEST_METHOD"]
-        if method not in ("GET", "HEAD"):
+        # If-Match and Range need werkzeug's full handling (412, 206): leave them to Flask.
+        if method not in ("GET", "HEAD") or "HTTP_IF_MATCH" in environ or "HTTP_RANGE" in environ:
             return self.app(environ, start_response)
         self.on_request()
         key = self.key(environ)
@@ -81,10 +83,12 @@ class ResponseCache:
 
     def replay(self, kept: Kept, environ: dict, start_response: StartResponse, head: bool) -> Iterable[bytes]:
         """The kept response, or a 304 when the request's validators match it."""
+        # Date is the moment of this response (RFC 9110 6.6.1), not of the one kept.
+        date = [("Date", http_date())] if kept.dated else []
         if not_modified(kept, environ):
-            start_response("304 NOT MODIFIED", list(kept.headers_304))
+            start_response("304 NOT MODIFIED", kept.headers_304 + date)
             return []
-        start_response("200 OK", list(kept.headers))
+        start_response("200 OK", kept.headers + date)
         return [] if head else [kept.body]
 
     def record(self, key: tuple, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
@@ -108,8 +112,9 @@ class ResponseCache:
         finally:
             if hasattr(result, "close"):
                 result.close()
-        self.keep(key, Kept(catalog, headers, [h for h in headers if h[0].lower() not in _NOT_IN_304],
-                            body, fields.get("etag", ""), parse_date(fields.get("last-modified"))))
+        undated = [h for h in headers if h[0].lower() != "date"]
+        self.keep(key, Kept(catalog, undated, [h for h in undated if h[0].lower() not in _NOT_IN_304], body,
+                            fields.get("etag", ""), parse_date(fields.get("last-modified")), "date" in fields))
         return [body]
 
     def keep(self, key: tuple, kept: Kept) -> None:

@@ -138,7 +138,7 @@ class Site:
             author=self.author,
             alternates=others,
             links=self.page_links(slug, fmt, query, pages) | ({"hub": self.hub} if self.hub else {}),
-            ttl_minutes=max(1, self.max_age // 60),
+            ttl_minutes=self.max_age // 60 or None,  # RSS <ttl> counts minutes: none for under one
         )
 
 

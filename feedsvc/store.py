@@ -66,8 +66,9 @@ class FeedStore:
                 self.save_cache(force=first)
         log.info("loaded %d articles from %s (%d skipped, %d stale)", len(self.catalog.articles),
                  self.seeds_dir, len(self.catalog.skipped), len(self.catalog.stale))
-        for listener in self.listeners:
-            listener(old, self.catalog)
+        if not first:  # the first load is no change anybody subscribed to
+            for listener in self.listeners:
+                listener(old, self.catalog)
         return True
 
     def next_last_modified(self, newest_mtime_ns: int, changed: bool) -> datetime:

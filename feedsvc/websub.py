@@ -6,7 +6,9 @@ exponential backoff, so a hub that is slow or down never slows or breaks serving
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import queue
 import threading
 import time
@@ -37,16 +39,47 @@ def changed_feed_urls(site, old: Catalog, new: Catalog) -> list[str]:
 
 
 class HubNotifier:
-    """Sends `hub.mode=publish` for each changed feed URL from one daemon thread."""
+    """Sends `hub.mode=publish` for each changed feed URL from one daemon thread.
 
-    def __init__(self, hub_url: str, attempts: int = 5, first_delay: float = 1.0, timeout: float = 10.0) -> None:
+    Under a preforking server every worker notices the same change; only the worker holding
+    an exclusive lock on `lock_path` (if given) notifies, so the hub hears of it once.
+    """
+
+    def __init__(
+        self, hub_url: str, attempts: int = 5, first_delay: float = 1.0, timeout: float = 10.0, lock_path: str | None = None
+    ) -> None:
         self.hub_url, self.attempts, self.first_delay, self.timeout = hub_url, attempts, first_delay, timeout
+        self.lock_path = lock_path
+        self._lock_file = None
+        self._pid: int | None = None
         self.queue: queue.Queue[str] = queue.Queue(maxsize=10_000)
-        self.thread = threading.Thread(target=self._run, name="feedsvc-websub", daemon=True)
-        self.thread.start()
+        self.thread: threading.Thread | None = None
+
+    def _ready(self) -> bool:
+        """Start the sending thread in this process (threads do not survive fork) if it leads."""
+        if self._pid != os.getpid():
+            self._pid, self._lock_file = os.getpid(), None
+            self.queue = queue.Queue(maxsize=10_000)
+            self.thread = threading.Thread(target=self._run, name="feedsvc-websub", daemon=True)
+            self.thread.start()
+        return self.lock_path is None or self._holds_lock()
+
+    def _holds_lock(self) -> bool:
+        """Take (or keep) the notifier lock: an flock held until this process ends."""
+        if self._lock_file is None:
+            handle = open(self.lock_path, "a")  # noqa: SIM115 - held open for the process's life
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                return False
+            self._lock_file = handle
+        return True
 
     def publish(self, urls: list[str]) -> None:
         """Queue notifications without waiting; when the queue is full the oldest work is dropped."""
+        if not urls or not self._ready():
+            return
         for url in urls:
             try:
                 self.queue.put_nowait(url)

@@ -823,8 +823,6 @@ def test_errors_are_never_replayed(client, write_article):
     assert get_ok(client, "/topics/later/rss.xml")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the fast path replays the Date header of the first response "
-                   "(RFC 9110 6.6.1: Date is when this message was generated; caches age responses by it)")
 def test_replayed_response_has_a_current_date(client):
     first = get_ok(client, "/rss.xml")
     time.sleep(1.2)
@@ -835,8 +833,6 @@ def test_replayed_response_has_a_current_date(client):
     assert again.headers["Date"] != first.headers["Date"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the fast path ignores If-Match; Flask's path (werkzeug make_conditional) "
-                   "answers a failed If-Match with 412 (RFC 9110 13.1.1), a replayed response with 200")
 def test_failed_if_match_is_412_on_a_replayed_response_too(fast_and_flask):
     fast, flask = fast_and_flask
     assert flask.get("/rss.xml", headers={"If-Match": '"not-it"'}).status_code == 412

@@ -213,9 +213,6 @@ def test_sigterm_stops_the_server_cleanly(server_seeds):
         running.request("/rss.xml")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: under `feedsvc serve` (gunicorn, preload_app) the HubNotifier thread is "
-                   "started in the master before fork, so no worker has a thread draining its queue: "
-                   "reloads in the workers never reach the hub")
 def test_websub_notifications_are_sent_under_gunicorn(server_seeds):
     hub = RecordingHub()
     base = "http://feeds.example.org"
