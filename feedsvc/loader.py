@@ -111,9 +111,10 @@ def load_bytes(data: bytes, path: str, limits: Limits = Limits()) -> tuple[Artic
 
 
 def line_of_key(source: str, key: str, first_line: int) -> int | None:
-    """The file line of a top-level `key:` in the front matter, for `PATH:LINE` messages."""
-    match = re.search(rf"^{re.escape(key)}\s*:", source, re.MULTILINE)
-    return source.count("\n", 0, match.start()) + first_line if match else None
+    """The file line of a top-level `key:` in the front matter, for `PATH:LINE` messages (the
+    last one when the key is repeated: that is the value YAML keeps)."""
+    matches = list(re.finditer(rf"^{re.escape(key)}\s*:", source, re.MULTILINE))
+    return source.count("\n", 0, matches[-1].start()) + first_line if matches else None
 
 
 def load_file(path: Path, root: Path, limits: Limits = Limits()) -> tuple[Article, list[Problem]]:
@@ -174,19 +175,19 @@ def scan(root: Path) -> Scan:
                 continue
             if entry.is_dir(follow_symlinks=False):
                 pending.append((entry.path, f"{prefix}{entry.name}/"))
-            elif is_candidate(entry.name) and _is_file(entry):
-                info = entry.stat()
+            elif is_candidate(entry.name) and (info := _file_stat(entry)):
                 files[prefix + entry.name] = Stamp(info.st_size, info.st_mtime_ns)
                 newest = max(newest, info.st_mtime_ns)
     return Scan(dict(sorted(files.items())), newest)
 
 
-def _is_file(entry: os.DirEntry) -> bool:
-    """Whether a folder entry is a regular file (or a link to one) that still exists."""
+def _file_stat(entry: os.DirEntry) -> os.stat_result | None:
+    """The stat of a regular file (or a link to one), or None: a file removed since the folder
+    was listed is simply gone, never an error."""
     try:
-        return entry.is_file()
+        return entry.stat() if entry.is_file() else None
     except OSError:
-        return False
+        return None
 
 
 def load_state(root: Path, name: str, stamp: Stamp, previous: FileState | None, limits: Limits) -> FileState:

@@ -41,7 +41,8 @@ class FeedsvcServer(BaseApplication):
     def load_config(self) -> None:
         """Apply our options to gunicorn's settings."""
         for key, value in self.options.items():
-            self.cfg.set(key, value)
+            if key in self.cfg.settings:  # settings newer than the installed gunicorn are skipped
+                self.cfg.set(key, value)
 
     def load(self):
         """Build the WSGI app (in the master when preloading, so workers share its memory)."""
@@ -53,7 +54,10 @@ class FeedsvcServer(BaseApplication):
 def post_worker_init(worker) -> None:
     """In each new worker: catch up with files changed since the master loaded them."""
     store = worker.wsgi.extensions["feedsvc"]
-    store.reload()
+    try:
+        store.reload()
+    except Exception:  # noqa: BLE001 - a worker that cannot catch up still serves the preloaded data
+        worker.log.exception("catching up with %s failed; the watcher will try again", store.seeds_dir)
     store.watch(worker.wsgi.config["RELOAD_INTERVAL"])
 
 
@@ -67,6 +71,8 @@ def run(config: dict[str, Any] | None, bind: str, workers: int) -> int:
         "logger_class": RedactingLogger,
         "graceful_timeout": 10,
         "post_worker_init": post_worker_init,
+        # gunicorn >= 25.1 opens one control socket per user by default; two services would clash.
+        "control_socket_disable": True,
     }
     FeedsvcServer(config, options).run()
     return 0
