@@ -31,7 +31,8 @@ def default_config() -> dict[str, Any]:
         "MAX_AGE": 300,  # seconds: Cache-Control max-age and RSS <ttl>
         "RELOAD_INTERVAL": 2,  # seconds between checks for changed files; 0: off
         "RENDER_CACHE_SIZE": 512,  # rendered bodies kept (LRU)
-        "FAST_PATH": True,  # replay finished feed responses in front of Flask
+        "FAST_PATH": True,
+        "FEED_PAGING": True,  # RFC 5005 paging links; off for static builds (a static host ignores ?page=)  # replay finished feed responses in front of Flask
         "WEBSUB_HUB": None,  # URL of a WebSub hub to advertise and notify
         "CACHE_DIR": str(default_cache_dir()),  # parse cache; "" turns it off
         "PREVIEW_TOKEN": None,  # when set, include=all needs token=<it>

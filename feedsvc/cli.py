@@ -37,6 +37,23 @@ def serve(seeds: Path | None, host: str, port: int, workers: int) -> int:
     return run(config, bind=f"{host}:{port}", workers=workers)
 
 
+def build_site(outdir: Path, base_url: str, seeds: Path | None, strict: bool) -> int:
+    """Write every public route as files under `outdir` (see feedsvc.build)."""
+    from . import create_app
+    from .build import BuildRefused, build
+
+    config = {"BASE_URL": base_url, "RELOAD_INTERVAL": 0, "FEED_PAGING": False}
+    if seeds:
+        config["SEEDS_DIR"] = str(seeds)
+    try:
+        report = build(create_app(config), outdir, strict=strict)
+    except (BuildRefused, FeedsvcError) as exc:
+        print(f"feedsvc build: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{outdir}: {report.written} files written, {report.unchanged} unchanged", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line's grammar."""
     parser = argparse.ArgumentParser(prog="feedsvc", description="Publish news-article files as RSS and Atom feeds.")
@@ -46,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--host", default=os.environ.get("FEEDSVC_HOST", "127.0.0.1"))
     serve_cmd.add_argument("--port", type=int, default=int(os.environ.get("FEEDSVC_PORT", "8000")))
     serve_cmd.add_argument("--workers", type=int, default=int(os.environ.get("FEEDSVC_WORKERS", "2")))
+    build_cmd = commands.add_parser("build", help="write every public route as static files")
+    build_cmd.add_argument("outdir", type=Path)
+    build_cmd.add_argument("--base-url", default=os.environ.get("FEEDSVC_BASE_URL", "http://localhost:8000/"),
+                           help="absolute URL the files will be served from (links and ids use it)")
+    build_cmd.add_argument("--seeds", type=Path, help="folder of article files (default: FEEDSVC_SEEDS_DIR or seeds/)")
+    build_cmd.add_argument("--strict", action="store_true", help="exit 1, keeping the old tree, when any file has errors")
     check_cmd = commands.add_parser("check", help="report every problem in a folder of article files")
     check_cmd.add_argument("folder", nargs="?", type=Path, default=None, help="default: the configured seeds folder")
     return parser
@@ -59,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
         config = create_config()
         return check(args.folder or Path(config["SEEDS_DIR"]), limits_of(config))
+    if args.command == "build":
+        return build_site(args.outdir, args.base_url, args.seeds, args.strict)
     return serve(args.seeds, args.host, args.port, args.workers)
 
 

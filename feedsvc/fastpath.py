@@ -21,7 +21,7 @@ from werkzeug.http import http_date, parse_accept_header, parse_date, parse_etag
 
 from .store import FeedStore
 
-FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/feed+json")
+FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/feed+json", "text/html", "text/plain")
 # Headers a 304 leaves out, as werkzeug's make_conditional does (RFC 9110 15.4.5).
 _NOT_IN_304 = {"content-length", "content-type", "content-encoding", "last-modified", "allow"}
 StartResponse = Callable[..., Any]
@@ -105,7 +105,8 @@ class ResponseCache:
             return result
         headers = seen["headers"]
         fields = {name.lower(): value for name, value in headers}
-        if not fields.get("content-type", "").startswith(FEED_TYPES) or "set-cookie" in fields:
+        # Only the documents made conditional (feeds and digests carry an ETag) are kept.
+        if not fields.get("content-type", "").startswith(FEED_TYPES) or "etag" not in fields or "set-cookie" in fields:
             return result
         try:
             body = b"".join(result)

@@ -17,6 +17,8 @@ from feedgen.feed import FeedGenerator  # first: feedgen.util needs lxml.etree i
 
 from feedgen.ext.base import BaseEntryExtension, BaseExtension  # isort: skip
 from feedgen.util import xml_elem  # isort: skip
+import lxml.html  # isort: skip
+from lxml.html.builder import E  # isort: skip
 
 from .model import Entry
 
@@ -24,6 +26,7 @@ ATOM_NS = "http://www.w3.org/2005/Atom"
 # An empty feed still needs an <updated>; a fixed instant keeps its bytes the same every day.
 EMPTY_FEED_DATE = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MEDIA_TYPES = {"rss": "application/rss+xml", "atom": "application/atom+xml"}
+NEWSLETTER_COLUMN = 600  # px: the width e-mail templates are laid out for
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,9 @@ def add_entry(fg: FeedGenerator, item: Entry) -> None:
         fe.dc.dc_relation(item.related_to.url)
     if item.image:
         add_image(fe, item)
+        # RSS-to-email services (Mailchimp's *|RSSITEM:IMAGE|*, Buttondown, MailUp) take the
+        # picture from an <img> in content:encoded: feedgen writes it there and as Atom content.
+        fe.content(newsletter_html(item), type="html")
 
 
 def related_summary(item: Entry) -> str:
@@ -141,6 +147,20 @@ def related_summary(item: Entry) -> str:
         return item.excerpt
     note = f"Related to: {item.related_to.title}"
     return f"{item.excerpt} ({note})" if item.excerpt else note
+
+
+def newsletter_html(item: Entry, column: int = NEWSLETTER_COLUMN) -> str:
+    """An entry as a small HTML body: its image (absolute, sized for a 600 px column), its text,
+    and for a related entry a link to its article; serialised by lxml, never escaped by hand."""
+    width, height = item.image.fit(column)
+    size = {"width": str(width), **({"height": str(height)} if height else {})}
+    image = E.img(src=item.image.url, alt=item.title, style="max-width:100%;height:auto", **size)
+    parts = [E.p(E.a(image, href=item.url))]
+    if item.excerpt:
+        parts.append(E.p(item.excerpt))
+    if item.related_to:
+        parts.append(E.p("Related to: ", E.a(item.related_to.title, href=item.related_to.url)))
+    return "".join(lxml.html.tostring(part, encoding="unicode") for part in parts)
 
 
 def add_image(fe, item: Entry) -> None:

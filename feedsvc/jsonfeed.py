@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .feeds import FeedInfo, related_summary
+from .feeds import FeedInfo, newsletter_html, related_summary
 from .model import Entry
 
 MEDIA_TYPE = "application/feed+json"
@@ -31,6 +31,7 @@ def item(entry: Entry) -> dict[str, Any]:
         data["authors"] = [{"name": entry.provider.name}]
     if entry.image:
         data["image"] = entry.image.url
+        data["content_html"] = newsletter_html(entry)
     if entry.related_to:
         data["_feedsvc"] = {"related_to": {"url": entry.related_to.url, "title": entry.related_to.title}}
     return data

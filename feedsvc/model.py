@@ -14,6 +14,13 @@ class Image:
     width: int | None = None
     height: int | None = None
 
+    def fit(self, column: int) -> tuple[int, int | None]:
+        """Width and height to show it in a column `column` pixels wide (height None if unknown)."""
+        width = min(self.width or column, column)
+        if self.width and self.height:
+            return width, max(1, round(self.height * width / self.width))
+        return width, None
+
 
 @dataclass(frozen=True)
 class Provider:

@@ -10,14 +10,15 @@ import sys
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode
 
-from . import feeds, jsonfeed
+from . import digest, feeds, jsonfeed
 from .catalog import Catalog
 from .errors import AccessDenied, PageNotFound, QueryError
 from .model import Entry
 from .render import Rendered, RenderCache
 
-FORMATS = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}
-MEDIA_TYPES = {**feeds.MEDIA_TYPES, "json": jsonfeed.MEDIA_TYPE}
+FORMATS = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}  # the feeds
+FILE_NAMES = {**FORMATS, "digest-html": "digest.html", "digest-txt": "digest.txt"}  # every document of a topic
+MEDIA_TYPES = {**feeds.MEDIA_TYPES, "json": jsonfeed.MEDIA_TYPE, **digest.MEDIA_TYPES}
 INCLUDE_VALUES = ("published", "all")
 
 
@@ -101,14 +102,15 @@ class Site:
     default_limit: int = 50
     max_age: int = 300
     hub: str | None = None
+    paging: bool = True
 
     def url(self, path: str) -> str:
         """An absolute URL for a path of this site."""
         return self.base_url.rstrip("/") + "/" + path.lstrip("/")
 
     def feed_path(self, slug: str | None, fmt: str) -> str:
-        """The path of a feed: one topic's, or every topic's when slug is None."""
-        name = FORMATS[fmt]
+        """The path of a feed (or digest): one topic's, or every topic's when slug is None."""
+        name = FILE_NAMES[fmt]
         return f"/topics/{slug}/{name}" if slug else f"/{name}"
 
     def feed_url(self, slug: str | None, fmt: str, query: Query | None = None) -> str:
@@ -137,7 +139,7 @@ class Site:
             html_url=self.url("/") + (f"#{slug}" if slug else ""),
             author=self.author,
             alternates=others,
-            links=self.page_links(slug, fmt, query, pages) | ({"hub": self.hub} if self.hub else {}),
+            links=(self.page_links(slug, fmt, query, pages) if self.paging else {}) | ({"hub": self.hub} if self.hub else {}),
             ttl_minutes=self.max_age // 60 or None,  # RSS <ttl> counts minutes: none for under one
         )
 
@@ -161,6 +163,8 @@ def render_body(fmt: str, info: feeds.FeedInfo, entries: tuple[Entry, ...]) -> b
     """Bytes of one feed in `fmt`."""
     if fmt == "json":
         return jsonfeed.render(info, entries)
+    if fmt in digest.MEDIA_TYPES:
+        return digest.render(fmt, info, entries)
     return feeds.render(fmt, info, entries)
 
 

@@ -38,13 +38,27 @@ def prepare_for_yaml(text: str) -> str:
 # Linear-time markup removal. html.parser is quadratic on hostile input ("<a <a <a ...": 8,000
 # characters took 0.8 s), so tags go by one regular expression that never backtracks past a
 # "<" or ">", and raw-text elements are skipped with plain searches.
-_TAG = re.compile(r"</?([A-Za-z][A-Za-z0-9-]*|!|\?)[^<>]*>")
-_RAW_TEXT_OPEN = re.compile(r"<(script|style|template|textarea|title)\b[^<>]*>", re.IGNORECASE)
+# A quoted attribute value may hold ">" (bounded, so an unclosed quote costs little).
+_TAG = re.compile(r"""</?([A-Za-z][A-Za-z0-9-]*|!|\?)(?:[^<>"']|"[^"]{0,2000}"|'[^']{0,2000}')*>""")
+_RAW_TEXT_OPEN = re.compile(r"<(script|style|template)\b[^<>]*>", re.IGNORECASE)
 _BREAKS = {"br", "p", "div", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote"}
 
 
+def _drop_comments(text: str) -> str:
+    """Remove <!-- comments --> (which may hold ">" or tags); an unclosed one swallows the rest."""
+    parts, position = [], 0
+    while (start := text.find("<!--", position)) >= 0:
+        parts.append(text[position:start])
+        end = text.find("-->", start + 4)
+        if end < 0:
+            return "".join(parts)
+        position = end + 3
+    parts.append(text[position:])
+    return "".join(parts)
+
+
 def _drop_raw_text(text: str) -> str:
-    """Remove script/style/... elements with their content; an unclosed one swallows the rest."""
+    """Remove script/style/template elements with their content; an unclosed one swallows the rest."""
     parts, position = [], 0
     while match := _RAW_TEXT_OPEN.search(text, position):
         parts.append(text[position : match.start()])
@@ -60,7 +74,7 @@ def _drop_raw_text(text: str) -> str:
 def strip_html(text: str) -> str:
     """The plain text of a string that may hold HTML tags or entities."""
     if "<" in text:
-        text = _TAG.sub(lambda m: " " if m.group(1).lower() in _BREAKS else "", _drop_raw_text(text))
+        text = _TAG.sub(lambda m: " " if m.group(1).lower() in _BREAKS else "", _drop_raw_text(_drop_comments(text)))
     return html.unescape(text) if "&" in text else text
 
 
@@ -85,7 +99,10 @@ def plain_text(text: str, limit: int | None = None, markup: bool = True) -> str:
     if not text.isascii() and _MOJIBAKE_HINT.search(text):
         text = _PARKED.sub(lambda m: chr(ord(m.group()) - 0xE000), text)
         text = ftfy.fix_text(text, _FTFY)
+    if markup:
+        text = strip_html(text)
     if _SUSPECT.search(text):
-        # YAML escapes ("\x01", "\e", "\x81") put controls back after parsing; XML 1.0 forbids them.
+        # YAML escapes ("\x01", "\e") and character references ("&#x81;") put controls back
+        # after parsing; XML 1.0 forbids them.
         text = _SUSPECT.sub("", text)
-    return cut(" ".join((strip_html(text) if markup else text).split()), limit)
+    return cut(" ".join(text.split()), limit)

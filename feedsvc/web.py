@@ -39,6 +39,7 @@ def current_site() -> Site:
         default_limit=config["DEFAULT_LIMIT"],
         max_age=config["MAX_AGE"],
         hub=config["WEBSUB_HUB"],
+        paging=config["FEED_PAGING"],
     )
 
 
@@ -58,6 +59,16 @@ def feed(slug: str | None, fmt: str) -> Response:
     catalog, query = current_catalog(), current_query()
     rendered = cached_feed(current_store().cache, catalog, current_site(), slug, fmt, query)
     return conditional_response(rendered, MEDIA_TYPES[fmt], catalog.last_modified, shared=not query.include_all)
+
+
+@bp.get("/digest.<any(html, txt):kind>", defaults={"slug": None})
+@bp.get("/topics/<slug>/digest.<any(html, txt):kind>")
+def digest(slug: str | None, kind: str) -> Response:
+    """The newest entries as an e-mail-safe HTML fragment, or its plain-text twin."""
+    response = feed(slug, f"digest-{kind}")
+    if kind == "html":
+        response.headers["Content-Security-Policy"] = DIGEST_POLICY
+    return response
 
 
 def conditional_response(rendered: Rendered, media_type: str, last_modified: datetime, shared: bool) -> Response:
@@ -127,6 +138,8 @@ def http_error(error: HTTPException) -> Response:
 
 # HTML pages here load nothing and run nothing: forbid it all (CSP Level 3).
 HTML_POLICY = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+# The digest shows remote images and inline styles (all an e-mail can use), and nothing else.
+DIGEST_POLICY = "default-src 'none'; img-src https: http:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 
 @bp.after_app_request
