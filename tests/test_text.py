@@ -7,7 +7,7 @@ import re
 
 import pytest
 import yaml
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from feedsvc.text import ELLIPSIS, cut, plain_text, prepare_for_yaml, strip_html
@@ -174,7 +174,7 @@ def test_plain_text_cuts_after_folding_and_stripping():
     assert plain_text("<b>one</b>   two   three   four", 12) == "one two" + ELLIPSIS
 
 
-@pytest.mark.parametrize("limit", [1, 2, 3, 5, 8, 13, 50])
+@pytest.mark.parametrize("limit", [2, 3, 5, 8, 13, 50])
 def test_cut_is_never_longer_than_the_limit(limit):
     text = "The quick brown fox jumps over the lazy dog, again and again."
     result = cut(text, limit)
@@ -183,9 +183,83 @@ def test_cut_is_never_longer_than_the_limit(limit):
     assert text.startswith(result[:-1])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: cut(text, 0) returns 'hello…' (6 chars): text[:limit-1] is text[:-1]")
-def test_cut_to_zero_is_not_longer_than_zero():
-    assert len(cut("hello world", 0)) <= 0
+@pytest.mark.parametrize(("limit", "expected"), [(1, "h"), (0, ""), (-3, "")])
+def test_cut_to_almost_nothing_is_not_longer_than_the_limit(limit, expected):
+    assert cut("hello world", limit) == expected
+
+
+# --- long input is bounded, but never at the cost of the text --------------------------------
+
+
+def test_huge_markup_free_text_is_cut_normally():
+    assert plain_text("word " * 100_000, 20) == "word word word" + ELLIPSIS
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: plain_text truncates its input to 8*limit characters before folding spaces and "
+    "stripping tags, so text after a long run of white space or markup is lost",
+)
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [
+        (" " * 100 + "abc", 10, "abc"),
+        ('<script type="application/ld+json">' + '{"a": 1}' * 1200 + "</script><p>The real excerpt.</p>", 1000,
+         "The real excerpt."),
+        ("<!-- " + "c" * 3000 + " --> Real title", 300, "Real title"),
+        ('<img src="https://cdn.example/' + "x" * 3000 + '.jpg"> Real title', 300, "Real title"),
+    ],
+    ids=["spaces", "json-ld-script", "comment", "long-attribute"],
+)
+def test_long_markup_before_the_text_does_not_lose_the_text(text, limit, expected):
+    assert plain_text(text, limit) == expected
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: after the 8*limit truncation, 400 '<b>x</b>' + ' tail' (limit 300) gives 300 'x' and no "
+    "ellipsis: the text was cut but the cut is not marked",
+)
+def test_text_cut_by_the_input_bound_still_ends_with_an_ellipsis():
+    result = plain_text("<b>x</b>" * 400 + " tail", 300)
+    assert len(result) <= 300 and result.endswith(ELLIPSIS)
+
+
+# --- markup the regular-expression stripper must still handle ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<SCRIPT>x</SCRIPT>ok", "ok"),
+        ("a<script>unclosed", "a"),
+        ("<!-- note -->text", "text"),
+        ("<![CDATA[x]]>text", "text"),
+        ("a<br/>b<hr />c", "a bc"),
+        ("<p class='x' data-y=\"1\">t</p>", "t"),
+    ],
+)
+def test_more_markup_is_reduced_to_its_text(text, expected):
+    assert plain_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a <!-- c > d --> b", "a b"),
+        ("a <!-- unclosed comment", "a"),
+        ("a <!-- <b>x</b> --> b", "a b"),
+        ('<a title="x>y">t</a>', "t"),
+    ],
+    ids=["comment-with-gt", "unclosed-comment", "comment-with-tags", "attribute-with-gt"],
+)
+def test_comments_and_attributes_holding_markup_characters_are_removed(text, expected):
+    assert plain_text(text) == expected
+
+
+def test_title_and_textarea_elements_keep_their_text():
+    assert plain_text("<title>Big news</title>") == "Big news"
+    assert plain_text("<textarea>typed</textarea> text") == "typed text"
 
 
 # --- properties -----------------------------------------------------------------------------
@@ -194,6 +268,8 @@ def test_cut_to_zero_is_not_longer_than_zero():
 @settings(max_examples=300, deadline=None)
 @given(st.text(), st.one_of(st.none(), st.integers(min_value=1, max_value=400)), st.booleans())
 def test_plain_text_never_raises_folds_space_and_respects_the_limit(text, limit, markup):
+    # Input over 8*limit characters is truncated first, a known bug tested on its own above.
+    assume(limit is None or len(text) <= 8 * limit)
     result = plain_text(text, limit, markup)
     assert isinstance(result, str)
     assert " ".join(result.split()) == result
@@ -202,7 +278,7 @@ def test_plain_text_never_raises_folds_space_and_respects_the_limit(text, limit,
         assert len(result) <= limit
     if limit is None or len(whole) <= limit:
         assert result == whole  # text that fits is never cut
-    else:
+    elif limit >= 2:
         assert result.endswith(ELLIPSIS)
 
 
@@ -218,23 +294,29 @@ def test_text_read_from_a_file_comes_out_without_control_characters(text, limit)
     assert "\ufffe" not in result and "\uffff" not in result
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: plain_text keeps C0/DEL/U+FFFE and C1 from YAML escapes (\"\\x01\") or numeric "
-    "character references (&#x81;) in the output",
-)
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
+@given(st.text().filter(lambda t: "&" not in t), st.one_of(st.none(), st.integers(min_value=1, max_value=400)))
+@example("a\x01b", None)
+@example("a\x00b\x1bc\x7f", None)
+@example("x\x81y\x9dz", 5)
+@example("\ufffe\uffff", None)
+def test_text_after_parsing_comes_out_without_control_characters(text, limit):
+    # YAML escapes ("\x01", "\e", "\x81") reach plain_text without prepare_for_yaml.
+    result = plain_text(text, limit)
+    assert not CONTROL.search(result), repr(result)
+    assert "\ufffe" not in result and "\uffff" not in result
+
+
+@pytest.mark.parametrize(("text", "expected"), [("a\x81b\x9dc", "abc"), ("a\x00b\x1bc", "abc"), ("\x7fx\ufffe", "x")])
+def test_controls_after_parsing_are_removed(text, expected):
+    assert plain_text(text) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@example("a&#x81;b")
+@example("&#1;&#x7f;&#x9d;&#xfffe;&#0;")
 @example("a\x01b")
-@given(st.text())
+@given(st.text() | st.lists(st.sampled_from(["&#x81;", "&#1;", "&#127;", "&#xFFFF;", "&#x85;", "\x9d", "a", " ", "<b>"])).map("".join))
 def test_plain_text_never_outputs_control_characters(text):
     assert not CONTROL.search(plain_text(text))
-
-
-@pytest.mark.xfail(strict=True, reason="BUG: plain_text('a&#x81;b') == 'a\\x81b': C1 removal runs before entities are decoded")
-def test_c1_from_a_character_reference_is_removed():
-    assert plain_text("a&#x81;b") == "ab"
-
-
-@pytest.mark.xfail(strict=True, reason="BUG: plain_text('a\\x00b\\x1b') keeps NUL and ESC (a YAML escape reaches it unfiltered)")
-def test_c0_after_parsing_is_removed():
-    assert not CONTROL.search(plain_text("a\x00b\x1bc"))
+    assert "\ufffe" not in plain_text(text) and "\uffff" not in plain_text(text)
