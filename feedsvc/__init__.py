@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import signal
 import tempfile
 import threading
@@ -42,6 +43,9 @@ def default_config() -> dict[str, Any]:
     }
 
 
+TEXT_SETTINGS = ("SEEDS_DIR", "BASE_URL", "SITE_TITLE", "FEED_AUTHOR", "CACHE_DIR", "PREVIEW_TOKEN", "WEBSUB_HUB")
+
+
 def limits_of(config) -> Limits:
     """The loader's size limits from a config mapping."""
     return Limits(config["MAX_FILE_BYTES"], config["MAX_TITLE_CHARS"], config["MAX_EXCERPT_CHARS"])
@@ -52,6 +56,9 @@ def create_config(config: dict[str, Any] | None = None) -> Config:
     settings = Config(str(Path(__file__).parent))
     settings.from_mapping(default_config())
     settings.from_prefixed_env("FEEDSVC")
+    for key in TEXT_SETTINGS:  # from_prefixed_env reads JSON: a token "20240611" must stay text
+        if f"FEEDSVC_{key}" in os.environ:
+            settings[key] = os.environ[f"FEEDSVC_{key}"]
     if config:
         settings.from_mapping(config)
     return settings

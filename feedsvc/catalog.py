@@ -16,6 +16,7 @@ from slugify import slugify
 
 from .errors import TopicNotFound
 from .model import Article, Entry, Problem
+from .urls import shorten
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -108,7 +109,7 @@ class Catalog:
             if slug is not None:
                 articles = [a for a in articles if slug in {topic_slug(t) for t in a.topics}]
                 if not articles:
-                    raise TopicNotFound(f"no topic {slug[:60]!r}: see / for the list of topics")
+                    raise TopicNotFound(f"no topic {shorten(slug, 60)}: see / for the list of topics")
             with self._lock:
                 self._entries[key] = build_entries(articles)
         return self._entries[key]

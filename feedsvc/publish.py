@@ -15,6 +15,7 @@ from .catalog import Catalog
 from .errors import AccessDenied, PageNotFound, QueryError
 from .model import Entry
 from .render import Rendered, RenderCache
+from .urls import shorten
 
 FORMATS = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}  # the feeds
 FILE_NAMES = {**FORMATS, "digest-html": "digest.html", "digest-txt": "digest.txt"}  # every document of a topic
@@ -66,7 +67,7 @@ def whole_number(args: dict[str, list[str]], name: str, default: int, maximum: i
         number = sys.maxsize
     if number < 1:
         bound = f"from 1 to {maximum}" if maximum else "of 1 or more"
-        raise QueryError(f"{name} must be a whole number {bound}, not {raw[:40]!r}")
+        raise QueryError(f"{name} must be a whole number {bound}, not {shorten(raw, 40)}")
     return min(number, maximum) if maximum else number
 
 
@@ -76,7 +77,7 @@ def parse_query(
     """Validate `include`, `limit`, `page` (and `token` for previews); other parameters are ignored."""
     include = single(args, "include")
     if include is not None and include not in INCLUDE_VALUES:
-        raise QueryError(f"include must be 'published' or 'all', not {include[:40]!r}")
+        raise QueryError(f"include must be 'published' or 'all', not {shorten(include, 40)}")
     include_all = include == "all"
     token = check_preview_token(single(args, "token"), preview_token) if include_all else None
     limit = whole_number(args, "limit", default_limit, max_limit)

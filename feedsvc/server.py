@@ -5,17 +5,34 @@ from __future__ import annotations
 from typing import Any
 
 import re
+from urllib.parse import unquote_plus
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 
-# A preview token is a secret: it never reaches a log line (PREVIEW_TOKEN).
-_TOKEN = re.compile(r"([?&;]|^)(token=)[^&;#\s]*")
+# A preview token is a secret: it never reaches a log line (PREVIEW_TOKEN). Parameters are
+# split as werkzeug splits them (on "&" only) and named as it names them (percent-decoded).
+_QUERY = re.compile(r"\?([^\s#]*)")
+_SEMICOLON_TOKEN = re.compile(r"(;token=)[^;]*")
+
+
+def redact_query(query: str) -> str:
+    """A query string with the value of every parameter named `token` replaced by ***."""
+    fields = []
+    for field in query.split("&"):
+        name, equals, _ = field.partition("=")
+        if equals and unquote_plus(name) == "token":
+            fields.append(f"{name}=***")
+        else:  # ";token=" inside another value: not a token to werkzeug, but maybe to its sender
+            fields.append(_SEMICOLON_TOKEN.sub(r"\1***", field))
+    return "&".join(fields)
 
 
 def redact(text: str) -> str:
-    """`text` with the value of every `token` query parameter replaced by ***."""
-    return _TOKEN.sub(r"\1\2***", text)
+    """`text` (a query string, a request line or a URL) with every preview token replaced by ***."""
+    if "?" not in text:
+        return redact_query(text)
+    return _QUERY.sub(lambda m: "?" + redact_query(m.group(1)), text)
 
 
 class RedactingLogger(Logger):
@@ -24,7 +41,7 @@ class RedactingLogger(Logger):
     def atoms(self, resp, req, environ, request_time) -> dict:
         """The log format's values, redacted."""
         values = super().atoms(resp, req, environ, request_time)
-        for key in ("r", "q"):
+        for key in ("r", "q", "f"):  # request line, query string, Referer
             if isinstance(values.get(key), str):
                 values[key] = redact(values[key])
         return values

@@ -36,12 +36,39 @@ def prepare_for_yaml(text: str) -> str:
 
 
 # Linear-time markup removal. html.parser is quadratic on hostile input ("<a <a <a ...": 8,000
-# characters took 0.8 s), so tags go by one regular expression that never backtracks past a
-# "<" or ">", and raw-text elements are skipped with plain searches.
-# A quoted attribute value may hold ">" (bounded, so an unclosed quote costs little).
-_TAG = re.compile(r"""</?([A-Za-z][A-Za-z0-9-]*|!|\?)(?:[^<>"']|"[^"]{0,2000}"|'[^']{0,2000}')*>""")
+# characters took 0.8 s), and a regular expression cannot both honour quoted ">" and stay
+# linear, so tags are skipped by a scanner that never looks at a character twice.
+_TAG_START = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*|!|\?)")
+_TAG_STOP = re.compile(r"""[>"']""")
 _RAW_TEXT_OPEN = re.compile(r"<(script|style|template)\b[^<>]*>", re.IGNORECASE)
 _BREAKS = {"br", "p", "div", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote"}
+
+
+def _tag_end(text: str, position: int) -> int:
+    """The index just past the ">" closing a tag whose name ends at `position` (quoted values may
+    hold ">"), or -1 when the tag never closes."""
+    while stop := _TAG_STOP.search(text, position):
+        if stop.group() == ">":
+            return stop.end()
+        closing = text.find(stop.group(), stop.end())
+        if closing < 0:
+            return -1
+        position = closing + 1
+    return -1
+
+
+def _drop_tags(text: str) -> str:
+    """Remove every tag (a line-breaking one leaves a space); an unclosed tag swallows the rest."""
+    parts, position = [], 0
+    while tag := _TAG_START.search(text, position):  # "<3", "a < b" are text, not tags
+        parts.append(text[position : tag.start()])
+        end = _tag_end(text, tag.end())
+        if end < 0:
+            return "".join(parts)
+        parts.append(" " if tag.group(2).lower() in _BREAKS else "")
+        position = end
+    parts.append(text[position:])
+    return "".join(parts)
 
 
 def _drop_comments(text: str) -> str:
@@ -59,10 +86,10 @@ def _drop_comments(text: str) -> str:
 
 def _drop_raw_text(text: str) -> str:
     """Remove script/style/template elements with their content; an unclosed one swallows the rest."""
-    parts, position = [], 0
+    parts, position, lowered = [], 0, text.lower()
     while match := _RAW_TEXT_OPEN.search(text, position):
         parts.append(text[position : match.start()])
-        closing = text.lower().find(f"</{match.group(1).lower()}", match.end())
+        closing = lowered.find(f"</{match.group(1).lower()}", match.end())
         if closing < 0:
             return "".join(parts)
         end = text.find(">", closing)
@@ -74,7 +101,7 @@ def _drop_raw_text(text: str) -> str:
 def strip_html(text: str) -> str:
     """The plain text of a string that may hold HTML tags or entities."""
     if "<" in text:
-        text = _TAG.sub(lambda m: " " if m.group(1).lower() in _BREAKS else "", _drop_raw_text(_drop_comments(text)))
+        text = _drop_tags(_drop_raw_text(_drop_comments(text)))
     return html.unescape(text) if "&" in text else text
 
 
@@ -94,8 +121,6 @@ def cut(text: str, limit: int | None) -> str:
 def plain_text(text: str, limit: int | None = None, markup: bool = True) -> str:
     """Repaired text: mojibake fixed (ftfy), spaces folded, cut; with `markup`, tags stripped and
     entities decoded (titles and excerpts are HTML-ish in scraped files; names are not)."""
-    if limit is not None and len(text) > limit * 8:
-        text = text[: limit * 8]  # markup and spaces aside, no more is kept: bound the work on huge text
     if not text.isascii() and _MOJIBAKE_HINT.search(text):
         text = _PARKED.sub(lambda m: chr(ord(m.group()) - 0xE000), text)
         text = ftfy.fix_text(text, _FTFY)

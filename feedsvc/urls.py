@@ -39,8 +39,9 @@ def normalize_url(raw: object) -> str:
 
 
 def shorten(text: str, limit: int = 80) -> str:
-    """The repr of a possibly huge string, cut for a message."""
-    return repr(text) if len(text) <= limit else repr(text[: limit - 3]) + "..."
+    """The repr of a possibly huge string, cut (after quoting) to `limit` characters for a message."""
+    quoted = repr(text[:limit])
+    return quoted if len(quoted) <= limit and len(text) <= limit else quoted[: limit - 3] + "..."
 
 
 def _ascii_host(host: str, raw: str) -> str:

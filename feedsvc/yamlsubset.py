@@ -57,9 +57,9 @@ Spec = dict[str, "Spec | None"]  # key -> how to build its value (None: all of i
 class UnsafeYaml(ValueError):
     """The document holds a disallowed tag or expands past the node limit."""
 
-    def __init__(self, message: str, node: Node) -> None:
+    def __init__(self, message: str, node: Node | None) -> None:
         super().__init__(message)
-        self.line = node.start_mark.line if node.start_mark is not None else None  # 0-based
+        self.line = node.start_mark.line if node is not None and node.start_mark is not None else None  # 0-based
 
 
 def check_graph(root: Node, max_nodes: int) -> None:
@@ -97,8 +97,29 @@ def build(loader: Any, node: Node, spec: Spec | None) -> Any:
     }
 
 
+# Flow collections nested deeper are refused before libyaml sees them (it overflows at ~25,000);
+# shallower ones under a key feedsvc reads end in a RecursionError, reported as invalid YAML.
+MAX_DEPTH = 5_000
+
+
+def flow_depth(source: str) -> int:
+    """The deepest nesting of "[" and "{" (quotes ignored: an over-estimate, which is safe)."""
+    depth = deepest = 0
+    for char in source:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}" and depth:
+            depth -= 1
+    return deepest
+
+
 def load_subset(source: str, spec: Spec, max_nodes: int) -> Any:
     """Parse one YAML document and build the parts of it that `spec` names."""
+    # libyaml's C parser recurses once per nesting level and overflows the C stack (SIGSEGV,
+    # not an exception) at about 25,000 levels: refuse deep nesting before it parses.
+    if source.count("[") + source.count("{") > MAX_DEPTH and flow_depth(source) > MAX_DEPTH:
+        raise UnsafeYaml(f"front matter nests deeper than {MAX_DEPTH} levels: flatten it", None)
     loader = SafeLoader(source)
     try:
         root = loader.get_single_node()
