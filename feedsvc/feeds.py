@@ -123,7 +123,9 @@ def add_entry(fg: FeedGenerator, item: Entry) -> None:
     fe.link(href=item.url, rel="alternate")
     fe.published(item.published)
     fe.updated(item.published)
-    summary = related_summary(item)
+    # An entry with an image gets content:encoded below; feedgen would then write that HTML as
+    # <description> when there is none, so such an entry always has a plain-text one.
+    summary = related_summary(item) or (item.title if item.image else "")
     if summary:
         fe.summary(summary)  # feedgen writes it as Atom <summary> and RSS <description>
     for topic in item.categories:
