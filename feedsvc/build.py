@@ -83,18 +83,23 @@ def fill(app, catalog: Catalog, staging: Path, previous: Path) -> tuple[int, int
 
 
 def swap_in(staging: Path, outdir: Path) -> None:
-    """Make `staging` the tree at `outdir` in one step; the old tree is removed afterwards."""
+    """Make `staging` the tree at `outdir` in one step.
+
+    The tree it replaces is kept (as `.OUTDIR.previous`) until the next build: a reader that is
+    walking it right now (rsync, an S3 sync, a web server) still finds every file, instead of an
+    emptied folder that `rsync --delete` would mirror.
+    """
     staging.chmod(0o755)
     if not outdir.exists():
         staging.rename(outdir)
         return
+    previous = outdir.with_name(f".{outdir.name}.previous")
+    shutil.rmtree(previous, ignore_errors=True)
     if exchange(staging, outdir):  # Linux renameat2(RENAME_EXCHANGE): no moment without a tree
-        shutil.rmtree(staging)
+        staging.rename(previous)
         return
-    retired = outdir.with_name(f".{outdir.name}.old-{os.getpid()}")
-    outdir.rename(retired)
+    outdir.rename(previous)
     staging.rename(outdir)
-    shutil.rmtree(retired)
 
 
 def exchange(a: Path, b: Path) -> bool:
