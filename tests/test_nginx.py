@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT, SEEDS
+from conftest import PROJECT
 from test_cli import free_port
 from test_server import OLD_TITLE, PUBLISHED, Server, rss_titles
 
@@ -164,15 +164,8 @@ class Stack:
 
 
 @pytest.fixture
-def seeds(tmp_path: Path) -> Path:
-    target = tmp_path / "seeds"
-    shutil.copytree(SEEDS, target)
-    return target
-
-
-@pytest.fixture
-def stack(seeds):
-    running = Stack(seeds)
+def stack(seeds_dir):
+    running = Stack(seeds_dir)
     try:
         yield running
     finally:
@@ -299,10 +292,10 @@ def test_expired_entry_is_revalidated_with_a_conditional_request_answered_304(st
     assert served == body and after["ETag"] == first["ETag"]
 
 
-def test_without_background_update_the_client_sees_revalidated_and_stale_on_error(seeds):
+def test_without_background_update_the_client_sees_revalidated_and_stale_on_error(seeds_dir):
     """The same config with proxy_cache_background_update off: the client's own request revalidates,
     and with the app down `proxy_cache_use_stale error` alone serves the cached copy."""
-    running = Stack(seeds, {"proxy_cache_background_update on;": "proxy_cache_background_update off;"})
+    running = Stack(seeds_dir, {"proxy_cache_background_update on;": "proxy_cache_background_update off;"})
     try:
         nginx = running.nginx
         status, first, body = nginx.request(FEED)
@@ -344,11 +337,11 @@ def test_cached_feed_is_served_stale_while_the_app_is_down(stack):
           "the refused connection in nginx's error log")
 
 
-def test_changed_file_is_visible_through_the_proxy_after_max_age(stack, seeds):
+def test_changed_file_is_visible_through_the_proxy_after_max_age(stack, seeds_dir):
     nginx = stack.nginx
     status, headers, body = nginx.request(FEED)
     assert cache_status(headers) == "MISS" and OLD_TITLE in rss_titles(body)
-    path = seeds / PUBLISHED
+    path = seeds_dir / PUBLISHED
     path.write_text(path.read_text(encoding="utf-8").replace(OLD_TITLE, "Edited behind the cache"), encoding="utf-8")
     status, headers, body = nginx.request(FEED)
     assert cache_status(headers) == "HIT" and OLD_TITLE in rss_titles(body)  # the cached copy, still fresh

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import lxml.html
 import pytest
+from test_cli import free_port
 from conftest import PROJECT, SEEDS
 from feedcheck import ATOM, check_feed
 from gunicorn.config import Config
@@ -505,12 +505,6 @@ def test_token_with_a_semicolon_is_redacted_whole(make_client):
 def test_referer_holding_a_preview_url_is_redacted():
     referer = f"https://feeds.example/?include=all&token={TOKEN}"
     assert TOKEN not in access_line(atoms_of(RedactingLogger, "/rss.xml", referer=referer))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def fetch(url: str) -> int:

@@ -76,16 +76,9 @@ class Server:
 
 
 @pytest.fixture
-def server_seeds(tmp_path: Path) -> Path:
-    target = tmp_path / "seeds"
-    shutil.copytree(SEEDS, target)
-    return target
-
-
-@pytest.fixture
-def server(server_seeds):
+def server(seeds_dir):
     """A server of its own, over seeds the test may edit."""
-    running = Server(server_seeds)
+    running = Server(seeds_dir)
     yield running
     code = running.stop()
     assert code == 0, running.output[-3000:]
@@ -168,13 +161,13 @@ def test_head_over_http(shared_server):
         assert headers[name] == get_headers[name], name
 
 
-def test_edit_on_disk_reaches_every_worker(server, server_seeds):
+def test_edit_on_disk_reaches_every_worker(server, seeds_dir):
     status, headers, body = server.request("/topics/ai/rss.xml")
     assert OLD_TITLE in rss_titles(body)
-    path = server_seeds / PUBLISHED
+    path = seeds_dir / PUBLISHED
     path.write_text(path.read_text(encoding="utf-8").replace(OLD_TITLE, "Edited while serving"), encoding="utf-8")
 
-    deadline, in_a_row, started = time.monotonic() + EDIT_DEADLINE, 0, time.monotonic()
+    deadline, in_a_row = time.monotonic() + EDIT_DEADLINE, 0
     while in_a_row < 8:  # several answers in a row: from both workers
         assert time.monotonic() < deadline, f"the edit did not reach every worker within {EDIT_DEADLINE}s"
         status, new_headers, body = server.request("/topics/ai/rss.xml")
@@ -186,9 +179,9 @@ def test_edit_on_disk_reaches_every_worker(server, server_seeds):
     assert status == 200  # the old tag no longer matches
 
 
-def test_added_and_removed_files_over_http(server, server_seeds):
-    text = (server_seeds / PUBLISHED).read_text(encoding="utf-8")
-    added = server_seeds / "zz-added.txt"
+def test_added_and_removed_files_over_http(server, seeds_dir):
+    text = (seeds_dir / PUBLISHED).read_text(encoding="utf-8")
+    added = seeds_dir / "zz-added.txt"
     added.write_text(text.replace(OLD_TITLE, "A brand new article").replace("gizmodo.com/the-lapd", "gizmodo.com/new-lapd"),
                      encoding="utf-8")
     deadline = time.monotonic() + EDIT_DEADLINE
@@ -203,8 +196,8 @@ def test_added_and_removed_files_over_http(server, server_seeds):
         time.sleep(0.05)
 
 
-def test_sigterm_stops_the_server_cleanly(server_seeds):
-    running = Server(server_seeds)
+def test_sigterm_stops_the_server_cleanly(seeds_dir):
+    running = Server(seeds_dir)
     status, _, _ = running.request("/rss.xml")
     assert status == 200
     assert running.stop() == 0
@@ -213,15 +206,15 @@ def test_sigterm_stops_the_server_cleanly(server_seeds):
         running.request("/rss.xml")
 
 
-def test_websub_notifications_are_sent_under_gunicorn(server_seeds):
+def test_websub_notifications_are_sent_under_gunicorn(seeds_dir):
     hub = RecordingHub()
     base = "http://feeds.example.org"
-    running = Server(server_seeds, {"FEEDSVC_WEBSUB_HUB": hub.url, "FEEDSVC_BASE_URL": base + "/"})
+    running = Server(seeds_dir, {"FEEDSVC_WEBSUB_HUB": hub.url, "FEEDSVC_BASE_URL": base + "/"})
     try:
         _, _, body = running.request("/topics/ai/atom.xml")
         links = {l.get("rel"): l.get("href") for l in etree.fromstring(body).findall(f"{ATOM}link")}
         assert links["hub"] == hub.url  # configured and advertised
-        path = server_seeds / PUBLISHED
+        path = seeds_dir / PUBLISHED
         path.write_text(path.read_text(encoding="utf-8").replace(OLD_TITLE, "Edited for the hub"), encoding="utf-8")
         deadline = time.monotonic() + EDIT_DEADLINE
         while "Edited for the hub" not in body.decode():
