@@ -62,7 +62,7 @@ class FeedStore:
             modified = self.next_last_modified(found.newest_mtime_ns, changed)
             old, self._states, self._loaded = self.catalog, states, True
             self.catalog = build_catalog(states, modified)
-            if changed or first:
+            if changed:  # a warm start that found every file as cached writes nothing
                 self.save_cache(force=first)
         log.info("loaded %d articles from %s (%d skipped, %d stale)", len(self.catalog.articles),
                  self.seeds_dir, len(self.catalog.skipped), len(self.catalog.stale))
