@@ -91,22 +91,6 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-def production_options(bind: str, workers: int) -> dict:
-    """feedsvc.server.run's gunicorn options (kept in step with it; feedsvc-run uses run() itself)."""
-    from feedsvc.server import RedactingLogger, post_worker_init
-
-    return {
-        "bind": bind,
-        "workers": workers,
-        "preload_app": True,
-        "accesslog": "-",
-        "logger_class": RedactingLogger,
-        "graceful_timeout": 10,
-        "post_worker_init": post_worker_init,
-        "control_socket_disable": True,
-    }
-
-
 def serve_feedsvc_run(bind: str, workers: int) -> int:
     """`feedsvc serve` exactly: feedsvc.server.run, with create_app swapped for build()."""
     import feedsvc
@@ -119,7 +103,7 @@ def serve_feedsvc_run(bind: str, workers: int) -> int:
 
 def serve_gunicorn(bind: str, workers: int, worker_class: str, threads: int, access_log: bool) -> int:
     """FeedsvcServer (preload) with run()'s options, changed as asked."""
-    from feedsvc.server import FeedsvcServer
+    from feedsvc.server import FeedsvcServer, production_options
 
     class FloorServer(FeedsvcServer):
         def load(self):

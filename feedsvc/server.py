@@ -78,9 +78,9 @@ def post_worker_init(worker) -> None:
     store.watch(worker.wsgi.config["RELOAD_INTERVAL"])
 
 
-def run(config: dict[str, Any] | None, bind: str, workers: int) -> int:
-    """Serve until stopped by SIGINT/SIGTERM (gunicorn finishes in-flight requests first)."""
-    options = {
+def production_options(bind: str, workers: int) -> dict[str, Any]:
+    """The gunicorn settings `feedsvc serve` runs with."""
+    return {
         "bind": bind,
         "workers": workers,
         "preload_app": True,
@@ -91,5 +91,9 @@ def run(config: dict[str, Any] | None, bind: str, workers: int) -> int:
         # gunicorn >= 25.1 opens one control socket per user by default; two services would clash.
         "control_socket_disable": True,
     }
-    FeedsvcServer(config, options).run()
+
+
+def run(config: dict[str, Any] | None, bind: str, workers: int) -> int:
+    """Serve until stopped by SIGINT/SIGTERM (gunicorn finishes in-flight requests first)."""
+    FeedsvcServer(config, production_options(bind, workers)).run()
     return 0
