@@ -46,8 +46,8 @@ def plot(results: dict, out: Path) -> None:
         per_article = " / ".join(f"{t / c * 1000:.2f}" for t, c in zip(times, counts))
         left.plot(counts, times, **(STYLE[kind] | {"label": f"{STYLE[kind]['label']}\n    ms per article: {per_article}"}),
                   linewidth=2, markersize=7)  # fmt: skip
-        left.annotate(f"{times[-1]:.1f} s", (counts[-1], times[-1]), textcoords="offset points", xytext=(7, -3),
-                      fontsize=9, color=STYLE[kind]["color"])  # fmt: skip
+        left.annotate(f"{times[-1]:.1f} s", (counts[-1], times[-1]), textcoords="offset points",
+                      xytext=(7, {"baseline": -10, "cold": 3, "warm": -3}[kind]), fontsize=9, color=STYLE[kind]["color"])  # fmt: skip
     first = sizes[0]["median_s"]["baseline"]
     left.plot(counts, [first * c / counts[0] for c in counts], color="#bbbbbb", linestyle=":", linewidth=1,
               label="linear growth from the 1k baseline")  # fmt: skip
@@ -86,7 +86,8 @@ def plot(results: dict, out: Path) -> None:
     right.grid(True, which="both", alpha=0.3)
     right.legend(fontsize=8, loc="upper left")
 
-    fig.suptitle(f"feedsvc start-up and memory vs corpus size ({machine.get('cores', '?')} cores, "
+    source = results.get("part_info", {}).get("scale", {}).get("feedsvc_source", "").split(" ")[0]
+    fig.suptitle(f"feedsvc {source} start-up and memory vs corpus size ({machine.get('cores', '?')} cores, "
                  f"Python {machine.get('python', '?')}; {results.get('when', '')[:10]})", fontsize=11)  # fmt: skip
     fig.savefig(out, dpi=110)
     print(f"written: {out}")

@@ -12,6 +12,8 @@
         what the loaded catalog is made of: tracemalloc (parsed in this process) and a census of
         live objects by type
 
+BENCH_GC_OFF=1 runs it with the garbage collector disabled (inherited by the parse pool's forks).
+
 The parent takes the time before it spawns this process; `done` is the wall-clock time when the
 result exists (the last file parsed; the feed's body in hand), so both sides pay interpreter start
 and their own imports, and neither pays process exit.
@@ -27,6 +29,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 STARTED = time.time()
+if os.environ.get("BENCH_GC_OFF") == "1":  # an experiment: the same run with the garbage collector off
+    import gc
+
+    gc.disable()
 
 
 def peak_mib(who=resource.RUSAGE_SELF) -> float:
