@@ -71,14 +71,20 @@ def encode_related(r: Related) -> dict[str, Any]:
 
 
 def save(path: Path, seeds_dir: Path, limits: Limits, states: dict[str, FileState]) -> None:
-    """Write the cache atomically (a reader sees the old file or the new), readable by its owner only."""
-    data = {**header(seeds_dir, limits), "files": {name: encode_state(s) for name, s in states.items()}}
+    """Write the cache atomically (a reader sees the old file or the new), readable by its owner only.
+
+    Each file's state is encoded on its own with the C encoder (json.dumps) and streamed out:
+    one json.dumps of the whole cache doubled peak memory at 100,000 articles.
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".parse-", suffix=".tmp")
     try:
-        # json.dumps (one shot) runs the C encoder; json.dump streams through the Python one.
         with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+            stream.write(json.dumps(header(seeds_dir, limits))[:-1] + ',"files":{')
+            for number, (name, state) in enumerate(states.items()):
+                stream.write(("," if number else "") + json.dumps(name) + ":")
+                stream.write(json.dumps(encode_state(state), ensure_ascii=False, separators=(",", ":")))
+            stream.write("}}")
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
