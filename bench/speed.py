@@ -256,20 +256,10 @@ def reload_child(folder: str, edits: int) -> dict:
 
     phases: dict[str, float] = {}
 
-    def timed(module, name):
-        original = getattr(module, name)
-
-        def wrapper(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
-
-        setattr(module, name, wrapper)
+    from ttff_child import timed
 
     for name in ("scan", "refresh", "build_catalog"):
-        timed(store_module, name)
+        timed(store_module, name, phases)
     timed(parsecache, "save")
     cache_dir = tempfile.mkdtemp(prefix="feedsvc-speed-reload-")
     app = create_app({"SEEDS_DIR": folder, "CACHE_DIR": cache_dir, "RELOAD_INTERVAL": 0})

@@ -3,6 +3,7 @@ well-formedness, and the W3C feed validator's rules that a schema cannot express
 
 from __future__ import annotations
 
+import json
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -94,6 +95,16 @@ def check_media(root: etree._Element) -> None:
         assert is_absolute_uri(element.get("url"))
         for size in ("width", "height"):
             assert element.get(size) is None or element.get(size).isdigit()
+
+
+def entry_ids(fmt: str, body: bytes) -> list[str]:
+    """The entry ids of a feed in any format, in document order."""
+    if fmt == "json":
+        return [item["id"] for item in json.loads(body)["items"]]
+    root = etree.fromstring(body)
+    if fmt == "rss":
+        return [item.findtext("guid") for item in root.iter("item")]
+    return [entry.findtext(f"{ATOM}id") for entry in root.iter(f"{ATOM}entry")]
 
 
 def check_feed(fmt: str, body: bytes) -> etree._Element:

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from conftest import CORPUS, SEEDS
-from feedcheck import ATOM
+from feedcheck import ATOM, entry_ids
 from lxml import etree
 
 import feedsvc.render
@@ -77,15 +77,6 @@ def set_mtime(path: Path, seconds: float) -> None:
 
 def store_of(client):
     return client.application.extensions["feedsvc"]
-
-
-def entry_ids(fmt: str, body: bytes) -> list[str]:
-    if fmt == "json":
-        return [item["id"] for item in json.loads(body)["items"]]
-    root = etree.fromstring(body)
-    if fmt == "rss":
-        return [item.findtext("guid") for item in root.iter("item")]
-    return [entry.findtext(f"{ATOM}id") for entry in root.iter(f"{ATOM}entry")]
 
 
 @pytest.fixture(scope="module", params=["fast-path", "flask-path"])

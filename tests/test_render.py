@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from feedcheck import ATOM
+from feedcheck import ATOM, entry_ids
 from lxml import etree
 
 import feedsvc.render
@@ -228,15 +227,6 @@ def test_cache_is_safe_to_share_between_threads():
 
 
 FORMATS = ["rss", "atom", "json"]
-
-
-def entry_ids(fmt: str, body: bytes) -> list[str]:
-    if fmt == "json":
-        return [item["id"] for item in json.loads(body)["items"]]
-    root = etree.fromstring(body)
-    if fmt == "rss":
-        return [item.findtext("guid") for item in root.iter("item")]
-    return [entry.findtext(f"{ATOM}id") for entry in root.iter(f"{ATOM}entry")]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs
 
 import pytest
+from test_store import wait_until
 from conftest import SEEDS
 from feedcheck import ATOM, check_feed
 from lxml import etree
@@ -30,16 +31,6 @@ BASE = "http://feeds.example.org/"
 WAIT = 5.0
 FORMATS = ["rss", "atom", "json"]
 SLUGS = [None, "ai", "computer-vision"]
-
-
-def wait_until(predicate, seconds: float = WAIT, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + seconds
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return bool(predicate())
-        time.sleep(step)
 
 
 class RecordingHub:
