@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import feedgen.entry
 import feedgen.feed
 import lxml.html
 import pytest
+from test_feeds import ShiftingClock
 import yaml
 from conftest import CORPUS, PROJECT, SEEDS
 from feedcheck import ATOM, DC, MEDIA, check_feed, is_absolute_uri
@@ -137,22 +138,6 @@ def any_client(request):
 def any_folder(any_client, request) -> Path:
     """The folder `any_client` serves (the pristine copy's source: same files)."""
     return SEEDS if request.node.callspec.params["any_client"] == "seeds" else CORPUS
-
-
-class _ClockMeta(type):
-    def __instancecheck__(cls, obj) -> bool:
-        return isinstance(obj, datetime)
-
-
-class ShiftingClock(metaclass=_ClockMeta):
-    """A wall clock that jumps forward every time it is read."""
-
-    calls = 0
-
-    @classmethod
-    def now(cls, tz=None) -> datetime:
-        cls.calls += 1
-        return datetime(2031, 5, 6, 7, 8, 9, tzinfo=timezone.utc) + timedelta(days=367 * cls.calls)
 
 
 # --- every feed is valid, with its media type -----------------------------------------------
