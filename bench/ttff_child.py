@@ -162,7 +162,7 @@ def tracemalloc_run(root: str, feed_path: str) -> dict:
 
     from feedsvc import create_app, loader
 
-    loader.PARALLEL_BATCH = 10**9  # bench: parse in this process, so tracemalloc sees where objects are made
+    loader.PARALLEL_MIN_FILES = 10**9  # bench: parse in this process, so tracemalloc sees where objects are made
     tracemalloc.start(1)
     app = create_app({"SEEDS_DIR": root, "CACHE_DIR": "", "RELOAD_INTERVAL": 0})
     client = app.test_client()

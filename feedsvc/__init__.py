@@ -30,7 +30,9 @@ def default_config() -> dict[str, Any]:
         "SITE_TITLE": "feedsvc",
         "FEED_AUTHOR": "feedsvc",
         "MAX_AGE": 300,  # seconds: Cache-Control max-age and RSS <ttl>
-        "RELOAD_INTERVAL": 2,  # seconds between checks for changed files; 0: off
+        "RELOAD_INTERVAL": 2,  # seconds between checks for changed files when polling; 0: no reloads
+        "WATCH_EVENTS": True,  # reload on file-system events (inotify) instead of polling
+        "RESCAN_INTERVAL": 60,  # seconds between full scans when following events (events can be lost)
         "RENDER_CACHE_SIZE": 512,  # rendered bodies kept (LRU)
         "FAST_PATH": True,
         "FEED_PAGING": True,  # RFC 5005 paging links; off for static builds (a static host ignores ?page=)  # replay finished feed responses in front of Flask
@@ -93,7 +95,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(create_config(config))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     store = FeedStore(
-        app.config["SEEDS_DIR"], app.config["RENDER_CACHE_SIZE"], limits_of(app.config), app.config["CACHE_DIR"] or None
+        app.config["SEEDS_DIR"], app.config["RENDER_CACHE_SIZE"], limits_of(app.config), app.config["CACHE_DIR"] or None,
+        watch_events=app.config["WATCH_EVENTS"], rescan_interval=app.config["RESCAN_INTERVAL"],
     )
     app.extensions["feedsvc"] = store
     if app.config["WEBSUB_HUB"]:

@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property, lru_cache
+from operator import attrgetter
 from threading import Lock
 
 from slugify import slugify
@@ -37,6 +38,39 @@ def topic_slug(name: str) -> str:
     return slugify(name)
 
 
+def slugs_of(article: Article) -> tuple[str, ...]:
+    """The distinct, non-empty slugs of an article's topics."""
+    return tuple(dict.fromkeys(slug for slug in map(topic_slug, article.topics) if slug))
+
+
+def count_spellings(spellings: dict[str, Counter], article: Article, step: int) -> None:
+    """Add (step 1) or take away (step -1) an article's topic names from the spelling counts."""
+    for name in article.topics:
+        slug = topic_slug(name)
+        if slug:
+            counter = spellings.get(slug)
+            if counter is None:
+                counter = spellings[slug] = Counter()
+            counter[name] += step
+
+
+def updated_spellings(old: dict[str, Counter], touched: set[str], gone: list[Article], added: list[Article]) -> dict[str, Counter]:
+    """The spelling counts after `gone` left and `added` came (old counters are never changed)."""
+    spellings = dict(old)
+    for slug in touched:
+        if slug in spellings:
+            spellings[slug] = spellings[slug].copy()
+    for article, step in [(a, -1) for a in gone] + [(a, 1) for a in added]:
+        count_spellings(spellings, article, step)
+    for slug in touched:
+        counter = spellings.get(slug)
+        if counter is not None:
+            spellings[slug] = +counter  # drop spellings counted down to zero
+            if not spellings[slug]:
+                del spellings[slug]
+    return spellings
+
+
 def newest_first(item: Article | Entry) -> tuple:
     """Sort key: newest first, equal dates by URL, so every order is deterministic."""
     return (-item.published.timestamp(), item.url)
@@ -56,11 +90,14 @@ def build_entries(articles: list[Article]) -> tuple[Entry, ...]:
 
 def duplicate_url_warnings(articles: tuple[Article, ...]) -> list[Problem]:
     """Warn about files that share a webUrl: only the newest (then first by path) is served."""
-    by_url: dict[str, list[Article]] = {}
+    first: dict[str, Article] = {}
+    shared: dict[str, list[Article]] = {}
     for article in articles:
-        by_url.setdefault(article.url, []).append(article)
+        seen = first.setdefault(article.url, article)
+        if seen is not article:
+            shared.setdefault(article.url, [seen]).append(article)
     problems = []
-    for same in by_url.values():
+    for same in shared.values():
         winner, *losers = sorted(same, key=lambda a: (newest_first(a), a.path))
         problems.extend(
             Problem(a.path, f"webUrl {a.url} is also the webUrl of {winner.path}: one entry is served, from the newest selected file", "warning")
@@ -79,23 +116,71 @@ class Catalog:
         stale: tuple[str, ...] = (),
         last_modified: datetime = EPOCH,
     ) -> None:
-        self.articles = tuple(sorted(articles, key=lambda a: a.path))
-        self.problems = tuple(problems) + tuple(duplicate_url_warnings(self.articles))
+        self.articles = tuple(sorted(articles, key=attrgetter("path")))
+        self.file_problems = tuple(problems)  # what loading the files found
         self.stale = stale  # files whose last good version is served while their current one is broken
         self.last_modified = last_modified
         self._entries: dict[tuple[str | None, bool], tuple[Entry, ...]] = {}
         self._lock = Lock()
 
     @cached_property
-    def topic_names(self) -> dict[str, str]:
-        """Slug -> display name; spellings that slug alike are one topic, the commonest names it."""
+    def problems(self) -> tuple[Problem, ...]:
+        """Every problem: the files' own, then webUrls shared by several files (computed when
+        first asked for: a reload does not wait for it)."""
+        return self.file_problems + tuple(duplicate_url_warnings(self.articles))
+
+    @cached_property
+    def by_topic(self) -> dict[str, tuple[Article, ...]]:
+        """Topic slug -> its articles, in path order (one pass, instead of one per feed)."""
+        found: dict[str, list[Article]] = {}
+        for article in self.articles:
+            for slug in slugs_of(article):
+                found.setdefault(slug, []).append(article)
+        return {slug: tuple(articles) for slug, articles in found.items()}
+
+    @cached_property
+    def spellings(self) -> dict[str, Counter]:
+        """Topic slug -> how often each spelling of its name is used."""
         spellings: dict[str, Counter] = {}
         for article in self.articles:
-            for name in article.topics:
-                slug = topic_slug(name)
-                if slug:
-                    spellings.setdefault(slug, Counter())[name] += 1
-        return {slug: min(c, key=lambda n: (-c[n], n)) for slug, c in sorted(spellings.items())}
+            count_spellings(spellings, article, 1)
+        return spellings
+
+    @cached_property
+    def topic_names(self) -> dict[str, str]:
+        """Slug -> display name; spellings that slug alike are one topic, the commonest names it."""
+        return {slug: min(c, key=lambda n: (-c[n], n)) for slug, c in sorted(self.spellings.items())}
+
+    def inherit(self, previous: Catalog, changed: int = 1000) -> None:
+        """Take over what `previous` computed that the articles changed since do not touch: its
+        topic index and the entries of untouched topics. A reload of one edited file then costs
+        one topic's worth of work, not the whole folder's (when over `changed` articles differ,
+        computing afresh is as cheap)."""
+        # Unchanged files keep their Article objects (loader.refresh), so identity tells what changed.
+        before = dict(zip(map(id, previous.articles), previous.articles))
+        after = dict(zip(map(id, self.articles), self.articles))
+        gone = [before[key] for key in before.keys() - after.keys()]
+        added = [after[key] for key in after.keys() - before.keys()]
+        if len(gone) + len(added) > changed:
+            return
+        touched = {slug for article in gone + added for slug in slugs_of(article)}
+        if "by_topic" in previous.__dict__:
+            topics = dict(previous.by_topic)
+            for slug in touched:
+                topics[slug] = self.articles_of(slug, previous, gone, added)
+                if not topics[slug]:
+                    del topics[slug]
+            self.by_topic = topics
+        if "spellings" in previous.__dict__:
+            self.spellings = updated_spellings(previous.spellings, touched, gone, added)
+        self._entries = {key: value for key, value in previous._entries.items() if key[0] is not None and key[0] not in touched}
+
+    @staticmethod
+    def articles_of(slug: str, previous: Catalog, gone: list[Article], added: list[Article]) -> tuple[Article, ...]:
+        """The articles of one topic after a change: the old ones still here, and the new ones."""
+        removed = {id(a) for a in gone}
+        kept = [a for a in previous.by_topic.get(slug, ()) if id(a) not in removed]
+        return tuple(sorted(kept + [a for a in added if slug in slugs_of(a)], key=attrgetter("path")))
 
     def selected(self, include_all: bool) -> list[Article]:
         """The published articles, or every article when `include_all`."""
@@ -105,9 +190,9 @@ class Catalog:
         """The entries of one topic's feed (or of every topic when slug is None), newest first."""
         key = (slug, include_all)
         if key not in self._entries:
-            articles = self.selected(include_all)
+            candidates = self.articles if slug is None else self.by_topic.get(slug, ())
+            articles = [a for a in candidates if include_all or a.is_published]
             if slug is not None:
-                articles = [a for a in articles if slug in {topic_slug(t) for t in a.topics}]
                 if not articles:
                     raise TopicNotFound(f"no topic {shorten(slug, 60)}: see / for the list of topics")
             with self._lock:
@@ -127,4 +212,4 @@ class Catalog:
     @property
     def skipped(self) -> tuple[Problem, ...]:
         """The files that are not served, with their reasons."""
-        return tuple(p for p in self.problems if p.severity == "error" and p.path not in self.stale)
+        return tuple(p for p in self.file_problems if p.severity == "error" and p.path not in self.stale)

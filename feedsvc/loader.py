@@ -10,10 +10,15 @@ import logging
 import multiprocessing
 import os
 import re
+import stat
 import threading
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from itertools import chain, compress
+from operator import attrgetter
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
@@ -25,11 +30,13 @@ from .yamlsubset import UnsafeYaml, load_subset
 
 log = logging.getLogger(__name__)
 
-# Editors' swap, backup and lock files (vim, emacs) sit beside the articles while they are edited.
-# Files per batch handed to a worker process; fewer than two batches are parsed in-process.
-PARALLEL_BATCH = 250
+# Files per batch handed out to the parsing processes (about 30 ms of work each), and how many
+# files it takes to pay for starting them (a fork is ~10 ms; fewer are parsed in this process).
+PARALLEL_BATCH = 100
+PARALLEL_MIN_FILES = 500
 # A real article has a few hundred values; far more means a pathological or hostile file.
 MAX_NODES = 20_000
+# Editors' swap, backup and lock files (vim, emacs) sit beside the articles while they are edited.
 _LEFTOVER_SUFFIXES = ("~", ".swp", ".swo", ".swx", ".tmp", ".bak", ".orig")
 
 
@@ -119,9 +126,13 @@ def line_of_key(source: str, key: str, first_line: int) -> int | None:
 
 def load_file(path: Path, root: Path, limits: Limits = Limits()) -> tuple[Article, list[Problem]]:
     """Load one file, named relative to `root` in every message; refuse one over the size limit."""
-    name = path.relative_to(root).as_posix()
+    return load_named(str(path), path.relative_to(root).as_posix(), limits)
+
+
+def load_named(filename: str, name: str, limits: Limits) -> tuple[Article, list[Problem]]:
+    """Load the file at `filename`, called `name` in every message."""
     try:
-        with path.open("rb") as stream:
+        with open(filename, "rb") as stream:
             data = stream.read(limits.file_bytes + 1)
     except OSError as exc:
         raise ArticleError(name, f"cannot be read ({exc.strerror})") from None
@@ -130,9 +141,9 @@ def load_file(path: Path, root: Path, limits: Limits = Limits()) -> tuple[Articl
     return load_bytes(data, name, limits)
 
 
-@dataclass(frozen=True)
-class Stamp:
-    """What identifies one version of a file without reading it."""
+class Stamp(NamedTuple):
+    """What identifies one version of a file without reading it (a tuple: 10,000 of them are
+    made and compared on every reload, and tuples do both in C)."""
 
     size: int
     mtime_ns: int
@@ -171,29 +182,70 @@ def scan(root: Path) -> Scan:
         except OSError:
             continue  # removed while we looked: it is simply gone
         for entry in entries:
-            if entry.name.startswith("."):
+            name = entry.name
+            if name.startswith("."):
                 continue
             if entry.is_dir(follow_symlinks=False):
-                pending.append((entry.path, f"{prefix}{entry.name}/"))
-            elif is_candidate(entry.name) and (info := _file_stat(entry)):
-                files[prefix + entry.name] = Stamp(info.st_size, info.st_mtime_ns)
-                newest = max(newest, info.st_mtime_ns)
+                pending.append((entry.path, f"{prefix}{name}/"))
+            elif is_candidate(name) and (stamp := _file_stamp(entry)):
+                files[prefix + name] = stamp
+    newest = max(newest, max((stamp.mtime_ns for stamp in files.values()), default=0))
     return Scan(dict(sorted(files.items())), newest)
 
 
-def _file_stat(entry: os.DirEntry) -> os.stat_result | None:
-    """The stat of a regular file (or a link to one), or None: a file removed since the folder
+def _file_stamp(entry: os.DirEntry) -> Stamp | None:
+    """The stamp of a regular file (or a link to one), or None: a file removed since the folder
     was listed is simply gone, never an error."""
     try:
-        return entry.stat() if entry.is_file() else None
+        if entry.is_file():
+            info = entry.stat()
+            return Stamp(info.st_size, info.st_mtime_ns)
     except OSError:
-        return None
+        pass
+    return None
+
+
+def rescan(root: Path, previous: Scan, touched: Iterable[str]) -> Scan | None:
+    """`previous` brought up to date for the `touched` paths only (file events named them), or
+    None when a folder was among them (a full `scan` is then needed)."""
+    files, newest = dict(previous.files), previous.newest_mtime_ns
+    for path in touched:
+        name = os.path.relpath(path, root).replace(os.sep, "/")
+        if name in (".", "..") or name.startswith("../"):
+            return None  # the folder itself moved or vanished
+        if any(part.startswith(".") for part in name.split("/")):
+            continue  # hidden, or in a hidden folder: never an article
+        try:
+            if stat.S_ISDIR(os.lstat(path).st_mode):
+                return None
+            info: os.stat_result | None = os.stat(path)  # a link to a file counts as the file, as in scan()
+        except FileNotFoundError:
+            if name not in files:
+                return None  # not a file we knew: perhaps a removed folder of them
+            info = None
+        except OSError:
+            return None
+        newest = max(newest, _folder_mtime(os.path.dirname(path)))
+        if info is not None and stat.S_ISREG(info.st_mode) and is_candidate(os.path.basename(name)):
+            files[name] = Stamp(info.st_size, info.st_mtime_ns)
+            newest = max(newest, info.st_mtime_ns)
+        else:
+            files.pop(name, None)
+    return Scan(files if files.keys() == previous.files.keys() else dict(sorted(files.items())), newest)
+
+
+def _folder_mtime(folder: str) -> int:
+    """A folder's mtime (it moves when a file in it is added, removed or renamed), 0 if gone."""
+    try:
+        return os.stat(folder).st_mtime_ns
+    except OSError:
+        return 0
 
 
 def load_state(root: Path, name: str, stamp: Stamp, previous: FileState | None, limits: Limits) -> FileState:
     """Parse one file; when an edit broke it, keep serving its last good version (stale)."""
     try:
-        article, warnings = load_file(root / name, root, limits)
+        article, warnings = load_named(os.path.join(root, name), name, limits)
         return FileState(stamp, article, tuple(warnings))
     except ArticleError as exc:
         problem = Problem(exc.path, exc.reason, "error", exc.line)
@@ -204,12 +256,21 @@ def load_state(root: Path, name: str, stamp: Stamp, previous: FileState | None, 
         return FileState(stamp, None, (problem,))
 
 
-def refresh(root: Path, previous: dict[str, FileState], found: Scan, limits: Limits = Limits()) -> dict[str, FileState]:
-    """The new state of every file in `found`, parsing only those whose stamp changed."""
-    changed = [name for name, stamp in found.files.items() if getattr(previous.get(name), "stamp", None) != stamp]
-    jobs = [(name, found.files[name], previous.get(name)) for name in changed]
-    parsed = dict(parse_many(root, jobs, limits))
-    return {name: parsed.get(name) or previous[name] for name in found.files}
+def refresh(
+    root: Path, previous: dict[str, FileState], found: Scan, limits: Limits = Limits(), names: Iterable[str] | None = None
+) -> dict[str, FileState]:
+    """The new state of every file in `found`, parsing only those whose stamp changed; only the
+    `names` given are looked at, when the caller knows which files can have changed."""
+    candidates = found.files if names is None else [name for name in names if name in found.files]
+    changed = [name for name in candidates if getattr(previous.get(name), "stamp", None) != found.files[name]]
+    parsed = dict(parse_many(root, [(name, found.files[name], previous.get(name)) for name in changed], limits))
+    if names is None:
+        return {name: parsed.get(name) or previous[name] for name in found.files}
+    states = dict(previous)
+    for name in previous.keys() - found.files.keys():
+        del states[name]
+    states.update(parsed)
+    return states
 
 
 def parse_states(root: Path, jobs: list[tuple], limits: Limits) -> list[tuple[str, FileState]]:
@@ -217,24 +278,43 @@ def parse_states(root: Path, jobs: list[tuple], limits: Limits) -> list[tuple[st
     return [(name, load_state(root, name, stamp, old, limits)) for name, stamp, old in jobs]
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's core count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def parse_many(root: Path, jobs: list[tuple], limits: Limits) -> list[tuple[str, FileState]]:
-    """Parse many files, on every core when there are enough of them to pay for the processes."""
-    workers = min(os.cpu_count() or 1, len(jobs) // PARALLEL_BATCH)
-    if workers < 2:
+    """Parse many files on every core, this process included, when there are enough to pay for
+    the worker processes."""
+    workers = usable_cores()
+    if workers < 2 or len(jobs) < PARALLEL_MIN_FILES:
         return parse_states(root, jobs, limits)
     # fork is cheapest (no re-import), but unsafe once other threads run: then forkserver.
     method = "fork" if threading.active_count() == 1 else "forkserver"
     batches = [jobs[i : i + PARALLEL_BATCH] for i in range(0, len(jobs), PARALLEL_BATCH)]
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-        done = pool.map(parse_states, [root] * len(batches), batches, [limits] * len(batches))
-        return [pair for batch in done for pair in batch]
+    with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context(method)) as pool:
+        futures = [pool.submit(parse_states, root, batch, limits) for batch in batches]
+        # This process works too, from the last batch back, on each batch no worker has started
+        # (a cancelled future was never sent): the two ends meet in the middle.
+        here: dict[int, list] = {}
+        for index in reversed(range(len(batches))):
+            if not futures[index].cancel():
+                break
+            here[index] = parse_states(root, batches[index], limits)
+        return [pair for i, future in enumerate(futures) for pair in here.get(i) or future.result()]
 
 
 def result_of(states: dict[str, FileState]) -> LoadResult:
-    """The articles and problems of a set of file states."""
-    articles = tuple(s.article for s in states.values() if s.article is not None)
-    problems = tuple(p for s in states.values() for p in s.problems)
+    """The articles and problems of a set of file states (map/filter: this runs on every reload)."""
+    values = states.values()
+    articles = tuple(filter(None, map(attrgetter("article"), values)))
+    problems = tuple(chain.from_iterable(map(attrgetter("problems"), values)))
     return LoadResult(articles, problems)
+
+
+def stale_names(states: dict[str, FileState]) -> tuple[str, ...]:
+    """The files whose last good version is served while their current one is broken."""
+    return tuple(sorted(compress(states.keys(), map(attrgetter("stale"), states.values()))))
 
 
 def load_folder(root: Path | str, limits: Limits = Limits()) -> LoadResult:

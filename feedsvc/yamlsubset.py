@@ -34,17 +34,23 @@ class SafeLoader(_BaseLoader):
         """No path resolvers are registered: skip PyYAML's bookkeeping for them."""
 
     def resolve(self, kind, value, implicit):
-        """The tag of a node, from the memo when it is a short scalar seen before."""
-        if kind is not ScalarNode or len(value) > 40:
-            return super().resolve(kind, value, implicit)
-        key = (value, implicit)
-        tag = self._memo.get(key)
-        if tag is None:
-            tag = super().resolve(kind, value, implicit)
-            if len(self._memo) < 100_000:
-                self._memo[key] = tag
-        return tag
+        """The tag of a node: a quoted or block scalar is a string; a short plain one comes from
+        the memo when seen before."""
+        if kind is ScalarNode:
+            if not implicit[0]:  # not plain: no implicit int/date/bool (YAML 1.1 tag resolution)
+                return STR_TAG
+            if len(value) <= 40:
+                key = (value, implicit[1])
+                tag = self._memo.get(key)
+                if tag is None:
+                    tag = super().resolve(kind, value, implicit)
+                    if len(self._memo) < 100_000:
+                        self._memo[key] = tag
+                return tag
+        return super().resolve(kind, value, implicit)
 
+
+STR_TAG = "tag:yaml.org,2002:str"
 # YAML 1.1 tags the safe constructor knows (https://yaml.org/type/); anything else is refused.
 SAFE_TAGS = frozenset(
     "tag:yaml.org,2002:" + name
@@ -82,6 +88,8 @@ def check_graph(root: Node, max_nodes: int) -> None:
 
 def build(loader: Any, node: Node, spec: Spec | None) -> Any:
     """Construct `node`, keeping only the keys `spec` names in mappings (and mappings in lists)."""
+    if isinstance(node, ScalarNode) and node.tag == STR_TAG:
+        return node.value  # what PyYAML's str constructor returns, without its bookkeeping
     if spec is None or isinstance(node, ScalarNode):
         return loader.construct_object(node, deep=True)
     if isinstance(node, SequenceNode):

@@ -64,10 +64,7 @@ def parked():
     stores: list[FeedStore] = []
     yield stores.append
     for store in stores:
-        watcher = store._watcher
-        if watcher is not None:
-            watcher.interval = 24 * 3600
-            watcher.wake.set()
+        store.stop_watching()
 
 
 @pytest.fixture
@@ -80,15 +77,15 @@ def restore_sighup():
 
 @pytest.fixture
 def load_calls(monkeypatch) -> list[str]:
-    """The file names feedsvc.loader.load_file parses from now on."""
+    """The file names feedsvc.loader.load_named parses from now on."""
     calls: list[str] = []
-    real = feedsvc.loader.load_file
+    real = feedsvc.loader.load_named
 
-    def spy(path: Path, root: Path, *args, **kwargs):
-        calls.append(path.relative_to(root).as_posix())
-        return real(path, root, *args, **kwargs)
+    def spy(filename: str, name: str, *args, **kwargs):
+        calls.append(name)
+        return real(filename, name, *args, **kwargs)
 
-    monkeypatch.setattr(feedsvc.loader, "load_file", spy)
+    monkeypatch.setattr(feedsvc.loader, "load_named", spy)
     return calls
 
 
@@ -245,14 +242,14 @@ def test_mixed_changes_parse_exactly_the_changed_files(seeds_dir, write_article,
 
 def test_restart_with_a_parse_cache_parses_only_what_changed_meanwhile(seeds_dir, tmp_path, write_article, load_calls):
     cache = tmp_path / "parse-cache"
-    FeedStore(seeds_dir, cache_dir=cache)
+    FeedStore(seeds_dir, cache_dir=cache).flush()
     assert len(load_calls) == 5
     load_calls.clear()
     restarted = FeedStore(seeds_dir, cache_dir=cache)
     assert load_calls == []
     assert len(restarted.catalog.articles) == 5
     write_article("while-down.md", webUrl="https://example.com/while-down")
-    FeedStore(seeds_dir, cache_dir=cache)
+    FeedStore(seeds_dir, cache_dir=cache).flush()
     assert load_calls == ["while-down.md"]
 
 
@@ -437,11 +434,11 @@ def test_watcher_survives_a_failing_reload(seeds_dir, write_article, parked, mon
     parked(store)
     real, failures = store.reload, []
 
-    def flaky() -> bool:
+    def flaky(touched=None) -> bool:
         if len(failures) < 2:
             failures.append(1)
             raise OSError("disk went away")
-        return real()
+        return real(touched)
 
     monkeypatch.setattr(store, "reload", flaky)
     store.watch(0.05)
@@ -489,7 +486,7 @@ def test_sighup_reloads_without_a_watcher(seeds_dir, write_article, restore_sigh
 
 @pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this platform")
 def test_sighup_wakes_a_sleeping_watcher(seeds_dir, write_article, restore_sighup, parked):
-    app = create_app({"TESTING": True, "SEEDS_DIR": str(seeds_dir), "RELOAD_INTERVAL": 3600})
+    app = create_app({"TESTING": True, "SEEDS_DIR": str(seeds_dir), "RELOAD_INTERVAL": 3600, "WATCH_EVENTS": False})
     store = app.extensions["feedsvc"]
     parked(store)
     app.test_client().get("/healthz")  # starts the watcher, which sleeps for an hour

@@ -338,8 +338,7 @@ def test_watcher_reload_notifies(seeds_dir, write_article, hub):
         write_article("x.md", topics=["Xray"], webUrl="https://example.com/x", publishedDateTime="2022-01-01T00:00:00Z")
         assert wait_until(lambda: set(hub.notified()) == expected_urls(None, "xray"))
     finally:
-        store._watcher.interval = 24 * 3600
-        store._watcher.wake.set()
+        store.stop_watching()
 
 
 def test_removing_a_published_article_notifies_its_feeds(seeds_dir, write_article, hub):
