@@ -9,7 +9,9 @@
 2. startup  process start to the first feed body over 10,000 files, fresh processes
             (bench/ttff_child.py), cold (no parse cache) and warm (parse cache present), against a
             plain sequential CSafeLoader load in a fresh process; goals <= 0.6x and <= 0.15x
-3. reload   one edited file in 10,000: store.reload() + the next feed request, <= 100 ms; and
+3. reload   one edited file in 10,000, through the app's watcher (file events): from the reload
+            noticing it to the topic's feed having it, <= 100 ms (edit to live shown beside it); the
+            same with the parse-cache write due, and with a full scan (the polling fallback); and
             only the feeds the edit touches are rendered again (RenderCache.renders per feed)
 4. scale    time to first feed at 1k/10k/100k articles: the time per article must not grow (at most
             +10% per 10x, for noise; the baseline's growth is shown beside it), peak RSS through load,
@@ -249,87 +251,99 @@ def startup_series(count: int, rounds: int, work: Path, serve_reload_last: bool)
 
 
 def reload_child(folder: str, edits: int) -> dict:
-    """In this process: edit one article `edits` times in a 10k folder; time reload + next request,
-    and count which feeds render again. Runs as `speed.py _reload DIR EDITS` in a fresh process."""
-    from feedsvc import create_app, parsecache
+    """In this process, the app as served (its watcher following file events): edit one article
+    `edits` times per kind and time each edit until the topic's feed has it; count which feeds
+    render again. Kinds: `event` (the watcher reloads the paths inotify named), `event, cache
+    write due` (that reload also starts the parse-cache write, as it does every 30 s), `full scan`
+    (watcher stopped; store.reload() with a scan of every file: the polling fallback and the
+    periodic safety scan). Runs as `speed.py _reload DIR EDITS` in a fresh process."""
+    from feedsvc import create_app
     from feedsvc import store as store_module
-
-    phases: dict[str, float] = {}
-
+    from feedsvc.catalog import topic_slug
     from ttff_child import timed
 
-    for name in ("scan", "refresh", "build_catalog"):
+    phases: dict[str, float] = {}
+    for name in ("scan", "rescan", "refresh", "build_catalog"):
         timed(store_module, name, phases)
-    timed(parsecache, "save")
     cache_dir = tempfile.mkdtemp(prefix="feedsvc-speed-reload-")
-    app = create_app({"SEEDS_DIR": folder, "CACHE_DIR": cache_dir, "RELOAD_INTERVAL": 0})
-    store = app.extensions["feedsvc"]
-    client = app.test_client()
+    app = create_app({"SEEDS_DIR": folder, "CACHE_DIR": cache_dir, "RELOAD_INTERVAL": 2})
+    store, client = app.extensions["feedsvc"], app.test_client()
     catalog = store.catalog
-    slugs = [t.slug for t in catalog.topics(include_all=False)]
     names = ("rss.xml", "atom.xml", "feed.json")
-    paths = [f"/topics/{s}/{n}" for s in slugs for n in names] + [f"/{n}" for n in names]
-    for path in paths:
+    paths = [f"/topics/{t.slug}/{n}" for t in catalog.topics(include_all=False) for n in names] + [f"/{n}" for n in names]
+    for path in paths:  # the first request also starts the watcher
         assert client.get(path).status_code == 200, path
-    # The newest published article with one topic: on the first page of its topic and of all topics.
-    from feedsvc.catalog import topic_slug
+    deadline = time.monotonic() + 10
+    while not store._watcher.following and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store._watcher.following, "the watcher does not follow file events"
+    time.sleep(1.5)  # past the watcher's first (catch-up) full reload
+    reloads: list[tuple[float, float]] = []
+    real_reload = store.reload
 
-    candidates = [a for a in catalog.articles if a.is_published and len(a.topics) == 1]
-    article = max(candidates, key=lambda a: (a.published, a.path))
+    def spy(touched=None):
+        start = time.perf_counter()
+        try:
+            return real_reload(touched)
+        finally:
+            reloads.append((start, time.perf_counter()))
+
+    store.reload = spy
+    # The newest published article with one topic: on the first page of its topic and of all topics.
+    article = max((a for a in catalog.articles if a.is_published and len(a.topics) == 1), key=lambda a: (a.published, a.path))
     slug = topic_slug(article.topics[0])
+    feed = f"/topics/{slug}/rss.xml"
     expected = {f"/topics/{slug}/{n}" for n in names} | {f"/{n}" for n in names}
     target = Path(folder) / article.path
     original = target.read_bytes()
     runs = []
     try:
-        for number in range(2 * edits):
-            save_due = number >= edits  # the second half: the parse cache's 30 s write interval has passed
-            marker = f"(edit {number})"
-            target.write_bytes(original.replace(b'\ntitle: "', f'\ntitle: "{marker} '.encode(), 1))
-            phases.clear()
-            before = store.cache.renders
-            old = store.catalog
-            if save_due:
-                store._cache_written = 0.0  # bench: make the reload write the parse cache, as after 30 s
-                swapped: dict[str, float] = {}
-                start = time.perf_counter()
-                worker = threading.Thread(target=lambda: swapped.setdefault("returned", time.perf_counter()) if store.reload() else None)
-                worker.start()
-                while store.catalog is old and worker.is_alive():
-                    time.sleep(0.0002)
-                swap = time.perf_counter()
-                body = client.get(paths[paths.index(f"/topics/{slug}/rss.xml")]).get_data()
+        for kind in ("event", "event, cache write due", "full scan"):
+            if kind == "full scan":
+                store.stop_watching()
+                store._watcher.join(5)
+            for number in range(edits):
+                marker = f"({kind} {number})"
+                phases.clear()
+                reloads.clear()
+                before = store.cache.renders
+                if kind == "event, cache write due":
+                    store._cache_written = 0.0  # bench: the parse cache's 30 s write interval has passed
+                written = time.perf_counter()
+                target.write_bytes(original.replace(b'\ntitle: "', f'\ntitle: "{marker} '.encode(), 1))
+                if kind == "full scan":
+                    store.reload()
+                body = client.get(feed).get_data()
+                while marker.encode() not in body:
+                    assert time.perf_counter() - written < 30, "the edit never went live"
+                    time.sleep(0.001)
+                    body = client.get(feed).get_data()
                 live = time.perf_counter()
-                worker.join()
-                reload_s = swapped.get("returned", time.perf_counter()) - start
-            else:
-                start = time.perf_counter()
-                changed = store.reload()
-                swap = time.perf_counter()
-                body = client.get(f"/topics/{slug}/rss.xml").get_data()
-                live = time.perf_counter()
-                reload_s = swap - start
-                assert changed
-            assert marker.encode() in body, "the edit is not in the topic's feed"
-            rendered = {}
-            for path in paths:
-                count = store.cache.renders
-                data = client.get(path).get_data()
-                if path in expected:
-                    assert marker.encode() in data, f"the edit is not in {path}"
-                rendered[path] = store.cache.renders - count
-            rendered[f"/topics/{slug}/rss.xml"] += store.cache.renders - before - sum(rendered.values())
-            runs.append({
-                "cache_write_due": save_due, "to_swap_s": swap - start, "live_s": live - start, "reload_returned_s": reload_s,
-                "phases": {k: round(v, 4) for k, v in phases.items()},
-                "rendered": sorted(p for p, n in rendered.items() if n), "renders": sum(rendered.values()),
-            })  # fmt: skip
-            time.sleep(0.05)
+                noticed, reloaded = reloads[0] if reloads else (written, written)
+                rendered = {}
+                for path in paths:
+                    count = store.cache.renders
+                    data = client.get(path).get_data()
+                    if path in expected:
+                        assert marker.encode() in data, f"the edit is not in {path}"
+                    rendered[path] = store.cache.renders - count
+                rendered[feed] += store.cache.renders - before - sum(rendered.values())
+                runs.append({
+                    "kind": kind, "edit_to_live_s": live - written, "notice_to_live_s": live - noticed,
+                    "reload_s": reloaded - noticed, "reloads": len(reloads),
+                    "phases": {k: round(v, 4) for k, v in phases.items()},
+                    "rendered": sorted(p for p, n in rendered.items() if n), "renders": sum(rendered.values()),
+                })  # fmt: skip
+                store.flush()
+                time.sleep(0.3)
     finally:
         target.write_bytes(original)
         shutil.rmtree(cache_dir, ignore_errors=True)
     return {"articles": len(catalog.articles), "feeds": len(paths), "edited": article.path, "topic": slug,
             "expected": sorted(expected), "runs": runs}  # fmt: skip
+
+
+RELOAD_KINDS = ("event", "event, cache write due", "full scan")
 
 
 def reload_series(edits: int, work: Path) -> dict:
@@ -346,14 +360,11 @@ def reload_series(edits: int, work: Path) -> dict:
     result = json.loads(line[len("RESULT ") :])
     result["others_cpu"] = noise
     shutil.rmtree(folder, ignore_errors=True)
-    for due in (False, True):
-        runs = [r for r in result["runs"] if r["cache_write_due"] is due]
-        key = "cache_write_due" if due else "cache_write_not_due"
-        result[key] = {
-            "median_live_s": round(statistics.median(r["live_s"] for r in runs), 4),
-            "median_to_swap_s": round(statistics.median(r["to_swap_s"] for r in runs), 4),
-            "median_reload_returned_s": round(statistics.median(r["reload_returned_s"] for r in runs), 4),
-        }
+    result["medians"] = {
+        kind: {key: round(statistics.median(r[key] for r in result["runs"] if r["kind"] == kind), 4)
+               for key in ("edit_to_live_s", "notice_to_live_s", "reload_s")}
+        for kind in RELOAD_KINDS
+    }  # fmt: skip
     expected = set(result["expected"])
     result["only_touched"] = all(set(r["rendered"]) == expected for r in result["runs"])
     return result
@@ -583,12 +594,13 @@ def figures(results: dict) -> list[dict]:
             })  # fmt: skip
     reload = results.get("reload")
     if reload:
-        for key, label in (("cache_write_not_due", "cache write not due"), ("cache_write_due", "cache write due")):
-            live = reload[key]["median_live_s"]
+        for kind in RELOAD_KINDS:
+            medians = reload["medians"][kind]
+            live = medians["notice_to_live_s"]
             rows.append({
-                "figure": f"one edit live (reload + next feed), {reload['articles']} files, {label}",
-                "value": f"{live * 1000:.0f} ms", "baseline": "100 ms (goal)", "ratio": round(live / 0.1, 3),
-                "goal": "<= 100 ms", "pass": live <= 0.1,
+                "figure": f"one edit live after the reload notices it ({kind}), {reload['articles']} files",
+                "value": f"{live * 1000:.0f} ms (edit to live {medians['edit_to_live_s'] * 1000:.0f} ms)",
+                "baseline": "100 ms (goal)", "ratio": round(live / 0.1, 3), "goal": "<= 100 ms", "pass": live <= 0.1,
             })  # fmt: skip
         rows.append({
             "figure": f"feeds re-rendered by one edit (of {reload['feeds']})",

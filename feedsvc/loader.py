@@ -60,12 +60,18 @@ def is_candidate(name: str) -> bool:
 
 def split_front_matter(text: str, path: str) -> tuple[str, int]:
     """Return the YAML between the opening and closing `---` lines, and its first line number."""
-    lines = text.split("\n")
-    if lines[0].rstrip() != "---":
+    first_end = text.find("\n")
+    if (text if first_end < 0 else text[:first_end]).rstrip() != "---":
         raise ArticleError(path, "no front matter: the first line must be '---'", line=1)
-    for number, line in enumerate(lines[1:], start=2):
-        if line.rstrip() == "---":
-            return "\n".join(lines[1 : number - 1]), 2
+    at = first_end
+    while at >= 0:  # each line that starts with "---" (str.find: no split of the whole file)
+        at = text.find("\n---", at)
+        if at < 0:
+            break
+        line_end = text.find("\n", at + 1)
+        if text[at + 1 : None if line_end < 0 else line_end].rstrip() == "---":
+            return text[first_end + 1 : max(at, first_end + 1)], 2
+        at += 1
     raise ArticleError(path, "front matter is not closed: add a '---' line after the last field", line=1)
 
 
@@ -187,22 +193,20 @@ def scan(root: Path) -> Scan:
                 continue
             if entry.is_dir(follow_symlinks=False):
                 pending.append((entry.path, f"{prefix}{name}/"))
-            elif is_candidate(name) and (stamp := _file_stamp(entry)):
-                files[prefix + name] = stamp
+            elif is_candidate(name):
+                try:  # a link to a file counts as the file; one removed since the listing is gone
+                    if entry.is_file():
+                        info = entry.stat()
+                        files[prefix + name] = _new_stamp(Stamp, (info.st_size, info.st_mtime_ns))
+                except OSError:
+                    pass
     newest = max(newest, max((stamp.mtime_ns for stamp in files.values()), default=0))
     return Scan(dict(sorted(files.items())), newest)
 
 
-def _file_stamp(entry: os.DirEntry) -> Stamp | None:
-    """The stamp of a regular file (or a link to one), or None: a file removed since the folder
-    was listed is simply gone, never an error."""
-    try:
-        if entry.is_file():
-            info = entry.stat()
-            return Stamp(info.st_size, info.st_mtime_ns)
-    except OSError:
-        pass
-    return None
+# Stamp(size, mtime) through tuple.__new__, as namedtuple's _make does: a scan makes one per file,
+# and the generated __new__ is Python code.
+_new_stamp = tuple.__new__
 
 
 def rescan(root: Path, previous: Scan, touched: Iterable[str]) -> Scan | None:

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[[Catalog, Catalog], None]
 CACHE_WRITE_INTERVAL = 30.0  # seconds: a large cache is not rewritten on every edit
+CACHE_WRITE_PAUSE = 0.0005  # seconds the background cache write sleeps every millisecond or so
 
 
 class FeedStore:
@@ -120,7 +121,7 @@ class FeedStore:
     def _write_cache(self, states: dict[str, FileState]) -> None:
         """Write one snapshot of the file states (the dict is replaced on reload, never changed)."""
         try:
-            parsecache.save(self.cache_path, self.seeds_dir, self.limits, states)
+            parsecache.save(self.cache_path, self.seeds_dir, self.limits, states, pause=CACHE_WRITE_PAUSE)
         except OSError as exc:
             log.warning("cannot write the parse cache %s: %s", self.cache_path, exc)
 
@@ -229,9 +230,9 @@ class Watcher(threading.Thread):
             # Files changed before the watch was set up sent no event: the first batch (at the
             # latest after a second) is answered with a full reload.
             full_due = True
-            # watchfiles yields a batch once 50 ms pass without a new event (an editor's save is
+            # watchfiles yields a batch once 25 ms pass without a new event (an editor's save is
             # several events), an empty one every second without any, and returns when woken.
-            for changes in watch(self.store.seeds_dir, watch_filter=None, step=50, rust_timeout=1000,
+            for changes in watch(self.store.seeds_dir, watch_filter=None, step=25, rust_timeout=1000,
                                  yield_on_timeout=True, stop_event=self, raise_interrupt=False):  # fmt: skip
                 self.following = True
                 if changes and not full_due:
