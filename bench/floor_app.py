@@ -16,10 +16,11 @@ feed's bytes do not depend on the Host header (the constant bytes are fetched wi
 Servers (run from the project folder, with the venv's Python):
 
     python bench/floor_app.py feedsvc-run --bind 127.0.0.1:8001 --workers 1
-        exactly `feedsvc serve` (feedsvc.server.run: gunicorn, preload, access log, ...), serving
-        this app instead of plain create_app()
+        exactly `feedsvc serve` (feedsvc.server.run: granian with production_options, preload,
+        access log, ...), serving this app instead of plain create_app()
     python bench/floor_app.py gunicorn --bind ... --workers 2 [--worker-class gthread --threads 8] [--no-access-log]
-        FeedsvcServer with run()'s options, changed as given
+        gunicorn as `feedsvc serve` ran it before granian (preload, feedsvc.server.start_worker in
+        each worker), changed as given (the `bench` extra installs gunicorn)
     python bench/floor_app.py bjoern --bind ... --workers 2
         bjoern (libev, C): the app is built once, then the listening socket is shared by forked workers
     granian --interface wsgi --workers 2 --working-dir bench floor_app:app
@@ -58,16 +59,15 @@ def build(config: dict | None = None, feed_path: str = FEED_PATH):
     import feedsvc
     from flask import Flask, Response
 
-    create_app = getattr(feedsvc, "_bench_real_create_app", feedsvc.create_app)
-    app = create_app(config)
+    app = feedsvc.create_app(config)
     constant: dict[str, object] = {}
 
     @app.get(CONSTANT_PATH)  # registered before the app handles its first request (Flask requires it)
     def bench_constant():
         return Response(constant["body"], content_type=constant["content_type"])
 
-    # Fetch the feed once, as a client would. No reload watcher may start here: in a gunicorn
-    # master (preload) it would poll the folder forever beside the workers.
+    # Fetch the feed once, as a client would. No reload watcher may start here: in a preloading
+    # master it would poll the folder forever beside the workers.
     interval = app.config["RELOAD_INTERVAL"]
     app.config["RELOAD_INTERVAL"] = 0
     try:
@@ -91,28 +91,44 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
+def split_bind(bind: str) -> tuple[str, int]:
+    """("127.0.0.1", 8000) of "127.0.0.1:8000"."""
+    host, _, port = bind.rpartition(":")
+    return host, int(port)
+
+
 def serve_feedsvc_run(bind: str, workers: int) -> int:
     """`feedsvc serve` exactly: feedsvc.server.run, with create_app swapped for build()."""
-    import feedsvc
     from feedsvc import server
 
-    feedsvc._bench_real_create_app = feedsvc.create_app
-    feedsvc.create_app = lambda config=None: build(config)  # FeedsvcServer.load imports it from the package
-    return server.run(None, bind=bind, workers=workers)
+    host, port = split_bind(bind)
+    return server.run(None, host, port, workers, build=build)
 
 
 def serve_gunicorn(bind: str, workers: int, worker_class: str, threads: int, access_log: bool) -> int:
-    """FeedsvcServer (preload) with run()'s options, changed as asked."""
-    from feedsvc.server import FeedsvcServer, production_options
+    """gunicorn, preloading, each worker started as feedsvc serve starts its workers (start_worker)."""
+    from gunicorn.app.base import BaseApplication
 
-    class FloorServer(FeedsvcServer):
+    from feedsvc.server import GRACEFUL_TIMEOUT, start_worker
+
+    options = {
+        "bind": bind, "workers": workers, "worker_class": worker_class, "threads": threads, "preload_app": True,
+        "accesslog": "-" if access_log else None, "graceful_timeout": GRACEFUL_TIMEOUT,
+        "post_worker_init": lambda worker: start_worker(lambda: worker.wsgi),
+        # gunicorn >= 25.1 opens one control socket per user by default; two servers would clash.
+        "control_socket_disable": True,
+    }  # fmt: skip
+
+    class FloorServer(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in options.items():
+                if key in self.cfg.settings:  # settings newer than the installed gunicorn are skipped
+                    self.cfg.set(key, value)
+
         def load(self):
-            return build(self.app_config)
+            return build()
 
-    options = production_options(bind, workers) | {"worker_class": worker_class, "threads": threads}
-    if not access_log:
-        options["accesslog"] = None
-    FloorServer(None, options).run()
+    FloorServer().run()
     return 0
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load test: `feedsvc serve` (gunicorn, preload, as in production) on a free loopback port,
+# Load test: `feedsvc serve` (granian, preload, as in production) on a free loopback port,
 # then wrk with 64 connections for DURATION seconds over a mix of routes (bench/mix.py,
 # bench/mix.lua): topic feeds in every format, with and without gzip, previews, the index,
 # OPML, /healthz, and If-None-Match revalidations (304).
@@ -59,7 +59,7 @@ WRK_PID=""
 stop_server() {
     if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 1 150); do  # gunicorn's graceful_timeout is 10 s
+        for _ in $(seq 1 150); do  # feedsvc.server.GRACEFUL_TIMEOUT is 10 s
             kill -0 "$SERVER_PID" 2>/dev/null || break
             sleep 0.1
         done
@@ -147,8 +147,9 @@ get() { echo "$RESULT" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 ms() { awk -v us="$1" 'BEGIN { printf "%.1f ms", us / 1000 }'; }
 socket_errors=$(( $(get connect) + $(get read) + $(get write) + $(get timeout) ))
 bad_status=$(( $(get s3xx) + $(get s4xx) + $(get s5xx) + $(get other) ))
-# Server-side errors: tracebacks, gunicorn worker timeouts/crashes, 5xx in the access log.
-grep -E ' (ERROR|CRITICAL) |\[(ERROR|CRITICAL)\]|Traceback|WORKER TIMEOUT|Worker \(pid:[0-9]+\) was sent' "$LOG" >"$WORK/server-errors.txt" || true
+# Server-side errors: tracebacks, granian's "[ERROR] Unexpected exit from worker-N" (a crash), a
+# worker killed because it did not stop within the graceful timeout, 5xx in the access log.
+grep -E ' (ERROR|CRITICAL) |\[(ERROR|CRITICAL)\]|Traceback|refused to gracefully stop' "$LOG" >"$WORK/server-errors.txt" || true
 access_5xx=$(grep -cE '" 5[0-9][0-9] ' "$LOG" || true)
 server_errors=$(wc -l <"$WORK/server-errors.txt")
 

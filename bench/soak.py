@@ -5,7 +5,7 @@
 
 1. Copies a corpus into a temp folder: ~200 generated articles (bench/gen_corpus.py) by default,
    or the project's seeds with --from-seeds.
-2. Starts `feedsvc serve` (gunicorn, preload, FEEDSVC_WORKERS workers) on a free loopback port
+2. Starts `feedsvc serve` (granian, preload, FEEDSVC_WORKERS workers) on a free loopback port
    with FEEDSVC_RELOAD_INTERVAL=0.5 and FEEDSVC_MAX_LIMIT=5000 (so every feed fits one page).
 3. Runs wrk (64 connections, the bench/mix.py request mix) for DURATION seconds.
 4. Meanwhile, every second, the mutator changes files: rewrites articles in place, non-atomically
@@ -454,8 +454,9 @@ def wait_ready(base: str, server: subprocess.Popen, log: Path, timeout: float = 
     raise SystemExit(f"soak: the server did not answer /healthz within {timeout} s:\n{log.read_text()[-4000:]}")
 
 
-RECORD_START = re.compile(r"^(\d{4}-\d\d-\d\d |\[\d{4}-\d\d-\d\d |127\.0\.0\.1 - )")
-ERROR_LINE = re.compile(r" (ERROR|CRITICAL) |\[(ERROR|CRITICAL)\]|Traceback|WORKER TIMEOUT")
+# A record starts with the app's time stamp, granian's "[LEVEL] " or an access line's client address.
+RECORD_START = re.compile(r"^(\d{4}-\d\d-\d\d |\[(DEBUG|INFO|WARNING|ERROR|CRITICAL)\] |127\.0\.0\.1 - )")
+ERROR_LINE = re.compile(r" (ERROR|CRITICAL) |\[(ERROR|CRITICAL)\]|Traceback|refused to gracefully stop")
 
 
 def server_errors(log_text: str) -> tuple[list[str], list[list[str]]]:

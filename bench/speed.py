@@ -3,9 +3,10 @@
 
     .venv/bin/python bench/speed.py [--quick] [--only floor,startup,reload,scale,servers]
 
-1. floor    cached topic feed vs. a constant Flask route returning the same bytes, same gunicorn
-            server and worker (bench/floor_app.py), 2,000 articles; wrk, 64 connections, rounds
-            alternating the two routes; goal: feed >= 0.9x constant (1 sync worker; 2 reported too)
+1. floor    cached topic feed vs. a constant Flask route returning the same bytes, same server
+            (`feedsvc serve`: granian) and worker (bench/floor_app.py), 2,000 articles; wrk, 64
+            connections, rounds alternating the two routes; goal: feed >= 0.9x constant (1 worker;
+            2 reported too)
 2. startup  process start to the first feed body over 10,000 files, fresh processes
             (bench/ttff_child.py), cold (no parse cache) and warm (parse cache present), against a
             plain sequential CSafeLoader load in a fresh process; goals <= 0.6x and <= 0.15x
@@ -16,12 +17,13 @@
 4. scale    time to first feed at 1k/10k/100k articles: the time per article must not grow (at most
             +10% per 10x, for noise; the baseline's growth is shown beside it), peak RSS through load,
             serve and reload at 100k <= 1 GB; tracemalloc on 10k says what the memory is
-5. servers  gunicorn (sync, gthread), granian (WSGI) and bjoern on the cached feed, same worker
+5. servers  feedsvc serve (granian, production options, access log) against gunicorn (sync,
+            gthread), bare granian (WSGI, CLI defaults) and bjoern on the cached feed, same worker
             count: requests/s and p99
 
 Prints a table (value, baseline, ratio, goal, PASS/FAIL) and writes bench/out/results.json, which
 bench/plot.py draws. Generated corpora are kept in bench/out/corpus/ (made by bench/gen_corpus.py,
-seed 1) and reused. Needs wrk on PATH; granian and bjoern for the server comparison (the `bench`
+seed 1) and reused. Needs wrk on PATH; gunicorn and bjoern for the server comparison (the `bench`
 extra: pip install -e '.[bench]'; bjoern builds against libev: apt-get install libev-dev).
 Other processes' CPU use is sampled before each measurement (waiting up to a while for a quiet
 machine) and written beside every sample.
@@ -400,7 +402,7 @@ class Server:
             env["FEEDSVC_FAST_PATH"] = "false"
         floor = [PY, str(BENCH / "floor_app.py")]
         commands = {
-            "feedsvc serve (gunicorn sync)": floor + ["feedsvc-run", "--bind", self.bind, "--workers", str(workers)],
+            "feedsvc serve (granian)": floor + ["feedsvc-run", "--bind", self.bind, "--workers", str(workers)],
             "gunicorn sync, no access log": floor + ["gunicorn", "--bind", self.bind, "--workers", str(workers), "--no-access-log"],
             "gunicorn gthread x4, no access log": floor + ["gunicorn", "--bind", self.bind, "--workers", str(workers),
                                                            "--worker-class", "gthread", "--threads", "4", "--no-access-log"],
@@ -427,7 +429,7 @@ class Server:
         else:
             self.stop()
             raise RuntimeError(f"{self.kind} did not answer within {limit} s")
-        # every worker has its app once /healthz answers repeatedly (each worker loads on its own in granian)
+        # every worker has its app once /healthz answers repeatedly (bare granian: each worker loads its own)
         for _ in range(4 * self.workers):
             fetch(self.base + FEED_PATH)
 
@@ -490,7 +492,7 @@ def wrk(url: str, seconds: int, connections: int = 64, threads: int = 2, close: 
 def floor_series(workers: int, rounds: int, seconds: int, work: Path, fast_path: bool = True) -> dict:
     """Goal 1: the cached feed and the constant route on one `feedsvc serve` server, alternating."""
     seeds = corpus(2000)
-    server = Server("feedsvc serve (gunicorn sync)", workers, seeds, work, fast_path)
+    server = Server("feedsvc serve (granian)", workers, seeds, work, fast_path)
     try:
         same = server.check_same_bytes()
         for path in (CONSTANT_PATH, FEED_PATH):  # warm-up, not measured
@@ -516,7 +518,7 @@ def floor_series(workers: int, rounds: int, seconds: int, work: Path, fast_path:
     }  # fmt: skip
 
 
-SERVER_KINDS = ("feedsvc serve (gunicorn sync)", "gunicorn sync, no access log", "gunicorn gthread x4, no access log",
+SERVER_KINDS = ("feedsvc serve (granian)", "gunicorn sync, no access log", "gunicorn gthread x4, no access log",
                 "granian wsgi", "bjoern")  # fmt: skip
 
 
@@ -525,7 +527,8 @@ def servers_series(worker_counts: list[int], rounds: int, seconds: int, work: Pa
     seeds = corpus(2000)
     kinds = []
     for kind in SERVER_KINDS:
-        module = {"granian wsgi": "granian", "bjoern": "bjoern"}.get(kind)
+        module = {"gunicorn sync, no access log": "gunicorn", "gunicorn gthread x4, no access log": "gunicorn",
+                  "bjoern": "bjoern"}.get(kind)  # fmt: skip
         if module and subprocess.run([PY, "-c", f"import {module}"], capture_output=True).returncode != 0:
             log(f"{kind}: not installed, left out (pip install -e '.[bench]')")
             continue
@@ -576,7 +579,7 @@ def figures(results: dict) -> list[dict]:
     if floor:
         for run in floor:
             rows.append({
-                "figure": f"cached feed rate, {run['workers']} sync worker(s), {run['articles']} articles"
+                "figure": f"cached feed rate, {run['workers']} worker(s), {run['articles']} articles"
                           + ("" if run["fast_path"] else " (FAST_PATH off: Flask view + render cache)"),
                 "value": f"{run['feed_rps']:.0f} req/s", "baseline": f"{run['constant_rps']:.0f} req/s (constant route)",
                 "ratio": run["ratio"], "goal": ">= 0.9" if run["fast_path"] else "info",

@@ -30,11 +30,11 @@ def check(folder: Path, limits: Limits = Limits()) -> int:
 
 
 def serve(seeds: Path | None, host: str, port: int, workers: int) -> int:
-    """Run the service under gunicorn, a production WSGI server."""
+    """Run the service under granian, a production HTTP server (feedsvc.server)."""
     from .server import run
 
     config = {"SEEDS_DIR": str(seeds)} if seeds else None
-    return run(config, bind=f"{host}:{port}", workers=workers)
+    return run(config, host=host, port=port, workers=workers)
 
 
 def build_site(outdir: Path, base_url: str, seeds: Path | None, strict: bool) -> int:

@@ -273,8 +273,9 @@ def refresh(
     states = dict(previous)
     for name in previous.keys() - found.files.keys():
         del states[name]
+    added = parsed.keys() - previous.keys()
     states.update(parsed)
-    return states
+    return dict(sorted(states.items())) if added else states  # in name order, as scan() gives them
 
 
 def parse_states(root: Path, jobs: list[tuple], limits: Limits) -> list[tuple[str, FileState]]:

@@ -1,6 +1,6 @@
 """deploy/nginx.conf for real: nginx caching in front of a real `feedsvc serve`, on loopback.
 
-Each test starts the app (gunicorn, FEEDSVC_MAX_AGE=2, FEEDSVC_RELOAD_INTERVAL=0.3) on a free
+Each test starts the app (granian, FEEDSVC_MAX_AGE=2, FEEDSVC_RELOAD_INTERVAL=0.3) on a free
 port and nginx on another, with deploy/nginx.conf rendered into a temporary folder: its ports,
 and its pid, log, temp and cache paths substituted (nothing else changed). Shown over HTTP: a
 repeat request is a cache HIT; after max-age the entry is revalidated with a conditional request
@@ -150,7 +150,7 @@ class Stack:
         return [int(s) for s in re.findall(rf'"GET {re.escape(path)} HTTP/1\.[01]" (\d{{3}}) ', log)]
 
     def wait_app_lines(self, path: str, expected: list[int], seconds: float = 5.0) -> None:
-        """Assert the app logged exactly `expected` for `path` (gunicorn logs after answering: wait, bounded)."""
+        """Assert the app logged exactly `expected` for `path` (granian logs after answering: wait, bounded)."""
         deadline = time.monotonic() + seconds
         while self.app_lines(path) != expected and time.monotonic() < deadline:
             time.sleep(0.1)

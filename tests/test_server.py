@@ -1,4 +1,5 @@
-"""Caching, gzip and hot reload over real HTTP against `feedsvc serve` (gunicorn, 2 workers).
+"""Caching, gzip, hot reload and signals over real HTTP against `feedsvc serve` (granian, 2 workers),
+and the worker start-up of feedsvc.server in process.
 
 Each test starts its own server on a free port over its own copy of the seeds, with
 FEEDSVC_RELOAD_INTERVAL=0.3, and stops it with SIGTERM. Every wait is bounded.
@@ -8,12 +9,17 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import multiprocessing
 import os
+import pickle
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -23,6 +29,9 @@ from lxml import etree
 from test_cli import free_port, wait_for
 from test_websub import RecordingHub
 
+from feedsvc import create_app
+from feedsvc.server import start_worker, worker_loader
+
 FEEDSVC = Path(sys.executable).with_name("feedsvc")
 RELOAD_INTERVAL = "0.3"
 EDIT_DEADLINE = 10.0  # seconds for an edit on disk to reach every worker
@@ -31,10 +40,13 @@ EDIT_DEADLINE = 10.0  # seconds for an edit on disk to reach every worker
 class Server:
     """One `feedsvc serve` process."""
 
-    def __init__(self, seeds: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, seeds: Path, env: dict[str, str] | None = None, command: list[str] | None = None) -> None:
+        """`command` (default `feedsvc serve`) is given --seeds, --port and --workers 2."""
         self.seeds, self.port = seeds, free_port()
-        command = [str(FEEDSVC)] if FEEDSVC.exists() else [sys.executable, "-m", "feedsvc.cli"]
-        command += ["serve", "--seeds", str(seeds), "--host", "127.0.0.1", "--port", str(self.port), "--workers", "2"]
+        if command is None:
+            command = [str(FEEDSVC)] if FEEDSVC.exists() else [sys.executable, "-m", "feedsvc.cli"]
+            command = [*command, "serve", "--host", "127.0.0.1"]
+        command = [*command, "--seeds", str(seeds), "--port", str(self.port), "--workers", "2"]
         cache = seeds.parent / "parse-cache"  # never the user's ~/.cache
         environment = {**os.environ, "FEEDSVC_RELOAD_INTERVAL": RELOAD_INTERVAL, "FEEDSVC_CACHE_DIR": str(cache),
                        "FEEDSVC_MAX_AGE": "300", **(env or {})}
@@ -62,16 +74,20 @@ class Server:
         finally:
             connection.close()
 
-    def stop(self) -> int:
-        """SIGTERM, then wait (bounded) for a clean exit; the exit code."""
+    def log_text(self) -> str:
+        """What the server has written so far (stdout and stderr)."""
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        """SIGTERM (or `signum`), then wait (bounded) for a clean exit; the exit code."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(signum)
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
-        self.output = self.log.read_text(encoding="utf-8", errors="replace")
+        self.output = self.log_text()
         return self.process.returncode
 
 
@@ -196,17 +212,113 @@ def test_added_and_removed_files_over_http(server, seeds_dir):
         time.sleep(0.05)
 
 
-def test_sigterm_stops_the_server_cleanly(seeds_dir):
+def edit_title(seeds_dir: Path, new_title: str, old_title: str = OLD_TITLE) -> None:
+    """Rename the published AI article (one write: no reload sees half a file)."""
+    path = seeds_dir / PUBLISHED
+    path.write_text(path.read_text(encoding="utf-8").replace(old_title, new_title), encoding="utf-8")
+
+
+def loaded_lines(log: str) -> list[str]:
+    """The store's 'loaded N articles' lines: one per catalog a process built."""
+    return [line for line in log.splitlines() if "feedsvc.store: loaded " in line]
+
+
+def worker_pids(log: str) -> list[int]:
+    """The PID of every worker granian started, in order."""
+    return [int(pid) for pid in re.findall(r"Spawning worker-\d+ with PID: (\d+)", log)]
+
+
+@pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="workers are spawned: each builds its own app")
+def test_app_is_built_once_in_the_master_before_the_workers_fork(shared_server):
+    log = shared_server.log_text()
+    assert len(loaded_lines(log)) == 1, log  # the master's; a worker's catch-up found nothing new
+    pids = worker_pids(log)
+    assert len(set(pids)) == 2 and shared_server.process.pid not in pids
+    for pid in pids:  # the workers are the master's children
+        assert Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1] == str(shared_server.process.pid)
+
+
+def test_sighup_reaches_every_worker(seeds_dir):
+    running = Server(seeds_dir, {"FEEDSVC_RELOAD_INTERVAL": "0"})  # no watcher: only SIGHUP reloads
+    try:
+        edit_title(seeds_dir, "Reloaded on SIGHUP")
+        for _ in range(8):  # both workers: still the old catalog
+            assert OLD_TITLE in rss_titles(running.request("/topics/ai/rss.xml")[2])
+        before = loaded_lines(running.log_text())
+        running.process.send_signal(signal.SIGHUP)
+        deadline, in_a_row = time.monotonic() + EDIT_DEADLINE, 0
+        while in_a_row < 8:  # several answers in a row: from both workers
+            assert time.monotonic() < deadline, f"SIGHUP did not reach every worker within {EDIT_DEADLINE}s"
+            status, _, body = running.request("/topics/ai/rss.xml")
+            assert status == 200
+            in_a_row = in_a_row + 1 if "Reloaded on SIGHUP" in rss_titles(body) else 0
+            time.sleep(0.05)
+        deadline = time.monotonic() + 2  # a worker logs the reload just after it swapped the catalog in
+        while len(loaded_lines(log := running.log_text())) < len(before) + 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(loaded_lines(log)) == len(before) + 2, log  # each worker reloaded, the master did not
+        assert "Respawning" not in log and len(worker_pids(log)) == 2  # the same workers: nothing restarted
+    finally:
+        code = running.stop()
+    assert code == 0, running.output[-3000:]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_the_server_cleanly(seeds_dir, signum):
     running = Server(seeds_dir)
     status, _, _ = running.request("/rss.xml")
     assert status == 200
-    assert running.stop() == 0
-    assert "shutting down" in running.output.lower()
+    assert running.stop(signum) == 0
+    assert "Shutting down granian" in running.output
+    assert "Granian shutdown completed" in running.output
+    assert "refused to gracefully stop" not in running.output  # no worker had to be killed
     with pytest.raises(OSError):
         running.request("/rss.xml")
 
 
-def test_websub_notifications_are_sent_under_gunicorn(seeds_dir):
+# feedsvc.server.run, as `feedsvc serve` runs it, with the app's answers to ?slow=1 delayed.
+SLOW_SERVE = """
+import argparse, sys, time
+from feedsvc import create_app
+from feedsvc.server import run
+
+def build(config):
+    app = create_app(config)
+    inner = app.wsgi_app
+    def delayed(environ, start_response):
+        if environ.get("QUERY_STRING") == "slow=1":
+            time.sleep(2)
+        return inner(environ, start_response)
+    app.wsgi_app = delayed
+    return app
+
+parser = argparse.ArgumentParser()
+for name in ("--seeds", "--port", "--workers"):
+    parser.add_argument(name)
+args = parser.parse_args()
+sys.exit(run({"SEEDS_DIR": args.seeds}, "127.0.0.1", int(args.port), int(args.workers), build))
+"""
+
+
+def test_sigterm_lets_in_flight_requests_finish(seeds_dir):
+    running = Server(seeds_dir, command=[sys.executable, "-c", SLOW_SERVE])
+    answers: list = []
+    slow = threading.Thread(target=lambda: answers.append(running.request("/topics/ai/rss.xml?slow=1")))
+    slow.start()
+    time.sleep(0.7)  # the request is in the app by now, which holds it for 2 s
+    started = time.monotonic()
+    code = running.stop()
+    slow.join(10)
+    assert code == 0, running.output[-3000:]
+    assert time.monotonic() - started >= 1  # the stop waited for the request
+    status, headers, body = answers[0]
+    assert status == 200 and int(headers["Content-Length"]) == len(body)
+    check_rss(body)
+    assert OLD_TITLE in rss_titles(body)
+    assert '"GET /topics/ai/rss.xml?slow=1 HTTP/1.1" 200 ' in running.output
+
+
+def test_websub_notifications_are_sent_under_feedsvc_serve(seeds_dir):
     hub = RecordingHub()
     base = "http://feeds.example.org"
     running = Server(seeds_dir, {"FEEDSVC_WEBSUB_HUB": hub.url, "FEEDSVC_BASE_URL": base + "/"})
@@ -214,18 +326,74 @@ def test_websub_notifications_are_sent_under_gunicorn(seeds_dir):
         _, _, body = running.request("/topics/ai/atom.xml")
         links = {l.get("rel"): l.get("href") for l in etree.fromstring(body).findall(f"{ATOM}link")}
         assert links["hub"] == hub.url  # configured and advertised
-        path = seeds_dir / PUBLISHED
-        path.write_text(path.read_text(encoding="utf-8").replace(OLD_TITLE, "Edited for the hub"), encoding="utf-8")
+        edit_title(seeds_dir, "Edited for the hub")
         deadline = time.monotonic() + EDIT_DEADLINE
         while "Edited for the hub" not in body.decode():
             assert time.monotonic() < deadline
             time.sleep(0.1)
             body = running.request("/topics/ai/atom.xml")[2]
+        feed = f"{base}/topics/ai/atom.xml"
         deadline = time.monotonic() + 2  # a notification leaves within milliseconds of a reload
-        while f"{base}/topics/ai/atom.xml" not in hub.notified() and time.monotonic() < deadline:
+        while feed not in hub.notified() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert f"{base}/topics/ai/atom.xml" in hub.notified()
+        time.sleep(1)  # both workers have reloaded by now (every 0.3 s): was a second POST sent?
+        assert hub.notified().count(feed) == 1  # one notifying worker per host (the flock)
     finally:
         code = running.stop()
         hub.close()
     assert code == 0, running.output[-3000:]
+
+
+# ------------------------------------------------------------------ worker start-up, in process
+
+
+def worker_app_config(seeds_dir: Path) -> dict:
+    """A watcher that never wakes on its own during a test: only a reload request or SIGHUP moves it."""
+    return {"TESTING": True, "SEEDS_DIR": str(seeds_dir), "RELOAD_INTERVAL": 3600}
+
+
+def ai_titles(app) -> list[str]:
+    response = app.test_client().get("/topics/ai/rss.xml")
+    assert response.status_code == 200
+    return rss_titles(response.data)
+
+
+def test_start_worker_catches_up_watches_and_reloads_on_sighup(seeds_dir):
+    app = create_app(worker_app_config(seeds_dir))
+    edit_title(seeds_dir, "Changed before the worker started")
+    assert start_worker(lambda: app) is app
+    assert "Changed before the worker started" in ai_titles(app)  # caught up before serving
+    store = app.extensions["feedsvc"]
+    assert store._watcher is not None and store._watcher.is_alive() and store._watcher.pid == os.getpid()
+    edit_title(seeds_dir, "Changed and signalled", "Changed before the worker started")
+    os.kill(os.getpid(), signal.SIGHUP)  # start_worker's handler wakes the watcher
+    deadline = time.monotonic() + EDIT_DEADLINE
+    while "Changed and signalled" not in ai_titles(app):
+        assert time.monotonic() < deadline, "SIGHUP did not wake the watcher"
+        time.sleep(0.05)
+
+
+def test_forked_workers_get_the_app_built_once(seeds_dir, monkeypatch):
+    monkeypatch.setattr(multiprocessing, "get_start_method", lambda: "fork")
+    built = []
+
+    def build():
+        built.append(create_app(worker_app_config(seeds_dir)))
+        return built[-1]
+
+    loader = worker_loader(build)
+    assert len(built) == 1  # in the master, before any worker exists
+    assert loader() is loader() is built[0]  # every worker starts from that one app
+    assert len(built) == 1
+
+
+def test_spawned_workers_each_build_their_own_app(seeds_dir, monkeypatch):
+    monkeypatch.setattr(multiprocessing, "get_start_method", lambda: "spawn")
+    loader = worker_loader(partial(create_app, worker_app_config(seeds_dir)))
+    # spawn pickles what the worker gets: a build of the app, not a built app
+    first, second = pickle.loads(pickle.dumps(loader)), pickle.loads(pickle.dumps(loader))
+    apps = first(), second()
+    assert apps[0] is not apps[1]
+    for app in apps:
+        assert OLD_TITLE in ai_titles(app)
+        assert app.extensions["feedsvc"]._watcher.is_alive()
