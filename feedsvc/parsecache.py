@@ -27,8 +27,10 @@ FORMAT = 2  # bump when the model or the parsing rules change: old caches are th
 
 
 def default_cache_dir() -> Path:
-    """The user's cache folder (XDG Base Directory spec): $XDG_CACHE_HOME/feedsvc or ~/.cache/feedsvc."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "feedsvc"
+    """The user's cache folder (XDG Base Directory spec): $XDG_CACHE_HOME/feedsvc or ~/.cache/feedsvc
+    (a relative XDG_CACHE_HOME is invalid by the spec, and ignored)."""
+    configured = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(configured) if os.path.isabs(configured) else Path.home() / ".cache") / "feedsvc"
 
 
 def cache_file(cache_dir: Path, seeds_dir: Path) -> Path:
@@ -81,7 +83,9 @@ def save(path: Path, seeds_dir: Path, limits: Limits, states: dict[str, FileStat
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".parse-", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+        # A file name that is not UTF-8 decodes to lone surrogates (PEP 383), which UTF-8 cannot
+        # encode: backslashreplace writes them as \udcXX escapes, which JSON reads back as they were.
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as stream:
             stream.write(json.dumps(header(seeds_dir, limits))[:-1] + ',"files":{')
             for number, (name, state) in enumerate(states.items()):
                 stream.write(("," if number else "") + json.dumps(name) + ":")
@@ -111,7 +115,7 @@ def load(path: Path, seeds_dir: Path, limits: Limits) -> dict[str, FileState]:
         return {name: decoder.state(text(name), value) for name, value in data["files"].items()}
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, OverflowError) as exc:
         log.warning("parse cache %s is unusable (%s); rebuilding it", path, exc)
         return {}
 
@@ -125,27 +129,33 @@ class Decoder:
 
     def state(self, name: str, value: list) -> FileState:
         """One file state."""
-        size, mtime_ns, article, problems, stale = value
+        size, mtime_ns, article, problems, stale = array(value, 5)
         return FileState(
-            Stamp(int(size), int(mtime_ns)),
+            Stamp(whole(size), whole(mtime_ns)),
             self.article(name, article) if article is not None else None,
-            tuple(Problem(text(path), text(message), text(severity), count(line)) for path, message, severity, line in problems),
-            bool(stale),
+            tuple(self.problem(p) for p in array(problems)),
+            flag(stale),
         )
+
+    @staticmethod
+    def problem(value: list) -> Problem:
+        """A Problem from [path, message, severity, line]."""
+        path, message, severity, line = array(value, 4)
+        return Problem(text(path), text(message), text(severity), count(line))
 
     def article(self, name: str, value: list) -> Article:
         """An Article, every nested value rebuilt as its dataclass."""
-        title, url, published, excerpt, provider, topics, images, is_published, related = value
+        title, url, published, excerpt, provider, topics, images, is_published, related = array(value, 9)
         return Article(
             path=name, title=text(title), url=text(url), published=utc(published),
-            excerpt=text(excerpt), provider=self.provider(provider), topics=tuple(map(text, topics)),
-            images=tuple(image(i) for i in images), is_published=bool(is_published),
-            related=tuple(self.related(r) for r in related),
+            excerpt=text(excerpt), provider=self.provider(provider), topics=tuple(map(text, array(topics))),
+            images=tuple(map(image, array(images))), is_published=flag(is_published),
+            related=tuple(map(self.related, array(related))),
         )  # fmt: skip
 
     def related(self, value: list) -> Related:
         """A Related link."""
-        title, url, published, excerpt, provider, picture = value
+        title, url, published, excerpt, provider, picture = array(value, 6)
         return Related(
             title=text(title), url=text(url), published=utc(published), excerpt=text(excerpt),
             provider=self.provider(provider), image=image(picture) if picture is not None else None,
@@ -155,7 +165,7 @@ class Decoder:
         """The one shared Provider of a [name, domain] pair."""
         if value is None:
             return None
-        name, domain = value
+        name, domain = array(value, 2)
         key = (text(name), None if domain is None else text(domain))
         found = self.providers.get(key)
         if found is None:
@@ -165,8 +175,29 @@ class Decoder:
 
 def image(value: list) -> Image:
     """An Image from [url, width, height]."""
-    url, width, height = value
+    url, width, height = array(value, 3)
     return Image(text(url), count(width), count(height))
+
+
+def array(value: object, length: int | None = None) -> list:
+    """A JSON array (of `length` items), or TypeError: a string or an object unpacks too."""
+    if type(value) is not list or (length is not None and len(value) != length):
+        raise TypeError(f"expected an array of {length or 'any number of'} items")
+    return value
+
+
+def whole(value: object) -> int:
+    """A whole number from the cache (a stamp), or TypeError (a bool is not one)."""
+    if type(value) is not int:
+        raise TypeError(f"expected a whole number, not {type(value).__name__}")
+    return value
+
+
+def flag(value: object) -> bool:
+    """true or false from the cache, or TypeError."""
+    if type(value) is not bool:
+        raise TypeError(f"expected true or false, not {type(value).__name__}")
+    return value
 
 
 def text(value: object) -> str:
@@ -178,9 +209,7 @@ def text(value: object) -> str:
 
 def count(value: object) -> int | None:
     """A whole number (a pixel size, a line) or None from the cache, or TypeError."""
-    if value is not None and type(value) is not int:
-        raise TypeError(f"expected a whole number, not {type(value).__name__}")
-    return value
+    return None if value is None else whole(value)
 
 
 def utc(value: object) -> datetime:

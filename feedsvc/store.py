@@ -55,6 +55,7 @@ class FeedStore:
         self._loaded = False
         self._writer: threading.Thread | None = None
         self._found: Scan | None = None
+        self._cache_dirty = False  # the files changed since the cache was last written
         with self._reload_lock, collector_paused():
             if self.cache_path:
                 self._states = parsecache.load(self.cache_path, self.seeds_dir, self.limits)
@@ -89,6 +90,7 @@ class FeedStore:
         catalog = build_catalog(states, modified, previous=None if first else self.catalog)
         self._states, self._found, self._loaded, self.catalog = states, found, True, catalog
         if changed:  # a warm start that found every file as cached writes nothing
+            self._cache_dirty = True
             self.save_cache(force=first)
         return True
 
@@ -108,13 +110,14 @@ class FeedStore:
 
     def save_cache(self, force: bool = False) -> None:
         """Write the parse cache on a thread of its own (not a daemon: the interpreter finishes the
-        write before it exits): at start, then at most every CACHE_WRITE_INTERVAL seconds. A write
-        under way is not doubled; the next due one catches up (a cache that lags behind the files
-        costs a re-parse, never a wrong answer)."""
+        write before it exits) when files changed since the last write: at start, then at most
+        every CACHE_WRITE_INTERVAL seconds (the watcher asks again every second or interval, so
+        the last edit of a burst is written too). A write under way is not doubled (a cache that
+        lags behind the files costs a re-parse, never a wrong answer)."""
         due = force or time.monotonic() - self._cache_written >= CACHE_WRITE_INTERVAL
-        if not self.cache_path or not due or (self._writer is not None and self._writer.is_alive()):
+        if not self.cache_path or not self._cache_dirty or not due or (self._writer is not None and self._writer.is_alive()):
             return
-        self._cache_written = time.monotonic()
+        self._cache_written, self._cache_dirty = time.monotonic(), False
         self._writer = threading.Thread(target=self._write_cache, args=(self._states,), name="feedsvc-cache")
         self._writer.start()
 
@@ -122,7 +125,8 @@ class FeedStore:
         """Write one snapshot of the file states (the dict is replaced on reload, never changed)."""
         try:
             parsecache.save(self.cache_path, self.seeds_dir, self.limits, states, pause=CACHE_WRITE_PAUSE)
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - a cache that cannot be written costs a re-parse, nothing more
+            self._cache_dirty = True  # try again when the next write is due
             log.warning("cannot write the parse cache %s: %s", self.cache_path, exc)
 
     def flush(self) -> None:
@@ -132,8 +136,9 @@ class FeedStore:
 
     def request_reload(self) -> None:
         """Reload soon (from a signal handler): wake the watcher, or reload in a thread of its own."""
-        if self._watcher is not None and self._watcher.pid == os.getpid():
-            self._watcher.wake.set()
+        watcher = self._watcher
+        if watcher is not None and watcher.pid == os.getpid() and watcher.is_alive() and not watcher.stopping.is_set():
+            watcher.wake.set()
         else:
             threading.Thread(target=self.reload, name="feedsvc-sighup", daemon=True).start()
 
@@ -220,6 +225,7 @@ class Watcher(threading.Thread):
             self.wake.clear()
             if not self.stopping.is_set():
                 self.reload(None)
+                self.store.save_cache()
 
     def follow_events(self) -> None:
         """Reload the paths each batch of file events names; a full reload when woken or due."""
@@ -241,6 +247,7 @@ class Watcher(threading.Thread):
                 elif full_due or time.monotonic() - last_full >= self.rescan_interval:
                     full_due = not self.reload(None)
                     last_full = time.monotonic()
+                self.store.save_cache()  # a write that was not due at the last change may be now
             if self.wake.is_set() and not self.stopping.is_set():
                 self.wake.clear()
                 self.reload(None)
