@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date, datetime, time, timezone
 from typing import Any
 
@@ -189,9 +190,15 @@ def to_provider(value: Any) -> Provider | None:
     if isinstance(value, dict):
         name = optional_text(value.get("name"), markup=False) or optional_text(value.get("domain"), markup=False)
         domain = optional_text(value.get("domain"), markup=False) or None
-        return Provider(name, domain) if name else None
+        return shared_provider(name, domain) if name else None
     name = optional_text(value, markup=False)
-    return Provider(name) if name else None
+    return shared_provider(name, None) if name else None
+
+
+@lru_cache(maxsize=4096)
+def shared_provider(name: str, domain: str | None) -> Provider:
+    """One Provider object per (name, domain): 100,000 articles name a few dozen publishers."""
+    return Provider(name, domain)
 
 
 def to_image(value: Any) -> Image:

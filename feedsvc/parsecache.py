@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .fields import Limits
+from .fields import Limits, shared_provider
 from .loader import FileState, Stamp
 from .model import Article, Image, Problem, Provider, Related
 
@@ -122,10 +122,7 @@ def load(path: Path, seeds_dir: Path, limits: Limits) -> dict[str, FileState]:
 
 class Decoder:
     """Rebuilds file states from their arrays; any wrong shape raises (and the whole cache is
-    dropped). Equal providers become one shared object: thousands of articles name a dozen."""
-
-    def __init__(self) -> None:
-        self.providers: dict[tuple, Provider] = {}
+    dropped). Equal providers become one shared object, as when parsing."""
 
     def state(self, name: str, value: list) -> FileState:
         """One file state."""
@@ -161,16 +158,13 @@ class Decoder:
             provider=self.provider(provider), image=image(picture) if picture is not None else None,
         )  # fmt: skip
 
-    def provider(self, value: list | None) -> Provider | None:
-        """The one shared Provider of a [name, domain] pair."""
+    @staticmethod
+    def provider(value: list | None) -> Provider | None:
+        """The one shared Provider of a [name, domain] pair (fields.shared_provider)."""
         if value is None:
             return None
         name, domain = array(value, 2)
-        key = (text(name), None if domain is None else text(domain))
-        found = self.providers.get(key)
-        if found is None:
-            found = self.providers[key] = Provider(*key)
-        return found
+        return shared_provider(text(name), None if domain is None else text(domain))
 
 
 def image(value: list) -> Image:
