@@ -173,7 +173,9 @@ class Catalog:
             self.by_topic = topics
         if "spellings" in previous.__dict__:
             self.spellings = updated_spellings(previous.spellings, touched, gone, added)
-        self._entries = {key: value for key, value in previous._entries.items() if key[0] is not None and key[0] not in touched}
+        with previous._lock:  # requests may still be adding entries to the previous catalog
+            computed = dict(previous._entries)
+        self._entries = {key: value for key, value in computed.items() if key[0] is not None and key[0] not in touched}
 
     @staticmethod
     def articles_of(slug: str, previous: Catalog, gone: list[Article], added: list[Article]) -> tuple[Article, ...]:

@@ -217,15 +217,15 @@ def rescan(root: Path, previous: Scan, touched: Iterable[str]) -> Scan | None:
         name = os.path.relpath(path, root).replace(os.sep, "/")
         if name in (".", "..") or name.startswith("../"):
             return None  # the folder itself moved or vanished
-        if any(part.startswith(".") for part in name.split("/")):
-            continue  # hidden, or in a hidden folder: never an article
+        if not looked_at_by_scan(root, name):
+            continue
         try:
             if stat.S_ISDIR(os.lstat(path).st_mode):
                 return None
             info: os.stat_result | None = os.stat(path)  # a link to a file counts as the file, as in scan()
         except FileNotFoundError:
-            if name not in files:
-                return None  # not a file we knew: perhaps a removed folder of them
+            if name not in files and any(known.startswith(name + "/") for known in files):
+                return None  # a removed folder of known files
             info = None
         except OSError:
             return None
@@ -236,6 +236,20 @@ def rescan(root: Path, previous: Scan, touched: Iterable[str]) -> Scan | None:
         else:
             files.pop(name, None)
     return Scan(files if files.keys() == previous.files.keys() else dict(sorted(files.items())), newest)
+
+
+def looked_at_by_scan(root: Path, name: str) -> bool:
+    """Whether scan() would look at `name`: no hidden part, and no link to a folder on the way
+    (scan() does not follow them; file events do)."""
+    parts = name.split("/")
+    if any(part.startswith(".") for part in parts):
+        return False
+    folder = str(root)
+    for part in parts[:-1]:
+        folder = os.path.join(folder, part)
+        if os.path.islink(folder):
+            return False
+    return True
 
 
 def _folder_mtime(folder: str) -> int:

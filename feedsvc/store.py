@@ -56,7 +56,7 @@ class FeedStore:
         self._writer: threading.Thread | None = None
         self._found: Scan | None = None
         self._cache_dirty = False  # the files changed since the cache was last written
-        with self._reload_lock, collector_paused():
+        with self._reload_lock, collector_paused(freeze=True):
             if self.cache_path:
                 self._states = parsecache.load(self.cache_path, self.seeds_dir, self.limits)
             self._swap()
@@ -159,23 +159,26 @@ class FeedStore:
 
 
 @contextmanager
-def collector_paused() -> Iterator[None]:
-    """Load without the cyclic garbage collector, then freeze what the load made.
+def collector_paused(freeze: bool = False) -> Iterator[None]:
+    """Load without the cyclic garbage collector; with `freeze`, freeze what the load made.
 
     A load makes hundreds of thousands of objects that live until the next reload, and every
     full collection walks all of them again: the start at 100,000 articles took 37-50 s with the
     collector, 28 s without, and reloads at 10,000 paused 95-163 ms every second or third time.
-    gc.freeze() moves the loaded catalog out of every later collection (and keeps forked workers'
-    pages shared). Collecting first keeps older garbage out of the frozen set. Catalogs hold no
-    reference cycles, so reference counting still frees the old ones.
+    gc.freeze() after the first load moves the catalog out of every later collection (and keeps
+    forked workers' pages shared); collecting first keeps older garbage out of the frozen set.
+    Reloads do not freeze: a cycle alive at that moment (a request's) would never be freed.
+    Catalogs hold no reference cycles, so reference counting frees the old ones.
     """
     enabled = gc.isenabled()
-    gc.collect()
+    if freeze:
+        gc.collect()
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
+        if freeze:
+            gc.freeze()
         if enabled:
             gc.enable()
 

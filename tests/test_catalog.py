@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import feedsvc.catalog
 from conftest import CORPUS, SEEDS
 from feedsvc.catalog import Catalog, Topic, build_entries, topic_slug
 from feedsvc.errors import TopicNotFound
@@ -340,3 +344,233 @@ def test_seeds_duplicate_file_gives_one_entry_and_a_warning(seeds_dir):
     assert [(p.path, p.severity) for p in catalog.problems] == [("005_copy.txt", "warning")]
     assert "003_b297a05077328abf.txt" in catalog.problems[0].message
     assert len(catalog.entries(None, True)) == 17
+
+
+# --- inherit: a reload's catalog takes over what the previous one computed -----------------------
+
+PARTS = ["by_topic", "topic_names", "topics", "entries", "some entries", "problems"]
+
+
+def compute(catalog: Catalog, parts) -> None:
+    """Ask a catalog for some of what it computes lazily (what requests did before a reload)."""
+    for part in parts:
+        if part == "by_topic":
+            _ = catalog.by_topic
+        elif part == "topic_names":
+            _ = catalog.topic_names
+        elif part == "topics":
+            catalog.topics(False), catalog.topics(True)
+        elif part == "problems":
+            _ = catalog.problems
+        else:
+            slugs = list(catalog.by_topic)[:: 2 if part == "some entries" else 1]
+            for slug in [None, *slugs]:
+                for include_all in (False, True):
+                    try:
+                        catalog.entries(slug, include_all)
+                    except TopicNotFound:
+                        pass
+
+
+def view(catalog: Catalog) -> dict:
+    """Everything readers can ask a catalog, as plain values."""
+    found = {
+        "topic_names": catalog.topic_names, "by_topic": catalog.by_topic, "topics": (catalog.topics(False), catalog.topics(True)),
+        "problems": catalog.problems, "skipped": catalog.skipped, "articles": catalog.articles,
+    }  # fmt: skip
+    for slug in [None, "no-such-topic", *catalog.topic_names, *catalog.by_topic]:
+        for include_all in (False, True):
+            try:
+                found[slug, include_all] = catalog.entries(slug, include_all)
+            except TopicNotFound:
+                found[slug, include_all] = "not found"
+    return found
+
+
+def inherited(previous: Catalog, articles, problems=(), changed: int = 1000) -> Catalog:
+    catalog = Catalog(tuple(articles), problems)
+    catalog.inherit(previous, changed)
+    return catalog
+
+
+def assert_as_fresh(previous: Catalog, articles, problems=()) -> Catalog:
+    """A catalog that inherits from `previous` answers exactly as a fresh one of the same articles,
+    and `previous` (still served meanwhile) is unchanged. Returns a twin that inherited as well,
+    with nothing computed yet (asking the checked one everything would hide the lazy paths)."""
+    was = view(Catalog(previous.articles, previous.file_problems))
+    twin = inherited(previous, articles, problems)
+    catalog = inherited(previous, articles, problems)
+    assert view(catalog) == view(Catalog(tuple(articles), problems))
+    assert view(previous) == was
+    return twin
+
+
+A = article("a", day(1), topics=("AI", "Robotics"), related=[link("x", day(2))])
+B = article("b", day(2), topics=("Drones",))
+C = article("c", day(3), topics=("Computer Vision",), is_published=False)
+D = article("d", day(2), topics=("AI",), related=[link("y", day(4))])
+BASE = {"a": A, "b": B, "c": C, "d": D}
+
+CHANGES = {
+    "nothing": lambda files: files,
+    "touch (an equal copy)": lambda files: {**files, "a": replace(A)},
+    "edit a title": lambda files: {**files, "a": replace(A, title="A, edited")},
+    "change topics": lambda files: {**files, "a": replace(A, topics=("Robotics", "Quantum"))},
+    "respell a topic": lambda files: {**files, "b": replace(B, topics=("drones",)), "e": article("e", topics=("drones",))},
+    "add": lambda files: {**files, "e": article("e", day(5), topics=("ai", "Drones"))},
+    "add to no topic": lambda files: {**files, "e": article("e", day(5), topics=("!!!",))},
+    "remove": lambda files: {k: v for k, v in files.items() if k != "d"},
+    "remove a topic's last article": lambda files: {k: v for k, v in files.items() if k != "b"},
+    "remove everything": lambda files: {},
+    "publish": lambda files: {**files, "c": replace(C, is_published=True)},
+    "unpublish": lambda files: {**files, "a": replace(A, is_published=False)},
+    "related link moves to another topic": lambda files: {**files, "a": replace(A, related=()),
+                                                          "b": replace(B, related=(link("x", day(2)),))},
+    "duplicate url": lambda files: {**files, "e": article("e", day(9), topics=("Drones",), url=A.url)},
+    "duplicate url goes": lambda files: {k: v for k, v in files.items() if k != "e"},
+    "related link becomes an article": lambda files: {**files, "e": article("e", day(1), topics=("Drones",),
+                                                                            url="https://other.example/y")},
+}
+
+
+@pytest.mark.parametrize("parts", [[], PARTS, ["by_topic"], ["topic_names"], ["some entries"]],
+                         ids=["nothing computed", "everything computed", "by_topic", "topic_names", "some entries"])
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_inherited_catalog_answers_as_a_fresh_one(change, parts):
+    before = dict(BASE)
+    if change == "duplicate url goes":
+        before["e"] = article("e", day(9), topics=("Drones",), url=A.url)
+    previous = Catalog(tuple(before.values()), (Problem("zz.md", "no front matter", "error", 1),))
+    compute(previous, parts)
+    after = CHANGES[change](before)
+    assert_as_fresh(previous, after.values(), (Problem("zz.md", "no front matter", "error", 1),))
+
+
+def test_catalogs_that_inherit_in_a_chain_answer_as_fresh_ones():
+    files = dict(BASE)
+    previous = Catalog(tuple(files.values()))
+    for number, change in enumerate(CHANGES.values()):
+        files = change(files)
+        if number % 2:
+            compute(previous, PARTS)
+        previous = assert_as_fresh(previous, files.values())
+
+
+def test_unchanged_topics_keep_their_entries_and_changed_ones_are_made_again():
+    previous = Catalog(tuple(BASE.values()))
+    compute(previous, PARTS)
+    catalog = inherited(previous, [replace(A, title="A, edited"), B, C, D])  # a is in AI and Robotics
+    for include_all in (False, True):
+        assert catalog.entries("drones", include_all) is previous.entries("drones", include_all)
+        for slug in ("ai", "robotics", None):
+            assert catalog.entries(slug, include_all) is not previous.entries(slug, include_all)
+            assert "A, edited" in [e.title for e in catalog.entries(slug, include_all)]
+    assert catalog.entries("computer-vision", True) is previous.entries("computer-vision", True)
+    assert catalog.by_topic["drones"] is previous.by_topic["drones"]
+    assert catalog.by_topic["ai"] != previous.by_topic["ai"]
+
+
+def test_an_equal_copy_of_an_article_counts_as_a_change():
+    previous = Catalog(tuple(BASE.values()))
+    compute(previous, PARTS)
+    catalog = inherited(previous, [replace(A), B, C, D])
+    assert catalog.entries("robotics", False) is not previous.entries("robotics", False)
+    assert catalog.entries("robotics", False) == previous.entries("robotics", False)
+    assert catalog.entries("drones", False) is previous.entries("drones", False)
+
+
+def test_too_many_changes_inherit_nothing_but_answer_the_same():
+    previous = Catalog(tuple(BASE.values()))
+    compute(previous, PARTS)
+    articles = [replace(A, title="A, edited"), B, C, D]
+    catalog = inherited(previous, articles, changed=1)  # 2 differ (the old a and the new)
+    assert catalog.entries("drones", False) is not previous.entries("drones", False)
+    assert view(catalog) == view(Catalog(tuple(articles)))
+
+
+# Random small article sets and random changes (edits, additions, removals, equal copies),
+# with random parts computed on each catalog before the next one inherits from it.
+VERSIONS = st.fixed_dictionaries({
+    "topics": st.lists(st.sampled_from(["AI", "ai", "Robotics", "Computer Vision", "computer-vision", "!!!"]), max_size=3),
+    "published": st.booleans(),
+    "day": st.integers(1, 3),
+    "url": st.sampled_from([None, "https://example.com/shared", "https://other.example/l1"]),
+    "related": st.lists(st.tuples(st.sampled_from(["l1", "l2", "l3"]), st.integers(1, 3)), max_size=2),
+    "title": st.sampled_from(["One", "Two"]),
+})  # fmt: skip
+FILE_NAMES = st.sampled_from(["a", "b", "c", "d", "e", "f"])
+
+
+def made(name: str, version: dict) -> Article:
+    return replace(
+        article(name, day(version["day"]), version["topics"], version["published"],
+                [link(n, day(d)) for n, d in version["related"]], version["url"]),
+        title=f"{name} {version['title']}",
+    )  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    start=st.dictionaries(FILE_NAMES, VERSIONS, max_size=5),
+    steps=st.lists(
+        st.tuples(st.dictionaries(FILE_NAMES, st.one_of(st.none(), st.just("copy"), VERSIONS), max_size=3),
+                  st.lists(st.sampled_from(PARTS), max_size=4), st.booleans()),
+        min_size=1, max_size=4,
+    ),
+    computed_first=st.lists(st.sampled_from(PARTS), max_size=4),
+)  # fmt: skip
+def test_inherited_catalogs_after_random_changes_answer_as_fresh_ones(start, steps, computed_first):
+    files = {name: made(name, version) for name, version in start.items()}
+    previous = Catalog(tuple(files.values()))
+    compute(previous, computed_first)
+    for changes, parts, broken in steps:
+        files = dict(files)  # unchanged files keep their Article objects, as the store gives them
+        for name, version in changes.items():
+            if version is None:
+                files.pop(name, None)
+            elif version == "copy":
+                if name in files:
+                    files[name] = replace(files[name])
+            else:
+                files[name] = made(name, version)
+        problems = (Problem("broken.md", "no front matter", "error", 1),) if broken else ()
+        catalog = inherited(previous, files.values(), problems)
+        compute(catalog, parts)  # what requests asked before the next reload
+        assert_as_fresh(previous, files.values(), problems)
+        previous = catalog
+    assert view(previous) == view(Catalog(tuple(files.values()), problems))
+
+
+# --- problems: the files' own, then shared webUrls, computed when first asked for ----------------
+
+
+def test_problems_are_computed_when_first_asked_for(monkeypatch):
+    calls = []
+    real = feedsvc.catalog.duplicate_url_warnings
+
+    def counted(articles):
+        calls.append(len(articles))
+        return real(articles)
+
+    monkeypatch.setattr(feedsvc.catalog, "duplicate_url_warnings", counted)
+    error = Problem("broken.md", "no front matter", "error", 1)
+    catalog = Catalog((article("a", day(2), url=SHARED), article("b", day(1), url=SHARED)), (error,))
+    catalog.entries(None, True)
+    catalog.topics(True)
+    assert calls == []
+    expected = (error, Problem("b.md", f"webUrl {SHARED} is also the webUrl of a.md: one entry is served, from the newest selected file", "warning"))
+    assert catalog.problems == expected
+    assert catalog.problems == expected
+    assert calls == [2]
+
+
+def test_skipped_holds_the_files_errors_but_no_warning_and_no_stale_file():
+    error = Problem("broken.md", "no front matter", "error", 1)
+    stale = Problem("c.md", "invalid YAML", "error", 3)
+    warning = Problem("w.md", "image dropped", "warning")
+    articles = (article("a", url=SHARED), article("b", url=SHARED), article("c"))
+    catalog = Catalog(articles, (error, stale, warning), stale=("c.md",))
+    assert catalog.skipped == (error,)
+    assert catalog.problems[:3] == (error, stale, warning)
+    assert [(p.path, p.severity) for p in catalog.problems[3:]] == [("b.md", "warning")]
+    assert catalog.file_problems == (error, stale, warning)

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import shutil
+import tempfile
+import threading
+import time
+import types
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import feedsvc.loader
 from conftest import CORPUS, SEEDS, article_fields, front_matter
 from feedsvc.errors import ArticleError, FeedsvcError
-from feedsvc.loader import decode, is_candidate, load_bytes, load_folder, split_front_matter
+from feedsvc.fields import Limits
+from feedsvc.loader import (
+    FileState, LoadResult, Scan, Stamp, decode, is_candidate, load_bytes, load_folder, load_state, parse_many,
+    parse_states, refresh, rescan, result_of, scan, split_front_matter, stale_names, usable_cores,
+)
 from feedsvc.model import Problem
 
 UTC = timezone.utc
@@ -310,3 +325,463 @@ def test_problem_str_of_a_warning():
 def test_loaded_problem_str_names_file_and_line(seeds_dir, write_article):
     write_article("sub/bad.md", text="---\ntitle: ok\nwebUrl: [x\na: 1\n---\n")
     assert str(only_problem(seeds_dir)) == "sub/bad.md:4: error: invalid YAML: did not find expected ',' or ']'"
+
+
+# --- rescan: the previous scan brought up to date for the paths file events named ---------------
+
+T0 = 1_600_000_000  # 2020-09-13T12:26:40Z: a fixed past instant for mtimes
+
+
+def set_mtime(path: Path, seconds: float) -> None:
+    ns = int(seconds * 1_000_000_000)
+    os.utime(path, ns=(ns, ns))
+
+
+def article_text(**overrides) -> str:
+    return front_matter(**article_fields(**overrides))
+
+
+def rescanned(root: Path, previous: Scan, *paths: Path) -> Scan | None:
+    """rescan() as the watcher calls it (absolute paths as text); a result must equal a full scan."""
+    found = rescan(root, previous, [str(p) for p in paths])
+    if found is not None:
+        full = scan(root)
+        assert found.files == full.files
+        assert list(found.files) == list(full.files)  # in name order, as scan() gives them
+        assert found.newest_mtime_ns >= previous.newest_mtime_ns
+    return found
+
+
+def test_rescan_gives_an_edited_file_its_new_stamp(seeds_dir, write_article):
+    path = write_article("x.md", title="Before")
+    set_mtime(path, T0)
+    previous = scan(seeds_dir)
+    write_article("x.md", title="After the edit")
+    set_mtime(path, T0 + 5)
+    found = rescanned(seeds_dir, previous, path)
+    assert found.files["x.md"] == Stamp(path.stat().st_size, (T0 + 5) * 1_000_000_000)
+    assert found.files["x.md"] != previous.files["x.md"]
+
+
+def test_rescan_adds_a_new_file_in_name_order(seeds_dir, write_article):
+    previous = scan(seeds_dir)
+    added = [write_article("000-first.md"), write_article("zzz-last.md"), write_article("004_between.txt")]
+    found = rescanned(seeds_dir, previous, *added)
+    assert set(found.files) - set(previous.files) == {"000-first.md", "zzz-last.md", "004_between.txt"}
+    assert list(found.files) == sorted(found.files)
+
+
+def test_rescan_adds_a_file_named_alone_in_a_new_subfolder(seeds_dir, write_article):
+    previous = scan(seeds_dir)
+    path = write_article("2021/01/new.md")
+    assert "2021/01/new.md" in rescanned(seeds_dir, previous, path).files
+
+
+def test_rescan_drops_a_removed_known_file(seeds_dir, write_article):
+    path = write_article("sub/x.md")
+    previous = scan(seeds_dir)
+    path.unlink()
+    found = rescanned(seeds_dir, previous, path)
+    assert "sub/x.md" in previous.files and "sub/x.md" not in found.files
+    assert len(found.files) == len(previous.files) - 1
+
+
+def test_rescan_with_nothing_touched_is_the_previous_scan(seeds_dir):
+    previous = scan(seeds_dir)
+    assert rescanned(seeds_dir, previous) == previous
+
+
+@pytest.mark.parametrize(
+    "name", [".x.md", "x.md~", "x.md.swp", "#x.md#", ".#x.md", "x.md.tmp", ".git/x.md", "sub/.cache/x.md", ".hidden/sub/x.md"]
+)
+def test_rescan_ignores_hidden_paths_and_editor_leftovers(seeds_dir, write_article, name):
+    previous = scan(seeds_dir)
+    path = write_article(name)
+    found = rescanned(seeds_dir, previous, path)
+    assert found is not None and found.files == previous.files
+
+
+@pytest.mark.parametrize("name", [".x.md", ".#x.md", ".git/x.md"])
+def test_rescan_ignores_a_removed_hidden_file(seeds_dir, write_article, name):
+    path = write_article(name)
+    previous = scan(seeds_dir)
+    path.unlink()
+    found = rescanned(seeds_dir, previous, path)
+    assert found is not None and found.files == previous.files
+
+
+def test_rescan_of_a_leftover_that_replaces_a_known_file_drops_it(seeds_dir, write_article):
+    path = write_article("x.md")
+    previous = scan(seeds_dir)
+    path.rename(seeds_dir / "x.md~")
+    found = rescanned(seeds_dir, previous, path, seeds_dir / "x.md~")
+    assert "x.md" not in found.files and "x.md~" not in found.files
+
+
+def test_rescan_of_a_touched_folder_needs_a_full_scan(seeds_dir, write_article):
+    previous = scan(seeds_dir)
+    write_article("sub/deeper/x.md")
+    assert rescan(seeds_dir, previous, [str(seeds_dir / "sub")]) is None
+    assert rescan(seeds_dir, previous, [str(seeds_dir / "sub" / "deeper"), str(seeds_dir / "sub/deeper/x.md")]) is None
+
+
+def test_rescan_of_a_folder_among_files_needs_a_full_scan(seeds_dir, write_article):
+    previous = scan(seeds_dir)
+    first = write_article("a.md")
+    write_article("sub/x.md")
+    assert rescan(seeds_dir, previous, [str(first), str(seeds_dir / "sub")]) is None
+
+
+def test_rescan_of_an_unknown_path_that_is_gone_needs_a_full_scan(seeds_dir, write_article):
+    write_article("sub/x.md")
+    previous = scan(seeds_dir)
+    (seeds_dir / "sub" / "x.md").rename(seeds_dir / "sub" / "y.md")
+    (seeds_dir / "sub").rename(seeds_dir.parent / "moved-out")  # a folder moved out: one event, for the folder
+    assert rescan(seeds_dir, previous, [str(seeds_dir / "sub")]) is None
+    # A path that held no known file, and no known file below it, changes nothing.
+    found = rescan(seeds_dir, previous, [str(seeds_dir / "never-there.md")])
+    assert found is not None and found.files == previous.files
+
+
+def test_rescan_of_the_root_or_a_path_outside_it_needs_a_full_scan(seeds_dir, tmp_path):
+    previous = scan(seeds_dir)
+    outside = tmp_path / "outside.md"
+    outside.write_text(GOOD, encoding="utf-8")
+    assert rescan(seeds_dir, previous, [str(seeds_dir)]) is None
+    assert rescan(seeds_dir, previous, [str(outside)]) is None
+    assert rescan(seeds_dir, previous, [str(tmp_path)]) is None
+
+
+def test_rescan_newest_mtime_never_goes_backwards(seeds_dir, write_article):
+    previous = scan(seeds_dir)
+    path = write_article("x.md", title="Dated in the past")
+    set_mtime(path, T0)
+    found = rescanned(seeds_dir, previous, path)
+    assert found.newest_mtime_ns >= previous.newest_mtime_ns
+    path.unlink()
+    assert rescanned(seeds_dir, found, path).newest_mtime_ns >= found.newest_mtime_ns
+
+
+def test_rescan_newest_mtime_moves_forward_with_an_added_file(seeds_dir, write_article):
+    previous = scan(seeds_dir)
+    path = write_article("x.md")
+    future = time.time() + 3600
+    set_mtime(path, future)
+    found = rescanned(seeds_dir, previous, path)
+    assert found.newest_mtime_ns == int(future * 1_000_000_000) > previous.newest_mtime_ns
+
+
+def test_rescan_counts_a_link_to_a_file_as_the_file(seeds_dir, tmp_path):
+    target = tmp_path / "outside.md"
+    target.write_text(GOOD, encoding="utf-8")
+    set_mtime(target, T0)
+    previous = scan(seeds_dir)
+    link = seeds_dir / "link.md"
+    link.symlink_to(target)
+    found = rescanned(seeds_dir, previous, link)
+    assert found.files["link.md"] == Stamp(target.stat().st_size, T0 * 1_000_000_000)
+
+
+def test_rescan_leaves_out_a_link_to_a_folder(seeds_dir, tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "x.md").write_text(GOOD, encoding="utf-8")
+    previous = scan(seeds_dir)
+    link = seeds_dir / "linked"
+    link.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    found = rescanned(seeds_dir, previous, link)
+    assert found is not None and found.files == previous.files
+
+
+def test_rescan_of_a_removed_leftover_it_never_knew_needs_no_full_scan(seeds_dir):
+    backup = seeds_dir / "x.md~"  # vim's backup: written and removed on every save
+    backup.write_text(GOOD, encoding="utf-8")
+    previous = scan(seeds_dir)
+    backup.unlink()
+    found = rescan(seeds_dir, previous, [str(backup)])
+    assert found is not None and found.files == previous.files
+
+
+def test_rescan_of_a_removed_folder_of_known_files_needs_a_full_scan(seeds_dir):
+    (seeds_dir / "sub").mkdir()
+    (seeds_dir / "sub" / "x.md").write_text(GOOD, encoding="utf-8")
+    previous = scan(seeds_dir)
+    shutil.rmtree(seeds_dir / "sub")
+    assert rescan(seeds_dir, previous, [str(seeds_dir / "sub")]) is None
+
+
+def test_rescan_leaves_out_a_file_inside_a_linked_folder(seeds_dir, tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    link = seeds_dir / "linked"
+    link.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    previous = scan(seeds_dir)
+    (tmp_path / "elsewhere" / "x.md").write_text(GOOD, encoding="utf-8")
+    found = rescan(seeds_dir, previous, [str(link / "x.md")])
+    assert found is None or found.files == scan(seeds_dir).files
+
+
+# Random edits, additions and removals among a few names (some hidden, some leftovers, some in
+# subfolders): bringing the scan up to date from the touched paths alone (or, when rescan asks
+# for it, by a full scan, as the store does) always gives what a full scan gives.
+NAMES = ["a.md", "b.txt", "sub/c.md", "sub/deeper/d.md", ".hidden.md", "e.md~", "#f.md#", ".git/g.md", "sub/.cache/h.md"]
+STEPS = st.lists(
+    st.lists(st.tuples(st.sampled_from(["write", "remove", "touch"]), st.sampled_from(NAMES), st.integers(0, 40)),
+             min_size=1, max_size=4),
+    min_size=1, max_size=6,
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=STEPS)
+def test_rescan_after_random_changes_equals_a_full_scan(steps):
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        (root / "a.md").write_text(GOOD, encoding="utf-8")
+        known = scan(root)
+        for tick, batch in enumerate(steps, start=1):
+            for action, name, size in batch:
+                path = root / name
+                if action == "write":
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(GOOD + "x" * size, encoding="utf-8")
+                elif action == "touch" and path.exists():
+                    set_mtime(path, T0 + tick * 60 + size)
+                elif action == "remove":
+                    path.unlink(missing_ok=True)
+            found = rescan(root, known, [str(root / name) for _, name, _ in batch])
+            full = scan(root)
+            if found is not None:
+                assert found.files == full.files and list(found.files) == list(full.files)
+                assert found.newest_mtime_ns >= known.newest_mtime_ns
+                assert found.newest_mtime_ns >= max((s.mtime_ns for s in found.files.values()), default=0)
+            known = found or full
+
+
+# --- refresh(names=...): only the named files are looked at -------------------------------------
+
+
+@pytest.fixture
+def parsed_here(monkeypatch) -> list[str]:
+    """The file names feedsvc.loader.load_named parses (in this process) from now on."""
+    calls: list[str] = []
+    real = feedsvc.loader.load_named
+
+    def spy(filename: str, name: str, *args, **kwargs):
+        if os.getpid() == parent:
+            calls.append(name)
+        return real(filename, name, *args, **kwargs)
+
+    parent = os.getpid()
+    monkeypatch.setattr(feedsvc.loader, "load_named", spy)
+    return calls
+
+
+@pytest.fixture
+def changed_folder(seeds_dir, write_article):
+    """A loaded folder, then: edit.md edited, drop.md removed, add.md and sub/new.md added,
+    broken.md broken (stale), keep.md untouched. Returns (states before, scan after, changed names)."""
+    write_article("keep.md", title="Keep", webUrl="https://example.com/keep")
+    write_article("edit.md", title="Before", webUrl="https://example.com/edit")
+    write_article("broken.md", title="Good once", webUrl="https://example.com/broken")
+    drop = write_article("drop.md", webUrl="https://example.com/drop")
+    before = scan(seeds_dir)
+    states = refresh(seeds_dir, {}, before)
+    write_article("edit.md", title="After the edit", webUrl="https://example.com/edit")
+    write_article("broken.md", text="---\ntitle: [never closed\n---\n")
+    write_article("add.md", webUrl="https://example.com/add")
+    write_article("sub/new.md", title=None)
+    drop.unlink()
+    after = scan(seeds_dir)
+    changed = {name for name, _ in after.files.items() - before.files.items()}
+    assert changed == {"edit.md", "broken.md", "add.md", "sub/new.md"}
+    return states, after, changed
+
+
+def test_refresh_with_names_parses_only_those_names(seeds_dir, changed_folder, parsed_here):
+    states, found, _ = changed_folder
+    new = refresh(seeds_dir, states, found, names=["add.md", "edit.md", "drop.md", "no-such.md"])
+    assert sorted(parsed_here) == ["add.md", "edit.md"]
+    assert new["edit.md"].article.title == "After the edit"
+    assert new["add.md"].article.url == "https://example.com/add"
+    # The files not named are not looked at: broken.md keeps its old state, sub/new.md is not there yet.
+    assert new["broken.md"] is states["broken.md"]
+    assert "sub/new.md" not in new
+
+
+def test_refresh_with_names_reuses_every_other_state_and_drops_removed_files(seeds_dir, changed_folder):
+    states, found, changed = changed_folder
+    new = refresh(seeds_dir, states, found, names=changed)
+    assert "drop.md" in states and "drop.md" not in new
+    assert set(new) == set(found.files)
+    for name in set(found.files) - changed:
+        assert new[name] is states[name]
+    assert new["broken.md"].stale and new["broken.md"].article is states["broken.md"].article
+    assert new["sub/new.md"].article is None and new["sub/new.md"].problems[0].severity == "error"
+
+
+def test_refresh_with_names_equals_a_full_refresh(seeds_dir, changed_folder):
+    states, found, changed = changed_folder
+    assert refresh(seeds_dir, states, found, names=changed) == refresh(seeds_dir, states, found)
+
+
+def test_refresh_with_names_of_unchanged_files_parses_nothing(seeds_dir, changed_folder, parsed_here):
+    states, found, _ = changed_folder
+    new = refresh(seeds_dir, states, found, names=["keep.md"])
+    assert parsed_here == []
+    assert new["keep.md"] is states["keep.md"]
+
+
+def test_refresh_with_names_keeps_the_files_in_name_order(seeds_dir, changed_folder):
+    states, found, changed = changed_folder
+    assert list(refresh(seeds_dir, states, found, names=changed)) == list(found.files)
+
+
+# --- parse_many: many files are parsed on every core, this process included ------------------------
+
+
+def parallel_jobs(root: Path, count: int = 20) -> list[tuple]:
+    """`count` files, one in four broken (bad YAML, no title, not UTF-8), some stale."""
+    broken = [
+        lambda i: b"---\ntitle: [never closed\n---\n",
+        lambda i: front_matter(**article_fields(title=None, webUrl=f"https://example.com/{i}")).encode(),
+        lambda i: "---\ntitle: caf\xe9\n---\n".encode("latin-1"),
+    ]
+    for i in range(count):
+        text = front_matter(**article_fields(title=f"Article {i}", webUrl=f"https://example.com/{i}")).encode()
+        (root / f"{i:03}.md").write_bytes(broken[i // 4 % 3](i) if i % 4 == 3 else text)
+    found = scan(root)
+    old = load_state(root, "000.md", found.files["000.md"], None, Limits())  # a last good version to keep
+    return [(name, stamp, old if i % 8 == 7 else None) for i, (name, stamp) in enumerate(found.files.items())]
+
+
+@pytest.fixture
+def parallel(monkeypatch, parsed_here):
+    """parse_many goes parallel from 4 files on, in batches of 2, with 2 workers (and this
+    process); records the start method and pool size used, and what this process parsed."""
+    used: dict[str, list] = {"methods": [], "workers": []}
+    real_context = multiprocessing.get_context
+
+    def get_context(method):
+        used["methods"].append(method)
+        return real_context(method)
+
+    class Pool(ProcessPoolExecutor):
+        def __init__(self, max_workers, *args, **kwargs):
+            used["workers"].append(max_workers)
+            super().__init__(max_workers, *args, **kwargs)
+
+    real_parse = feedsvc.loader.load_named
+    parent = os.getpid()
+
+    def slow_here(filename, name, *args, **kwargs):
+        if os.getpid() == parent and len(parsed_here) == 1:
+            time.sleep(0.05)  # let the pool's feeder thread hand the first batches out first
+        return real_parse(filename, name, *args, **kwargs)
+
+    monkeypatch.setattr(feedsvc.loader, "PARALLEL_MIN_FILES", 4)
+    monkeypatch.setattr(feedsvc.loader, "PARALLEL_BATCH", 2)
+    monkeypatch.setattr(feedsvc.loader, "usable_cores", lambda: 3)
+    monkeypatch.setattr(feedsvc.loader, "multiprocessing", types.SimpleNamespace(get_context=get_context))
+    monkeypatch.setattr(feedsvc.loader, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(feedsvc.loader, "load_named", slow_here)
+    return used
+
+
+def assert_parallel_equals_sequential(root: Path, jobs: list[tuple], used: dict, parsed_here: list[str]) -> None:
+    expected = parse_states(root, jobs, Limits())
+    parsed_here.clear()
+    got = parse_many(root, jobs, Limits())
+    assert [name for name, _ in got] == [name for name, _, _ in jobs]
+    assert got == expected
+    assert used["workers"] == [2]
+    names = [name for name, _, _ in jobs]
+    # This process parsed batches from the end back, the workers the others from the start.
+    assert 0 < len(parsed_here) < len(names), parsed_here
+    assert sorted(parsed_here) == names[len(names) - len(parsed_here):]
+    # Broken files are problems (stale over a last good version), whoever parsed them.
+    assert sum(state.article is None for _, state in got) == 3
+    assert sum(state.stale for _, state in got) == 2
+
+
+def test_parse_many_with_fork_equals_parsing_in_order(tmp_path, parallel, parsed_here):
+    jobs = parallel_jobs(tmp_path)
+    if threading.active_count() != 1:
+        pytest.skip(f"other threads run ({threading.enumerate()}): parse_many must not fork")
+    assert_parallel_equals_sequential(tmp_path, jobs, parallel, parsed_here)
+    assert parallel["methods"] == ["fork"]
+
+
+def test_parse_many_with_forkserver_when_threads_run_equals_parsing_in_order(tmp_path, parallel, parsed_here):
+    jobs = parallel_jobs(tmp_path)
+    release = threading.Event()
+    other = threading.Thread(target=release.wait, args=(30,), name="test-other-thread")
+    other.start()
+    try:
+        assert threading.active_count() > 1
+        assert_parallel_equals_sequential(tmp_path, jobs, parallel, parsed_here)
+    finally:
+        release.set()
+        other.join(timeout=5)
+    assert parallel["methods"] == ["forkserver"]
+
+
+def test_parse_many_of_few_files_parses_them_here(tmp_path, parallel, parsed_here):
+    jobs = parallel_jobs(tmp_path, 3)
+    assert parse_many(tmp_path, jobs, Limits()) == parse_states(tmp_path, jobs, Limits())
+    assert parallel["workers"] == [] and parallel["methods"] == []
+
+
+def test_parse_many_on_one_core_parses_here(tmp_path, parallel, parsed_here, monkeypatch):
+    monkeypatch.setattr(feedsvc.loader, "usable_cores", lambda: 1)
+    jobs = parallel_jobs(tmp_path)
+    assert parse_many(tmp_path, jobs, Limits()) == parse_states(tmp_path, jobs, Limits())
+    assert parallel["workers"] == []
+
+
+def test_usable_cores_is_at_least_one():
+    assert 1 <= usable_cores() <= (os.cpu_count() or 1)
+
+
+def test_load_folder_through_the_pool_equals_a_load_here(seeds_dir, write_article, parallel):
+    for i in range(12):
+        write_article(f"p{i:02}.md", webUrl=f"https://example.com/p{i}", title=None if i == 5 else f"P {i}")
+    pooled = load_folder(seeds_dir)
+    assert parallel["workers"] == [2]
+    assert [a.path for a in pooled.articles] == sorted(a.path for a in pooled.articles)
+    assert len(pooled.articles) == 16 and [p.path for p in pooled.skipped] == ["p05.md"]
+
+
+# --- result_of and stale_names -------------------------------------------------------------------
+
+
+def state(article=None, problems=(), stale=False) -> FileState:
+    return FileState(Stamp(1, 1), article, tuple(problems), stale)
+
+
+def test_result_of_no_states_is_empty():
+    assert result_of({}) == LoadResult((), ())
+    assert stale_names({}) == ()
+
+
+def test_result_of_gives_the_served_articles_and_every_problem():
+    good, _ = load_bytes(GOOD.encode(), "good.md")
+    old, _ = load_bytes(GOOD.encode(), "old.md")
+    warning = Problem("warned.md", "image dropped", "warning")
+    error = Problem("bad.md", "no front matter", "error", 1)
+    stale_error = Problem("old.md", "invalid YAML", "error", 2)
+    states = {
+        "bad.md": state(problems=[error]),
+        "good.md": state(good),
+        "old.md": state(old, [stale_error], stale=True),
+        "warned.md": state(good, [warning]),
+    }
+    result = result_of(states)
+    assert result.articles == (good, old, good)
+    assert result.problems == (error, stale_error, warning)
+    assert result.skipped == (error, stale_error)
+
+
+def test_stale_names_are_the_stale_files_by_name():
+    article, _ = load_bytes(GOOD.encode(), "x.md")
+    states = {"z.md": state(article, stale=True), "a.md": state(article), "m.md": state(article, stale=True),
+              "b.md": state(None)}
+    assert stale_names(states) == ("m.md", "z.md")

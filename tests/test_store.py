@@ -6,25 +6,34 @@ Every wait is bounded; every watcher a test starts is parked (a long interval) w
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
+import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+import types
+import weakref
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+import watchfiles
 from conftest import article_fields, front_matter
 from feedcheck import ATOM
 from lxml import etree
 
 import feedsvc.loader
+import feedsvc.parsecache
 from feedsvc import create_app
-from feedsvc.errors import FeedsvcError
+from feedsvc.errors import FeedsvcError, TopicNotFound
+from feedsvc.fields import Limits
 from feedsvc.loader import FileState, Stamp, refresh, scan
-from feedsvc.store import FeedStore, Watcher, build_catalog
+from feedsvc.store import FeedStore, Watcher, build_catalog, collector_paused
 
 T0 = 1_600_000_000  # 2020-09-13T12:26:40Z: a fixed past instant for mtimes
 WAIT = 5.0  # seconds: the bound of every wait for a background reload
@@ -601,3 +610,398 @@ def test_reload_is_atomic_under_concurrent_requests(seeds_dir, make_client):
     assert errors == []
     assert requests >= len(paths)
     assert seen["A"] and seen["B"], seen
+
+
+# --- reload(touched=...): only the paths file events named ---------------------------------------
+
+
+def test_reload_of_touched_paths_looks_at_those_paths_only(seeds_dir, write_article, load_calls):
+    edit = write_article("edit.md", title="Before", webUrl="https://example.com/edit")
+    drop = write_article("drop.md", webUrl="https://example.com/drop")
+    store = FeedStore(seeds_dir)
+    load_calls.clear()
+    write_article("edit.md", title="After the edit", webUrl="https://example.com/edit")
+    add = write_article("sub/add.md", webUrl="https://example.com/add")
+    write_article("unnamed.md", webUrl="https://example.com/unnamed")  # changed too, but no event named it
+    drop.unlink()
+    assert store.reload(touched=[str(edit), str(add), str(drop)]) is True
+    assert sorted(load_calls) == ["edit.md", "sub/add.md"]
+    assert titles(store)["edit.md"] == "After the edit"
+    assert "https://example.com/add" in urls(store)
+    assert "https://example.com/drop" not in urls(store)
+    assert "https://example.com/unnamed" not in urls(store)
+    assert store.reload() is True  # a full reload finds the rest
+    assert "https://example.com/unnamed" in urls(store)
+
+
+@pytest.mark.parametrize("change", ["edit", "add", "remove"])
+def test_reload_of_one_touched_path(seeds_dir, write_article, change):
+    path = write_article("x.md", title="First", webUrl="https://example.com/first")
+    store = FeedStore(seeds_dir)
+    if change == "edit":
+        write_article("x.md", title="Second, edited", webUrl="https://example.com/first")
+    elif change == "add":
+        path = write_article("y.md", title="Second, added", webUrl="https://example.com/second")
+    else:
+        path.unlink()
+    assert store.reload(touched=[str(path)]) is True
+    expected = {"edit": {"x.md": "Second, edited"}, "add": {"x.md": "First", "y.md": "Second, added"}, "remove": {}}
+    assert {p: t for p, t in titles(store).items() if p in ("x.md", "y.md")} == expected[change]
+
+
+def test_reload_of_touched_paths_that_changed_nothing_keeps_the_catalog(seeds_dir, load_calls):
+    store = FeedStore(seeds_dir)
+    catalog = store.catalog
+    load_calls.clear()
+    (seeds_dir / ".x.md.swp").write_text("binary junk")
+    (seeds_dir / "x.md~").write_text("---\n")
+    assert store.reload(touched=[str(seeds_dir / ".x.md.swp"), str(seeds_dir / "x.md~")]) is False
+    assert store.reload(touched=[str(p) for p in sorted(seeds_dir.iterdir()) if p.suffix == ".txt"]) is False
+    assert store.catalog is catalog and load_calls == []
+
+
+def test_reload_of_a_touched_folder_scans_the_whole_tree(seeds_dir, write_article):
+    store = FeedStore(seeds_dir)
+    write_article("2021/01/new.md", webUrl="https://example.com/deep")
+    write_article("elsewhere.md", webUrl="https://example.com/elsewhere")
+    assert store.reload(touched=[str(seeds_dir / "2021")]) is True
+    assert {"https://example.com/deep", "https://example.com/elsewhere"} <= urls(store)
+
+
+def test_reload_of_a_vanished_unknown_path_scans_the_whole_tree(seeds_dir, write_article):
+    write_article("sub/x.md", webUrl="https://example.com/moved-out")
+    store = FeedStore(seeds_dir)
+    (seeds_dir / "sub").rename(seeds_dir.parent / "moved-out")  # one event, for the folder
+    assert store.reload(touched=[str(seeds_dir / "sub")]) is True
+    assert "https://example.com/moved-out" not in urls(store)
+    assert len(store.catalog.articles) == 5
+
+
+def test_reload_keeps_unchanged_articles_as_the_same_objects(seeds_dir, write_article):
+    store = FeedStore(seeds_dir)
+    before = {a.path: a for a in store.catalog.articles}
+    path = write_article("x.md", webUrl="https://example.com/x")
+    assert store.reload(touched=[str(path)]) is True
+    after = {a.path: a for a in store.catalog.articles}
+    assert set(after) == set(before) | {"x.md"}
+    assert all(after[name] is before[name] for name in before)
+
+
+def catalog_view(catalog) -> dict:
+    """What readers can ask a catalog, as plain values."""
+    view = {"topic_names": catalog.topic_names, "topics": (catalog.topics(False), catalog.topics(True)),
+            "problems": catalog.problems, "skipped": catalog.skipped, "stale": catalog.stale}
+    for slug in [None, *catalog.topic_names]:
+        for include_all in (False, True):
+            try:
+                view[slug, include_all] = catalog.entries(slug, include_all)
+            except TopicNotFound:
+                view[slug, include_all] = None
+    return view
+
+
+def test_reloaded_catalogs_equal_a_fresh_load(seeds_dir, write_article):
+    store = FeedStore(seeds_dir)
+    catalog_view(store.catalog)  # computed, so the next catalogs take it over
+    seed = sorted(seeds_dir.iterdir())[3]
+    changes = [
+        lambda: write_article("x.md", topics=["Quantum", "AI"], webUrl="https://example.com/x"),
+        lambda: write_article("x.md", topics=["quantum"], webUrl="https://example.com/x", published=False),
+        lambda: seed.write_text(seed.read_text(encoding="utf-8").replace("published: false", "published: true"), encoding="utf-8"),
+        lambda: write_article("dup.md", topics=["AI"], webUrl="https://example.com/x"),
+        lambda: write_article("0-first.md", text=BROKEN_YAML),
+        lambda: (seeds_dir / "x.md").unlink(),
+        lambda: seed.unlink(),
+    ]
+    for number, change in enumerate(changes):
+        change()
+        assert store.reload() is True, number
+        assert catalog_view(store.catalog) == catalog_view(FeedStore(seeds_dir).catalog), number
+
+
+def test_skipped_files_are_listed_in_path_order_after_a_reload(seeds_dir, write_article):
+    write_article("b-broken.md", text=BROKEN_YAML)
+    store = FeedStore(seeds_dir)
+    write_article("a-broken.md", text=BROKEN_YAML)
+    assert store.reload() is True
+    assert [p.path for p in FeedStore(seeds_dir).catalog.skipped] == ["a-broken.md", "b-broken.md"]
+    assert [p.path for p in store.catalog.skipped] == ["a-broken.md", "b-broken.md"]
+
+
+# --- the watcher, by file-system events ----------------------------------------------------------
+
+
+def record_reloads(store: FeedStore, monkeypatch, failures: int = 0) -> list[tuple]:
+    """Make store.reload note (touched, what it returned) as each call ends; the first `failures`
+    calls given touched paths raise OSError (noted as "failed")."""
+    real, calls = store.reload, []
+
+    def recording(touched=None) -> bool:
+        if touched is not None and sum(result == "failed" for _, result in calls) < failures:
+            calls.append((list(touched), "failed"))
+            raise OSError("disk went away")
+        result = real(touched)
+        calls.append((None if touched is None else list(touched), result))
+        return result
+
+    monkeypatch.setattr(store, "reload", recording)
+    return calls
+
+
+def full_reloads(calls: list[tuple]) -> list:
+    return [result for touched, result in calls if touched is None]
+
+
+def test_event_watcher_makes_an_edit_live_from_its_event(seeds_dir, write_article, parked, monkeypatch):
+    path = write_article("w.md", title="Before", webUrl="https://example.com/w")
+    store = FeedStore(seeds_dir)
+    parked(store)
+    calls = record_reloads(store, monkeypatch)
+    store.watch(3600)  # polling would take an hour: only events can make the edit live
+    assert wait_until(lambda: full_reloads(calls))  # the first batch: a full reload
+    assert store._watcher.following
+    write_article("w.md", title="After the edit", webUrl="https://example.com/w")
+    assert wait_until(lambda: titles(store)["w.md"] == "After the edit")
+    # Made live by a reload of the paths the event named, not by a full one.
+    assert any(touched and path.name in {Path(p).name for p in touched} for touched, _ in calls)
+    assert full_reloads(calls) == [False]
+
+
+def test_event_watcher_picks_up_a_file_written_before_its_watch_exists(seeds_dir, write_article, parked, monkeypatch):
+    store = FeedStore(seeds_dir)
+    parked(store)
+    real_watch = watchfiles.watch
+
+    def late_watch(*args, **kwargs):
+        write_article("early.md", webUrl="https://example.com/early")  # no event will name it
+        return real_watch(*args, **kwargs)
+
+    monkeypatch.setattr(watchfiles, "watch", late_watch)
+    store.watch(3600)
+    assert wait_until(lambda: "https://example.com/early" in urls(store))
+    assert store._watcher.following
+
+
+def test_event_watcher_polls_when_events_cannot_be_had(seeds_dir, write_article, parked, monkeypatch, caplog):
+    def no_events(*args, **kwargs):
+        raise OSError(28, "inotify watch limit reached")
+
+    monkeypatch.setattr(watchfiles, "watch", no_events)
+    caplog.set_level(logging.WARNING, logger="feedsvc.store")
+    store = FeedStore(seeds_dir)
+    parked(store)
+    store.watch(0.05)
+    write_article("w.md", webUrl="https://example.com/polled")
+    assert wait_until(lambda: "https://example.com/polled" in urls(store))
+    write_article("w.md", title="Polled, edited", webUrl="https://example.com/polled")
+    assert wait_until(lambda: titles(store)["w.md"] == "Polled, edited")
+    assert store._watcher.is_alive() and not store._watcher.following
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("cannot follow file events" in m and "inotify watch limit reached" in m and "polling every 0.05 s" in m
+               for m in messages), messages
+
+
+@pytest.mark.parametrize("events", [True, False], ids=["events", "polling"])
+def test_stop_watching_ends_the_watcher_thread(seeds_dir, parked, events):
+    store = FeedStore(seeds_dir, watch_events=events)
+    parked(store)
+    store.watch(3600)
+    watcher = store._watcher
+    if events:
+        assert wait_until(lambda: watcher.following)  # inside watchfiles' loop
+    store.stop_watching()
+    watcher.join(timeout=WAIT)
+    assert not watcher.is_alive()
+
+
+def test_event_watcher_follows_a_failed_reload_with_a_full_one(seeds_dir, write_article, parked, monkeypatch):
+    store = FeedStore(seeds_dir)
+    parked(store)
+    calls = record_reloads(store, monkeypatch, failures=1)
+    store.watch(3600)
+    assert wait_until(lambda: full_reloads(calls))
+    write_article("w.md", webUrl="https://example.com/after-failure")
+    assert wait_until(lambda: "https://example.com/after-failure" in urls(store))
+    failed = [i for i, (_, result) in enumerate(calls) if result == "failed"]
+    assert len(failed) == 1
+    assert full_reloads(calls[failed[0] + 1:])[:1] == [True]  # the next reload was a full one, and found it
+    assert store._watcher.is_alive() and store._watcher.following
+
+
+def test_request_reload_in_events_mode_rescans_what_no_event_named(seeds_dir, tmp_path, write_article, parked):
+    target = tmp_path / "outside.md"  # a link's target outside the folder: editing it sends no event
+    target.write_text(article_text(title="Outside, first", webUrl="https://example.com/outside"), encoding="utf-8")
+    (seeds_dir / "link.md").symlink_to(target)
+    store = FeedStore(seeds_dir)
+    parked(store)
+    store.watch(3600)
+    write_article("marker.md", title="Marker 1", webUrl="https://example.com/marker")
+    assert wait_until(lambda: titles(store).get("marker.md") == "Marker 1")  # the first full reload is done
+    target.write_text(article_text(title="Outside, edited", webUrl="https://example.com/outside"), encoding="utf-8")
+    write_article("marker.md", title="Marker 2, edited", webUrl="https://example.com/marker")
+    assert wait_until(lambda: titles(store)["marker.md"] == "Marker 2, edited")
+    assert titles(store)["link.md"] == "Outside, first"  # the event reload looked at marker.md only
+    store.request_reload()
+    assert wait_until(lambda: titles(store)["link.md"] == "Outside, edited")
+    assert store._watcher.is_alive()
+    assert not [t for t in threading.enumerate() if t.name == "feedsvc-sighup"]
+
+
+def test_request_reload_after_stop_watching_still_reloads(seeds_dir, write_article, parked):
+    store = FeedStore(seeds_dir)
+    parked(store)
+    store.watch(3600)
+    watcher = store._watcher
+    store.stop_watching()
+    watcher.join(timeout=WAIT)
+    write_article("late.md", webUrl="https://example.com/late")
+    store.request_reload()
+    try:
+        assert wait_until(lambda: "https://example.com/late" in urls(store))
+    finally:
+        join_sighup_threads()
+
+
+# --- the collector is paused during a load, and what the load made is frozen ---------------------
+
+
+@pytest.fixture
+def collector_state():
+    """Put the collector back as it was."""
+    enabled = gc.isenabled()
+    yield
+    if enabled:
+        gc.enable()
+    else:
+        gc.disable()
+
+
+def test_collector_paused_enables_the_collector_again(collector_state):
+    gc.enable()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_collector_paused_enables_the_collector_again_after_an_error(collector_state):
+    gc.enable()
+    with pytest.raises(OSError), collector_paused():
+        raise OSError("disk went away")
+    assert gc.isenabled()
+
+
+def test_collector_paused_leaves_a_disabled_collector_disabled(collector_state):
+    gc.disable()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert not gc.isenabled()
+
+
+def test_a_load_runs_without_the_collector_and_freezes_what_it_made(seeds_dir, monkeypatch, collector_state):
+    gc.enable()
+    during: list[bool] = []
+    real = feedsvc.loader.load_named
+
+    def spy(*args, **kwargs):
+        during.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(feedsvc.loader, "load_named", spy)
+    frozen = gc.get_freeze_count()
+    store = FeedStore(seeds_dir)
+    assert during == [False] * 5
+    assert gc.isenabled()
+    assert gc.get_freeze_count() > frozen
+    tracked = {id(o) for o in gc.get_objects()}  # every generation the collector still walks
+    assert id(store.catalog) not in tracked and id(store.catalog.articles[0]) not in tracked
+
+
+def test_an_old_catalog_is_freed_after_a_reload(seeds_dir, write_article):
+    store = FeedStore(seeds_dir)
+    catalog_view(store.catalog)
+    first = weakref.ref(store.catalog)
+    path = write_article("x.md", webUrl="https://example.com/x")
+    assert store.reload(touched=[str(path)]) is True
+    catalog_view(store.catalog)  # an inherited catalog, computed too
+    second = weakref.ref(store.catalog)
+    write_article("x.md", title="Edited", topics=["Other"], webUrl="https://example.com/x")
+    assert store.reload() is True
+    # Frozen objects are never collected: only reference counting can free the old catalogs.
+    assert first() is None and second() is None
+    assert store.catalog is not None
+
+
+def test_a_reference_cycle_alive_during_a_reload_is_freed_later(seeds_dir, write_article):
+    store = FeedStore(seeds_dir)
+    class Node:
+        pass
+
+    cycle = Node()
+    cycle.me = cycle  # as a request's objects or an exception's traceback can be
+    ref = weakref.ref(cycle)
+    write_article("x.md", webUrl="https://example.com/x")
+    assert store.reload() is True
+    del cycle
+    gc.collect()
+    assert ref() is None  # a reload freezes nothing: only the first load does
+
+
+# --- the parse cache is written on a thread ------------------------------------------------------
+
+
+@pytest.fixture
+def held_cache_writes(monkeypatch):
+    """parsecache.save, held until `release` is set: notes each write's thread and state count."""
+    held = types.SimpleNamespace(entered=threading.Event(), release=threading.Event(), writes=[])
+
+    def slow_save(path, seeds_dir, limits, states, **options) -> None:
+        held.writes.append((threading.current_thread(), len(states)))
+        held.entered.set()
+        assert held.release.wait(WAIT)
+
+    monkeypatch.setattr(feedsvc.parsecache, "save", slow_save)
+    yield held
+    held.release.set()
+
+
+def test_parse_cache_is_written_and_flush_waits_for_it(seeds_dir, tmp_path):
+    cache = tmp_path / "parse-cache"
+    FeedStore(seeds_dir, cache_dir=cache).flush()
+    written = feedsvc.parsecache.cache_file(cache, seeds_dir)
+    assert written.is_file()
+    assert set(feedsvc.parsecache.load(written, seeds_dir, Limits())) == set(scan(seeds_dir).files)
+
+
+def test_parse_cache_write_under_way_is_not_doubled(seeds_dir, tmp_path, write_article, held_cache_writes):
+    store = FeedStore(seeds_dir, cache_dir=tmp_path / "parse-cache")
+    assert held_cache_writes.entered.wait(WAIT)
+    assert len(store.catalog.articles) == 5  # the store is loaded while its cache is still being written
+    write_article("x.md", webUrl="https://example.com/x")
+    assert store.reload() is True
+    assert "https://example.com/x" in urls(store)
+    store.save_cache(force=True)
+    held_cache_writes.release.set()
+    store.flush()
+    assert [count for _, count in held_cache_writes.writes] == [5]
+    store.save_cache(force=True)  # once the write is done, the next one catches up
+    store.flush()
+    assert [count for _, count in held_cache_writes.writes] == [5, 6]
+
+
+def test_parse_cache_writer_is_not_a_daemon(seeds_dir, tmp_path, held_cache_writes):
+    store = FeedStore(seeds_dir, cache_dir=tmp_path / "parse-cache")
+    assert held_cache_writes.entered.wait(WAIT)
+    (writer, _), = held_cache_writes.writes
+    assert writer is not threading.current_thread() and writer.is_alive()
+    assert not writer.daemon  # the interpreter finishes the write before it exits
+    held_cache_writes.release.set()
+    store.flush()
+    assert not writer.is_alive()
+
+
+def test_a_process_that_exits_at_once_still_writes_its_parse_cache(seeds_dir, tmp_path):
+    cache = tmp_path / "parse-cache"
+    code = "import sys; from feedsvc.store import FeedStore; FeedStore(sys.argv[1], cache_dir=sys.argv[2])"
+    subprocess.run([sys.executable, "-c", code, str(seeds_dir), str(cache)], check=True, capture_output=True, timeout=60)
+    written = feedsvc.parsecache.cache_file(cache, seeds_dir)
+    assert set(feedsvc.parsecache.load(written, seeds_dir, Limits())) == set(scan(seeds_dir).files)
