@@ -54,7 +54,9 @@ def count_spellings(spellings: dict[str, Counter], article: Article, step: int) 
             counter[name] += step
 
 
-def updated_spellings(old: dict[str, Counter], touched: set[str], gone: list[Article], added: list[Article]) -> dict[str, Counter]:
+def updated_spellings(
+    old: dict[str, Counter], touched: set[str], gone: list[Article], added: list[Article]
+) -> dict[str, Counter]:
     """The spelling counts after `gone` left and `added` came (old counters are never changed)."""
     spellings = dict(old)
     for slug in touched:

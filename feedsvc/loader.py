@@ -275,7 +275,11 @@ def load_state(root: Path, name: str, stamp: Stamp, previous: FileState | None, 
 
 
 def refresh(
-    root: Path, previous: dict[str, FileState], found: Scan, limits: Limits = Limits(), names: Iterable[str] | None = None
+    root: Path,
+    previous: dict[str, FileState],
+    found: Scan,
+    limits: Limits = Limits(),
+    names: Iterable[str] | None = None,
 ) -> dict[str, FileState]:
     """The new state of every file in `found`, parsing only those whose stamp changed; only the
     `names` given are looked at, when the caller knows which files can have changed."""

@@ -58,7 +58,8 @@ def encode_article(a: Article) -> list:
     """An Article as a JSON-ready array (its path is the file's name, stored once as the key)."""
     images = [[i.url, i.width, i.height] for i in a.images]
     related = [encode_related(r) for r in a.related]
-    return [a.title, a.url, a.published.isoformat(), a.excerpt, encode_provider(a.provider), list(a.topics), images, a.is_published, related]
+    published, provider = a.published.isoformat(), encode_provider(a.provider)
+    return [a.title, a.url, published, a.excerpt, provider, list(a.topics), images, a.is_published, related]
 
 
 def encode_related(r: Related) -> list:
@@ -112,7 +113,7 @@ def load(path: Path, seeds_dir: Path, limits: Limits) -> dict[str, FileState]:
             log.info("parse cache %s is for other settings; rebuilding it", path)
             return {}
         decoder = Decoder()
-        return {name: decoder.state(text(name), value) for name, value in data["files"].items()}
+        return {name: decoder.state(typed(name, str), value) for name, value in data["files"].items()}
     except FileNotFoundError:
         return {}
     except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, OverflowError) as exc:
@@ -128,25 +129,26 @@ class Decoder:
         """One file state."""
         size, mtime_ns, article, problems, stale = array(value, 5)
         return FileState(
-            Stamp(whole(size), whole(mtime_ns)),
+            Stamp(typed(size, int), typed(mtime_ns, int)),
             self.article(name, article) if article is not None else None,
             tuple(self.problem(p) for p in array(problems)),
-            flag(stale),
+            typed(stale, bool),
         )
 
     @staticmethod
     def problem(value: list) -> Problem:
         """A Problem from [path, message, severity, line]."""
         path, message, severity, line = array(value, 4)
-        return Problem(text(path), text(message), text(severity), count(line))
+        return Problem(typed(path, str), typed(message, str), typed(severity, str), count(line))
 
     def article(self, name: str, value: list) -> Article:
         """An Article, every nested value rebuilt as its dataclass."""
         title, url, published, excerpt, provider, topics, images, is_published, related = array(value, 9)
         return Article(
-            path=name, title=text(title), url=text(url), published=utc(published),
-            excerpt=text(excerpt), provider=self.provider(provider), topics=tuple(map(text, array(topics))),
-            images=tuple(map(image, array(images))), is_published=flag(is_published),
+            path=name, title=typed(title, str), url=typed(url, str), published=utc(published),
+            excerpt=typed(excerpt, str), provider=self.provider(provider),
+            topics=tuple(typed(topic, str) for topic in array(topics)),
+            images=tuple(map(image, array(images))), is_published=typed(is_published, bool),
             related=tuple(map(self.related, array(related))),
         )  # fmt: skip
 
@@ -154,7 +156,7 @@ class Decoder:
         """A Related link."""
         title, url, published, excerpt, provider, picture = array(value, 6)
         return Related(
-            title=text(title), url=text(url), published=utc(published), excerpt=text(excerpt),
+            title=typed(title, str), url=typed(url, str), published=utc(published), excerpt=typed(excerpt, str),
             provider=self.provider(provider), image=image(picture) if picture is not None else None,
         )  # fmt: skip
 
@@ -164,13 +166,13 @@ class Decoder:
         if value is None:
             return None
         name, domain = array(value, 2)
-        return shared_provider(text(name), None if domain is None else text(domain))
+        return shared_provider(typed(name, str), None if domain is None else typed(domain, str))
 
 
 def image(value: list) -> Image:
     """An Image from [url, width, height]."""
     url, width, height = array(value, 3)
-    return Image(text(url), count(width), count(height))
+    return Image(typed(url, str), count(width), count(height))
 
 
 def array(value: object, length: int | None = None) -> list:
@@ -180,35 +182,22 @@ def array(value: object, length: int | None = None) -> list:
     return value
 
 
-def whole(value: object) -> int:
-    """A whole number from the cache (a stamp), or TypeError (a bool is not one)."""
-    if type(value) is not int:
-        raise TypeError(f"expected a whole number, not {type(value).__name__}")
-    return value
-
-
-def flag(value: object) -> bool:
-    """true or false from the cache, or TypeError."""
-    if type(value) is not bool:
-        raise TypeError(f"expected true or false, not {type(value).__name__}")
-    return value
-
-
-def text(value: object) -> str:
-    """A string from the cache, or TypeError: a foreign cache is never taken on trust."""
-    if type(value) is not str:
-        raise TypeError(f"expected a string, not {type(value).__name__}")
+def typed(value: object, kind: type) -> Any:
+    """`value` when it is exactly a `kind` (a bool is no int), else TypeError: a foreign cache is
+    never taken on trust."""
+    if type(value) is not kind:
+        raise TypeError(f"expected {kind.__name__}, not {type(value).__name__}")
     return value
 
 
 def count(value: object) -> int | None:
     """A whole number (a pixel size, a line) or None from the cache, or TypeError."""
-    return None if value is None else whole(value)
+    return None if value is None else typed(value, int)
 
 
 def utc(value: object) -> datetime:
     """A time zone-aware date from its ISO 8601 text, or an error (naive dates do not sort with aware ones)."""
-    moment = datetime.fromisoformat(text(value))
+    moment = datetime.fromisoformat(typed(value, str))
     if moment.tzinfo is None:
         raise ValueError(f"date {value} has no time zone")
     return moment

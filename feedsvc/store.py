@@ -78,7 +78,8 @@ class FeedStore:
         """Scan (or, after file events, stat the `touched` paths), parse what changed, and swap in
         the new catalog; False when nothing changed."""
         known = self._found
-        found = (rescan(self.seeds_dir, known, touched) if touched is not None and known else None) or scan(self.seeds_dir)
+        found = rescan(self.seeds_dir, known, touched) if touched is not None and known else None
+        found = found or scan(self.seeds_dir)
         # The files to look at: those whose stamp differs from the last scan's (all at first).
         names = None if known is None else {name for name, _ in found.files.items() - known.files.items()}
         states = refresh(self.seeds_dir, self._states, found, self.limits, names)
@@ -115,7 +116,8 @@ class FeedStore:
         the last edit of a burst is written too). A write under way is not doubled (a cache that
         lags behind the files costs a re-parse, never a wrong answer)."""
         due = force or time.monotonic() - self._cache_written >= CACHE_WRITE_INTERVAL
-        if not self.cache_path or not self._cache_dirty or not due or (self._writer is not None and self._writer.is_alive()):
+        writing = self._writer is not None and self._writer.is_alive()
+        if not self.cache_path or not self._cache_dirty or not due or writing:
             return
         self._cache_written, self._cache_dirty = time.monotonic(), False
         self._writer = threading.Thread(target=self._write_cache, args=(self._states,), name="feedsvc-cache")
@@ -218,7 +220,8 @@ class Watcher(threading.Thread):
                 return
             except Exception as exc:  # noqa: BLE001 - no inotify (watch limit, platform): poll instead
                 self.following = False
-                log.warning("cannot follow file events in %s (%s); polling every %s s", self.store.seeds_dir, exc, self.interval)
+                log.warning("cannot follow file events in %s (%s); polling every %s s",
+                            self.store.seeds_dir, exc, self.interval)
         self.poll()
 
     def poll(self) -> None:

@@ -112,22 +112,24 @@ def build_scalar(loader: Any, node: ScalarNode) -> Any:
     return loader.construct_object(node, deep=True)
 
 
-def build(loader: Any, node: Node, spec: Spec | None) -> Any:
-    """Construct `node`, keeping only the keys `spec` names in mappings (and mappings in lists)."""
-    if isinstance(node, ScalarNode):
+def build(loader: Any, node: Node, spec: Spec | None, merges: bool = True) -> Any:
+    """Construct `node`, keeping only the keys `spec` names in mappings (and mappings in lists);
+    `merges` False says the document holds no merge key (no "<<" and no "!" in its text)."""
+    kind = type(node)
+    if kind is ScalarNode:
         return build_scalar(loader, node)
     if spec is None:
         return loader.construct_object(node, deep=True)
-    if isinstance(node, SequenceNode):
-        return [build(loader, item, spec) for item in node.value]
-    if any(key.tag == "tag:yaml.org,2002:merge" for key, _ in node.value):
+    if kind is SequenceNode:
+        return [build(loader, item, spec, merges) for item in node.value]
+    if merges and any(key.tag == "tag:yaml.org,2002:merge" for key, _ in node.value):
         # Merge keys ("<<: *base") need PyYAML's flattening: build whole, then filter.
         full = loader.construct_object(node, deep=True)
         return {k: v for k, v in full.items() if k in spec}
     return {
-        key.value: build(loader, value, spec[key.value])
+        key.value: build(loader, value, spec[key.value], merges)
         for key, value in node.value
-        if isinstance(key, ScalarNode) and key.value in spec
+        if type(key) is ScalarNode and key.value in spec
     }
 
 
@@ -162,6 +164,8 @@ def load_subset(source: str, spec: Spec, max_nodes: int) -> Any:
         # Explicit tags need "!" and aliases need "*" in the text: without both, nothing to check.
         if "!" in source or "*" in source:
             check_graph(root, max_nodes)
-        return build(loader, root, spec) if isinstance(root, MappingNode) else loader.construct_document(root)
+        if not isinstance(root, MappingNode):
+            return loader.construct_document(root)
+        return build(loader, root, spec, merges="<<" in source or "!" in source)
     finally:
         loader.dispose()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import feedsvc.loader
 from feedsvc import create_app
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -37,6 +38,20 @@ def private_cache_dir(tmp_path: Path, monkeypatch) -> Path:
     folder = tmp_path / "cache"
     monkeypatch.setenv("FEEDSVC_CACHE_DIR", str(folder))
     return folder
+
+
+@pytest.fixture
+def load_calls(monkeypatch) -> list[str]:
+    """The file names feedsvc.loader.load_named parses from now on."""
+    calls: list[str] = []
+    real = feedsvc.loader.load_named
+
+    def spy(filename: str, name: str, *args, **kwargs):
+        calls.append(name)
+        return real(filename, name, *args, **kwargs)
+
+    monkeypatch.setattr(feedsvc.loader, "load_named", spy)
+    return calls
 
 
 @pytest.fixture

@@ -785,3 +785,30 @@ def test_stale_names_are_the_stale_files_by_name():
     states = {"z.md": state(article, stale=True), "a.md": state(article), "m.md": state(article, stale=True),
               "b.md": state(None)}
     assert stale_names(states) == ("m.md", "z.md")
+
+
+# --- YAML merge keys ("<<"), which the subset builder hands to PyYAML ----------------------------
+
+MERGED = """---
+base: &base
+  name: Example News
+  domain: example.com
+title: Merged
+webUrl: https://example.com/merged
+publishedDateTime: 2021-02-01T10:00:00Z
+provider:
+  <<: *base
+  name: Merged News
+related:
+  - <<: {title: From a merge, webUrl: "https://example.com/m"}
+    excerpt: kept
+---
+"""
+
+
+@pytest.mark.parametrize("text", [MERGED, MERGED.replace("<<: *base", "!!merge <<: *base")], ids=["implicit", "explicit"])
+def test_merge_keys_are_applied_as_pyyaml_applies_them(text):
+    article, _ = load_bytes(text.encode(), "m.md")
+    assert article.provider.name == "Merged News" and article.provider.domain == "example.com"
+    (link,) = article.related
+    assert (link.title, link.url, link.excerpt) == ("From a merge", "https://example.com/m", "kept")

@@ -542,20 +542,6 @@ def test_the_same_seeds_folder_through_a_symlink_uses_the_cache(cache_path, arti
 
 
 @pytest.fixture
-def load_calls(monkeypatch) -> list[str]:
-    """The file names feedsvc.loader.load_named parses from now on."""
-    calls: list[str] = []
-    real = feedsvc.loader.load_named
-
-    def spy(filename: str, name: str, *args, **kwargs):
-        calls.append(name)
-        return real(filename, name, *args, **kwargs)
-
-    monkeypatch.setattr(feedsvc.loader, "load_named", spy)
-    return calls
-
-
-@pytest.fixture
 def mixed_seeds(seeds_dir: Path, write_article) -> Path:
     """The seeds, plus a skipped file, a file with warnings and one in a subfolder."""
     write_article("broken.md", "---\ntitle: [unclosed\n---\n")

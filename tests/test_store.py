@@ -84,20 +84,6 @@ def restore_sighup():
     signal.signal(signal.SIGHUP, previous)
 
 
-@pytest.fixture
-def load_calls(monkeypatch) -> list[str]:
-    """The file names feedsvc.loader.load_named parses from now on."""
-    calls: list[str] = []
-    real = feedsvc.loader.load_named
-
-    def spy(filename: str, name: str, *args, **kwargs):
-        calls.append(name)
-        return real(filename, name, *args, **kwargs)
-
-    monkeypatch.setattr(feedsvc.loader, "load_named", spy)
-    return calls
-
-
 # --- reload(): added, changed, removed ---------------------------------------------------------
 
 
