@@ -81,7 +81,9 @@ def decode(data: bytes, path: str) -> str:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ArticleError(path, f"not UTF-8 text (byte {exc.start}): save the file as UTF-8") from None
-    return prepare_for_yaml(text.replace("\r\n", "\n").replace("\r", "\n"))
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return prepare_for_yaml(text)
 
 
 _IMAGE = {"url": None, "width": None, "height": None}
@@ -135,11 +137,31 @@ def load_file(path: Path, root: Path, limits: Limits = Limits()) -> tuple[Articl
     return load_named(str(path), path.relative_to(root).as_posix(), limits)
 
 
+def read_at_most(filename: str, limit: int) -> bytes:
+    """The file's bytes, or its first `limit` + 1 (enough to tell it is too large).
+
+    The first read asks for the size fstat gives (plus one byte, to see the end): one read of
+    limit + 1 bytes, as io does, has the allocator map and free a megabyte for each file."""
+    fd = os.open(filename, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        want = min(os.fstat(fd).st_size, limit) + 1
+        chunks, size = [], 0
+        while size <= limit and (chunk := os.read(fd, want)):
+            chunks.append(chunk)
+            size += len(chunk)
+            want = min(READ_CHUNK, limit + 1 - size)  # the file grew since: read on to its end
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+READ_CHUNK = 65536
+
+
 def load_named(filename: str, name: str, limits: Limits) -> tuple[Article, list[Problem]]:
     """Load the file at `filename`, called `name` in every message."""
     try:
-        with open(filename, "rb") as stream:
-            data = stream.read(limits.file_bytes + 1)
+        data = read_at_most(filename, limits.file_bytes)
     except OSError as exc:
         raise ArticleError(name, f"cannot be read ({exc.strerror})") from None
     if len(data) > limits.file_bytes:

@@ -812,3 +812,27 @@ def test_merge_keys_are_applied_as_pyyaml_applies_them(text):
     assert article.provider.name == "Merged News" and article.provider.domain == "example.com"
     (link,) = article.related
     assert (link.title, link.url, link.excerpt) == ("From a merge", "https://example.com/m", "kept")
+
+
+# --- reading files in pieces -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 65535, 65536, 65537, 200_000])
+def test_read_at_most_reads_a_file_whole_across_pieces(tmp_path, size):
+    path = tmp_path / "f.md"
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    path.write_bytes(data)
+    assert feedsvc.loader.read_at_most(str(path), 1_000_000) == data
+
+
+def test_read_at_most_stops_one_byte_past_the_limit(tmp_path):
+    path = tmp_path / "big.md"
+    path.write_bytes(b"y" * 300_000)
+    assert feedsvc.loader.read_at_most(str(path), 100_000) == b"y" * 100_001
+
+
+def test_an_article_longer_than_one_piece_loads_whole(tmp_path):
+    excerpt = "word " * 40_000  # 200 KB: several reads
+    (tmp_path / "long.md").write_text(front_matter(**article_fields(excerpt=excerpt)), encoding="utf-8")
+    (article,) = load_folder(tmp_path, Limits(excerpt_chars=10**6)).articles
+    assert article.excerpt == excerpt.strip()
