@@ -115,6 +115,18 @@ def rss_titles(body: bytes) -> list[str]:
     return [item.findtext("title") for item in etree.fromstring(body).iter("item")]
 
 
+def served_by_every_worker(server, title: str, what: str) -> dict:
+    """Wait until /topics/ai/rss.xml has `title` in 8 answers in a row (so from every worker); its headers."""
+    deadline, in_a_row = time.monotonic() + EDIT_DEADLINE, 0
+    while in_a_row < 8:
+        assert time.monotonic() < deadline, f"{what} did not reach every worker within {EDIT_DEADLINE}s"
+        status, headers, body = server.request("/topics/ai/rss.xml")
+        assert status == 200
+        in_a_row = in_a_row + 1 if title in rss_titles(body) else 0
+        time.sleep(0.05)
+    return headers
+
+
 PUBLISHED = "003_b297a05077328abf.txt"
 OLD_TITLE = "The LAPD Just Banned Its Officers From Using Third-Party Facial Recognition Software"
 
@@ -183,13 +195,7 @@ def test_edit_on_disk_reaches_every_worker(server, seeds_dir):
     path = seeds_dir / PUBLISHED
     path.write_text(path.read_text(encoding="utf-8").replace(OLD_TITLE, "Edited while serving"), encoding="utf-8")
 
-    deadline, in_a_row = time.monotonic() + EDIT_DEADLINE, 0
-    while in_a_row < 8:  # several answers in a row: from both workers
-        assert time.monotonic() < deadline, f"the edit did not reach every worker within {EDIT_DEADLINE}s"
-        status, new_headers, body = server.request("/topics/ai/rss.xml")
-        assert status == 200
-        in_a_row = in_a_row + 1 if "Edited while serving" in rss_titles(body) else 0
-        time.sleep(0.05)
+    new_headers = served_by_every_worker(server, "Edited while serving", "the edit")
     assert new_headers["ETag"] != headers["ETag"]
     status, _, _ = server.request("/topics/ai/rss.xml", {"If-None-Match": headers["ETag"]})
     assert status == 200  # the old tag no longer matches
@@ -246,13 +252,7 @@ def test_sighup_reaches_every_worker(seeds_dir):
             assert OLD_TITLE in rss_titles(running.request("/topics/ai/rss.xml")[2])
         before = loaded_lines(running.log_text())
         running.process.send_signal(signal.SIGHUP)
-        deadline, in_a_row = time.monotonic() + EDIT_DEADLINE, 0
-        while in_a_row < 8:  # several answers in a row: from both workers
-            assert time.monotonic() < deadline, f"SIGHUP did not reach every worker within {EDIT_DEADLINE}s"
-            status, _, body = running.request("/topics/ai/rss.xml")
-            assert status == 200
-            in_a_row = in_a_row + 1 if "Reloaded on SIGHUP" in rss_titles(body) else 0
-            time.sleep(0.05)
+        served_by_every_worker(running, "Reloaded on SIGHUP", "SIGHUP")
         deadline = time.monotonic() + 2  # a worker logs the reload just after it swapped the catalog in
         while len(loaded_lines(log := running.log_text())) < len(before) + 2 and time.monotonic() < deadline:
             time.sleep(0.05)
