@@ -40,12 +40,23 @@ def topic_slug(name: str) -> str:
 
 def slugs_of(article: Article) -> tuple[str, ...]:
     """The distinct, non-empty slugs of an article's topics."""
-    return tuple(dict.fromkeys(slug for slug in map(topic_slug, article.topics) if slug))
+    return slugs_of_topics(article.topics)
+
+
+@lru_cache(maxsize=65536)
+def slugs_of_topics(topics: tuple[str, ...]) -> tuple[str, ...]:
+    """The distinct, non-empty slugs of a list of topic names (thousands of articles share one)."""
+    return tuple(dict.fromkeys(slug for slug in map(topic_slug, topics) if slug))
 
 
 def count_spellings(spellings: dict[str, Counter], article: Article, step: int) -> None:
     """Add (step 1) or take away (step -1) an article's topic names from the spelling counts."""
-    for name in article.topics:
+    count_topic_spellings(spellings, article.topics, step)
+
+
+def count_topic_spellings(spellings: dict[str, Counter], topics: tuple[str, ...], step: int) -> None:
+    """Add `step` uses of each of these topic names to the spelling counts."""
+    for name in topics:
         slug = topic_slug(name)
         if slug:
             counter = spellings.get(slug)
@@ -134,18 +145,24 @@ class Catalog:
     @cached_property
     def by_topic(self) -> dict[str, tuple[Article, ...]]:
         """Topic slug -> its articles, in path order (one pass, instead of one per feed)."""
-        found: dict[str, list[Article]] = {}
+        # Articles grouped by their list of topics first (most share one): one slug lookup per
+        # group, then each topic's groups merged back into path order.
+        groups: dict[tuple[str, ...], list[Article]] = {}
         for article in self.articles:
-            for slug in slugs_of(article):
-                found.setdefault(slug, []).append(article)
-        return {slug: tuple(articles) for slug, articles in found.items()}
+            groups.setdefault(article.topics, []).append(article)
+        found: dict[str, list[Article]] = {}
+        for topics, articles in groups.items():
+            for slug in slugs_of_topics(topics):
+                found.setdefault(slug, []).extend(articles)
+        by_path = attrgetter("path")
+        return {slug: tuple(sorted(articles, key=by_path)) for slug, articles in found.items()}
 
     @cached_property
     def spellings(self) -> dict[str, Counter]:
         """Topic slug -> how often each spelling of its name is used."""
         spellings: dict[str, Counter] = {}
-        for article in self.articles:
-            count_spellings(spellings, article, 1)
+        for topics, uses in Counter(map(attrgetter("topics"), self.articles)).items():
+            count_topic_spellings(spellings, topics, uses)
         return spellings
 
     @cached_property
