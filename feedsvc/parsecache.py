@@ -128,10 +128,11 @@ class Decoder:
     def state(self, name: str, value: list) -> FileState:
         """One file state."""
         size, mtime_ns, article, problems, stale = array(value, 5)
+        kinds(int, size, mtime_ns)
         return FileState(
-            Stamp(typed(size, int), typed(mtime_ns, int)),
+            Stamp(size, mtime_ns),
             self.article(name, article) if article is not None else None,
-            tuple(self.problem(p) for p in array(problems)),
+            tuple(map(self.problem, array(problems))),
             typed(stale, bool),
         )
 
@@ -139,24 +140,24 @@ class Decoder:
     def problem(value: list) -> Problem:
         """A Problem from [path, message, severity, line]."""
         path, message, severity, line = array(value, 4)
-        return Problem(typed(path, str), typed(message, str), typed(severity, str), count(line))
+        return Problem(*kinds(str, path, message, severity), count(line))
 
     def article(self, name: str, value: list) -> Article:
         """An Article, every nested value rebuilt as its dataclass."""
         title, url, published, excerpt, provider, topics, images, is_published, related = array(value, 9)
+        kinds(str, title, url, excerpt, *array(topics))
         return Article(
-            path=name, title=typed(title, str), url=typed(url, str), published=utc(published),
-            excerpt=typed(excerpt, str), provider=self.provider(provider),
-            topics=tuple(typed(topic, str) for topic in array(topics)),
-            images=tuple(map(image, array(images))), is_published=typed(is_published, bool),
-            related=tuple(map(self.related, array(related))),
+            path=name, title=title, url=url, published=utc(published), excerpt=excerpt,
+            provider=self.provider(provider), topics=tuple(topics), images=tuple(map(image, array(images))),
+            is_published=typed(is_published, bool), related=tuple(map(self.related, array(related))),
         )  # fmt: skip
 
     def related(self, value: list) -> Related:
         """A Related link."""
         title, url, published, excerpt, provider, picture = array(value, 6)
+        kinds(str, title, url, excerpt)
         return Related(
-            title=typed(title, str), url=typed(url, str), published=utc(published), excerpt=typed(excerpt, str),
+            title=title, url=url, published=utc(published), excerpt=excerpt,
             provider=self.provider(provider), image=image(picture) if picture is not None else None,
         )  # fmt: skip
 
@@ -188,6 +189,13 @@ def typed(value: object, kind: type) -> Any:
     if type(value) is not kind:
         raise TypeError(f"expected {kind.__name__}, not {type(value).__name__}")
     return value
+
+
+def kinds(kind: type, *values: object) -> tuple:
+    """`values` when each is exactly a `kind`, else TypeError (one check for several fields)."""
+    if any(type(value) is not kind for value in values):
+        raise TypeError(f"expected {kind.__name__} values, not {sorted({type(v).__name__ for v in values})}")
+    return values
 
 
 def count(value: object) -> int | None:
