@@ -27,6 +27,7 @@ from conftest import SEEDS
 from feedcheck import ATOM, check_rss
 from lxml import etree
 from test_cli import free_port, wait_for
+from test_store import wait_until
 from test_websub import RecordingHub
 
 from feedsvc import create_app
@@ -287,6 +288,7 @@ def build(config):
     inner = app.wsgi_app
     def delayed(environ, start_response):
         if environ.get("QUERY_STRING") == "slow=1":
+            print("slow request in the app", file=sys.stderr, flush=True)
             time.sleep(2)
         return inner(environ, start_response)
     app.wsgi_app = delayed
@@ -305,7 +307,8 @@ def test_sigterm_lets_in_flight_requests_finish(seeds_dir):
     answers: list = []
     slow = threading.Thread(target=lambda: answers.append(running.request("/topics/ai/rss.xml?slow=1")))
     slow.start()
-    time.sleep(0.7)  # the request is in the app by now, which holds it for 2 s
+    # The app holds the request for 2 s from when it says it has it; on a slow host that can take a while.
+    assert wait_until(lambda: "slow request in the app" in running.log_text(), seconds=EDIT_DEADLINE)
     started = time.monotonic()
     code = running.stop()
     slow.join(10)
