@@ -24,6 +24,15 @@ def seeds_dir(tmp_path: Path) -> Path:
     return target
 
 
+@pytest.fixture(scope="session")
+def read_only_folders(tmp_path_factory) -> Path:
+    """One copy of the seeds and of the corpus (seeds/, corpus/) for the tests that never change them."""
+    root = tmp_path_factory.mktemp("read-only")
+    shutil.copytree(SEEDS, root / "seeds")
+    shutil.copytree(CORPUS, root / "corpus")
+    return root
+
+
 @pytest.fixture
 def corpus_dir(tmp_path: Path) -> Path:
     """A writable copy of the real-world sample corpus (quirks included)."""

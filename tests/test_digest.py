@@ -11,13 +11,11 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import shutil
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 import lxml.html
 import pytest
-from conftest import CORPUS, SEEDS
 from feedcheck import MEDIA, is_absolute_uri
 from lxml import etree
 
@@ -188,19 +186,10 @@ def csp(header: str) -> dict[str, list[str]]:
 # -- fixtures --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    """Read-only copies of the seeds and the corpus."""
-    root = tmp_path_factory.mktemp("digest-folders")
-    shutil.copytree(SEEDS, root / "seeds")
-    shutil.copytree(CORPUS, root / "corpus")
-    return {"seeds": root / "seeds", "corpus": root / "corpus"}
-
-
 @pytest.fixture(scope="module", params=["seeds", "corpus"])
-def folder_client(request, folders, tmp_path_factory):
+def folder_client(request, read_only_folders, tmp_path_factory):
     cache = tmp_path_factory.mktemp("digest-cache")
-    app = create_app({"TESTING": True, "SEEDS_DIR": str(folders[request.param]), "RELOAD_INTERVAL": 0,
+    app = create_app({"TESTING": True, "SEEDS_DIR": str(read_only_folders / request.param), "RELOAD_INTERVAL": 0,
                       "BASE_URL": BASE, "CACHE_DIR": str(cache)})
     return app.test_client()
 

@@ -5,13 +5,11 @@ the same entries as RSS and Atom, the spec's required fields, and links to it fr
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
 import lxml.html
 import pytest
-from conftest import CORPUS, SEEDS
 from feedcheck import ATOM, is_absolute_uri
 from lxml import etree
 
@@ -55,29 +53,20 @@ def rfc3339(value: str) -> datetime:
     return parsed
 
 
-@pytest.fixture(scope="module")
-def read_only_folder(tmp_path_factory):
-    """Private copies of the seeds and the corpus; no test here changes them."""
-    folder = tmp_path_factory.mktemp("read-only")
-    shutil.copytree(SEEDS, folder / "seeds")
-    shutil.copytree(CORPUS, folder / "corpus")
-    return folder
-
-
 def read_only_client(folder):
     return create_app({"TESTING": True, "SEEDS_DIR": str(folder), "RELOAD_INTERVAL": 0, "CACHE_DIR": ""}).test_client()
 
 
 @pytest.fixture(scope="module")
-def client(read_only_folder):
+def client(read_only_folders):
     """The seeds client, shared by this module's read-only tests (overrides conftest's)."""
-    return read_only_client(read_only_folder / "seeds")
+    return read_only_client(read_only_folders / "seeds")
 
 
 @pytest.fixture(scope="module")
-def corpus_client(read_only_folder):
+def corpus_client(read_only_folders):
     """The corpus client, shared by this module's read-only tests (overrides conftest's)."""
-    return read_only_client(read_only_folder / "corpus")
+    return read_only_client(read_only_folders / "corpus")
 
 
 @pytest.fixture(params=["seeds", "corpus"])

@@ -10,12 +10,10 @@ Checked on the seeds and the corpus, in RSS (lxml and feedparser), Atom and JSON
 from __future__ import annotations
 
 import json
-import shutil
 
 import feedparser
 import lxml.html
 import pytest
-from conftest import CORPUS, SEEDS
 from feedcheck import ATOM, MEDIA, is_absolute_uri
 from lxml import etree
 
@@ -27,18 +25,10 @@ COLUMN = 600
 ALL = "?include=all&limit=500"
 
 
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("newsletter")
-    shutil.copytree(SEEDS, root / "seeds")
-    shutil.copytree(CORPUS, root / "corpus")
-    return root
-
-
 @pytest.fixture(scope="module", params=["seeds", "corpus"])
-def client(request, folders):
-    app = create_app({"TESTING": True, "SEEDS_DIR": str(folders / request.param), "RELOAD_INTERVAL": 0,
-                      "BASE_URL": BASE, "CACHE_DIR": str(folders / f"cache-{request.param}")})
+def client(request, read_only_folders, tmp_path_factory):
+    app = create_app({"TESTING": True, "SEEDS_DIR": str(read_only_folders / request.param), "RELOAD_INTERVAL": 0,
+                      "BASE_URL": BASE, "CACHE_DIR": str(tmp_path_factory.mktemp(f"cache-{request.param}"))})
     return app.test_client()
 
 
