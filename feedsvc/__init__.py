@@ -34,8 +34,8 @@ def default_config() -> dict[str, Any]:
         "WATCH_EVENTS": True,  # reload on file-system events (inotify) instead of polling
         "RESCAN_INTERVAL": 60,  # seconds between full scans when following events (events can be lost)
         "RENDER_CACHE_SIZE": 512,  # rendered bodies kept (LRU)
-        "FAST_PATH": True,
-        "FEED_PAGING": True,  # RFC 5005 paging links; off for static builds (a static host ignores ?page=)  # replay finished feed responses in front of Flask
+        "FAST_PATH": True,  # replay finished feed responses in front of Flask
+        "FEED_PAGING": True,  # RFC 5005 paging links; off for static builds (a static host ignores ?page=)
         "WEBSUB_HUB": None,  # URL of a WebSub hub to advertise and notify
         "CACHE_DIR": str(default_cache_dir()),  # parse cache; "" turns it off
         "PREVIEW_TOKEN": None,  # when set, include=all needs token=<it>

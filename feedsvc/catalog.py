@@ -38,24 +38,14 @@ def topic_slug(name: str) -> str:
     return slugify(name)
 
 
-def slugs_of(article: Article) -> tuple[str, ...]:
-    """The distinct, non-empty slugs of an article's topics."""
-    return slugs_of_topics(article.topics)
-
-
 @lru_cache(maxsize=65536)
-def slugs_of_topics(topics: tuple[str, ...]) -> tuple[str, ...]:
+def slugs_of(topics: tuple[str, ...]) -> tuple[str, ...]:
     """The distinct, non-empty slugs of a list of topic names (thousands of articles share one)."""
     return tuple(dict.fromkeys(slug for slug in map(topic_slug, topics) if slug))
 
 
-def count_spellings(spellings: dict[str, Counter], article: Article, step: int) -> None:
-    """Add (step 1) or take away (step -1) an article's topic names from the spelling counts."""
-    count_topic_spellings(spellings, article.topics, step)
-
-
-def count_topic_spellings(spellings: dict[str, Counter], topics: tuple[str, ...], step: int) -> None:
-    """Add `step` uses of each of these topic names to the spelling counts."""
+def count_spellings(spellings: dict[str, Counter], topics: tuple[str, ...], step: int) -> None:
+    """Add `step` uses (-1: take one away) of each of these topic names to the spelling counts."""
     for name in topics:
         slug = topic_slug(name)
         if slug:
@@ -74,7 +64,7 @@ def updated_spellings(
         if slug in spellings:
             spellings[slug] = spellings[slug].copy()
     for article, step in [(a, -1) for a in gone] + [(a, 1) for a in added]:
-        count_spellings(spellings, article, step)
+        count_spellings(spellings, article.topics, step)
     for slug in touched:
         counter = spellings.get(slug)
         if counter is not None:
@@ -152,7 +142,7 @@ class Catalog:
             groups.setdefault(article.topics, []).append(article)
         found: dict[str, list[Article]] = {}
         for topics, articles in groups.items():
-            for slug in slugs_of_topics(topics):
+            for slug in slugs_of(topics):
                 found.setdefault(slug, []).extend(articles)
         by_path = attrgetter("path")
         return {slug: tuple(sorted(articles, key=by_path)) for slug, articles in found.items()}
@@ -162,7 +152,7 @@ class Catalog:
         """Topic slug -> how often each spelling of its name is used."""
         spellings: dict[str, Counter] = {}
         for topics, uses in Counter(map(attrgetter("topics"), self.articles)).items():
-            count_topic_spellings(spellings, topics, uses)
+            count_spellings(spellings, topics, uses)
         return spellings
 
     @cached_property
@@ -182,7 +172,7 @@ class Catalog:
         added = [after[key] for key in after.keys() - before.keys()]
         if len(gone) + len(added) > changed:
             return
-        touched = {slug for article in gone + added for slug in slugs_of(article)}
+        touched = {slug for article in gone + added for slug in slugs_of(article.topics)}
         if "by_topic" in previous.__dict__:
             topics = dict(previous.by_topic)
             for slug in touched:
@@ -201,7 +191,7 @@ class Catalog:
         """The articles of one topic after a change: the old ones still here, and the new ones."""
         removed = {id(a) for a in gone}
         kept = [a for a in previous.by_topic.get(slug, ()) if id(a) not in removed]
-        return tuple(sorted(kept + [a for a in added if slug in slugs_of(a)], key=attrgetter("path")))
+        return tuple(sorted(kept + [a for a in added if slug in slugs_of(a.topics)], key=attrgetter("path")))
 
     def selected(self, include_all: bool) -> list[Article]:
         """The published articles, or every article when `include_all`."""

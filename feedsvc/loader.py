@@ -132,11 +132,6 @@ def line_of_key(source: str, key: str, first_line: int) -> int | None:
     return source.count("\n", 0, matches[-1].start()) + first_line if matches else None
 
 
-def load_file(path: Path, root: Path, limits: Limits = Limits()) -> tuple[Article, list[Problem]]:
-    """Load one file, named relative to `root` in every message; refuse one over the size limit."""
-    return load_named(str(path), path.relative_to(root).as_posix(), limits)
-
-
 def read_at_most(filename: str, limit: int) -> bytes:
     """The file's bytes, or its first `limit` + 1 (enough to tell it is too large).
 
