@@ -7,14 +7,12 @@ stops the others loading.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import re
 import stat
-import threading
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from itertools import chain, compress
 from operator import attrgetter
 from pathlib import Path
@@ -25,6 +23,7 @@ import yaml
 from .errors import ArticleError, FeedsvcError
 from .fields import Limits, Warnings, parse_article
 from .model import Article, Problem
+from .parallel import map_batches
 from .text import prepare_for_yaml
 from .yamlsubset import UnsafeYaml, load_subset
 
@@ -326,22 +325,12 @@ def usable_cores() -> int:
 def parse_many(root: Path, jobs: list[tuple], limits: Limits) -> list[tuple[str, FileState]]:
     """Parse many files on every core, this process included, when there are enough to pay for
     the worker processes."""
-    workers = usable_cores()
-    if workers < 2 or len(jobs) < PARALLEL_MIN_FILES:
+    cores = usable_cores()
+    if cores < 2 or len(jobs) < PARALLEL_MIN_FILES:
         return parse_states(root, jobs, limits)
-    # fork is cheapest (no re-import), but unsafe once other threads run: then forkserver.
-    method = "fork" if threading.active_count() == 1 else "forkserver"
     batches = [jobs[i : i + PARALLEL_BATCH] for i in range(0, len(jobs), PARALLEL_BATCH)]
-    with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context(method)) as pool:
-        futures = [pool.submit(parse_states, root, batch, limits) for batch in batches]
-        # This process works too, from the last batch back, on each batch no worker has started
-        # (a cancelled future was never sent): the two ends meet in the middle.
-        here: dict[int, list] = {}
-        for index in reversed(range(len(batches))):
-            if not futures[index].cancel():
-                break
-            here[index] = parse_states(root, batches[index], limits)
-        return [pair for i, future in enumerate(futures) for pair in here.get(i) or future.result()]
+    parsed = map_batches(partial(parse_states, root, limits=limits), batches, children=cores - 1)
+    return list(chain.from_iterable(parsed))
 
 
 def result_of(states: dict[str, FileState]) -> LoadResult:
