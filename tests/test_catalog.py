@@ -194,6 +194,19 @@ def test_entry_order_compares_instants_not_wall_clock():
     assert urls(Catalog((early, late)).entries(None, False)) == ["https://example.com/a-late", "https://example.com/z-early"]
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(-2, 2), st.sampled_from("abc")), max_size=12))
+def test_newest_first_orders_as_the_date_url_path_key(specs):
+    # Few dates, offsets and URLs, so that ties are common; the paths are unique, as file names are.
+    items = [
+        article(f"p{i}", datetime(2021, 1, 1, 12, tzinfo=timezone(timedelta(hours=offset))) + timedelta(hours=hours),
+                url=f"https://example.com/{letter}")
+        for i, (hours, offset, letter) in enumerate(specs)
+    ]  # fmt: skip
+    expected = sorted(items, key=lambda a: (-a.published.timestamp(), a.url, a.path))
+    assert feedsvc.catalog.newest_first(reversed(items), "path") == expected
+
+
 def test_build_entries_of_nothing_is_empty():
     assert list(build_entries([])) == []
 
