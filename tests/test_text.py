@@ -10,7 +10,7 @@ import yaml
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from feedsvc.text import ELLIPSIS, cut, plain_text, prepare_for_yaml, strip_html
+from feedsvc.text import _SUSPECT, ELLIPSIS, _has_suspect, cut, plain_text, prepare_for_yaml, strip_html
 
 # Every C0 control but tab, LF and CR; DEL; the noncharacters U+FFFE and U+FFFF.
 FORBIDDEN = [chr(c) for c in range(0x20) if chr(c) not in "\t\n\r"] + ["\x7f", "\ufffe", "\uffff"]
@@ -68,6 +68,28 @@ def test_prepared_text_has_no_character_yaml_forbids(text):
     # Only the forbidden characters are touched: everything else keeps its place.
     kept = "".join(c for c in text if c not in FORBIDDEN)
     assert len(prepared) == len(kept)
+
+
+# The fast test of prepare_for_yaml reads UTF-8 bytes: it must agree with the regular expression.
+TRICKY = ["", "a", "a\x01b", "\x7f", "\t\n\r", "\x80", "\x9f", "\xa0", "\xc2", "é\x85", "\ufffd", "\ufffe", "x\uffff",
+          "\uf000", "\ue081", "\ud800", "\udfff", "’", "日本", "😀\x00", "\U0010ffff", "Â\xa0"]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", TRICKY, ids=repr)
+def test_fast_suspect_test_agrees_with_the_regular_expression(text):
+    assert _has_suspect(text) == bool(_SUSPECT.search(text))
+
+
+def test_fast_suspect_test_agrees_for_every_character_of_the_bmp():
+    for code in range(0x10000):
+        text = f"ab{chr(code)}c"
+        assert _has_suspect(text) == bool(_SUSPECT.search(text)), f"U+{code:04X}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_fast_suspect_test_agrees_on_any_text(text):
+    assert _has_suspect(text) == bool(_SUSPECT.search(text))
 
 
 # --- mojibake -------------------------------------------------------------------------------
