@@ -142,6 +142,13 @@ def cut(text: str, limit: int | None) -> str:
     return head.rstrip(" ,;:.-") + ELLIPSIS
 
 
+def _is_folded(text: str) -> bool:
+    """Whether `text` is already what folding and dropping controls make of it. Safe because
+    str.isprintable is false for every control (Unicode category Cc), noncharacter (Cn) and
+    separator (Z*) but the ASCII space, and str.split's white space is all among those."""
+    return text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " "
+
+
 def plain_text(text: str, limit: int | None = None, markup: bool = True) -> str:
     """Repaired text: mojibake fixed (ftfy), spaces folded, cut; with `markup`, tags stripped and
     entities decoded (titles and excerpts are HTML-ish in scraped files; names are not)."""
@@ -150,6 +157,8 @@ def plain_text(text: str, limit: int | None = None, markup: bool = True) -> str:
         text = _fixer()(text)
     if markup:
         text = strip_html(text)
+    if _is_folded(text):
+        return cut(text, limit)
     if _SUSPECT.search(text):
         # YAML escapes ("\x01", "\e") and character references ("&#x81;") put controls back
         # after parsing; XML 1.0 forbids them.

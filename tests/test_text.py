@@ -10,7 +10,7 @@ import yaml
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from feedsvc.text import _SUSPECT, ELLIPSIS, _has_suspect, cut, plain_text, prepare_for_yaml, strip_html
+from feedsvc.text import _SUSPECT, ELLIPSIS, _has_suspect, _is_folded, cut, plain_text, prepare_for_yaml, strip_html
 
 # Every C0 control but tab, LF and CR; DEL; the noncharacters U+FFFE and U+FFFF.
 FORBIDDEN = [chr(c) for c in range(0x20) if chr(c) not in "\t\n\r"] + ["\x7f", "\ufffe", "\uffff"]
@@ -172,6 +172,37 @@ def test_markup_false_keeps_tags_and_entities():
 )
 def test_white_space_is_folded(text, expected):
     assert plain_text(text) == expected
+
+
+def test_printable_characters_hold_no_white_space_and_no_control_but_the_space():
+    # Why folded text can skip folding: str.split's white space and _SUSPECT are never printable.
+    for code in range(0x110000):
+        char = chr(code)
+        if char.isprintable() and char != " ":
+            assert not char.isspace() and not _SUSPECT.match(char), f"U+{code:04X}"
+
+
+@pytest.mark.parametrize("text", ["", "a", "a b", "é ’ 日本 😀", "x < y & z", "Â©"], ids=repr)
+def test_folded_text_is_taken_as_folded(text):
+    assert _is_folded(text)
+    assert " ".join(_SUSPECT.sub("", text).split()) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [" a", "a ", "a  b", "a\tb", "a\nb", "a\xa0b", "a\u2028b", "a\x1cb", "a\x85b", "a\u200bb", "a\ufeffb", "a\x01b",
+     "\ufffe", "\u3000", "a\u202fb", "\ue081", "a\x7f"],
+    ids=repr,
+)  # fmt: skip
+def test_text_to_fold_or_clean_is_not_taken_as_folded(text):
+    assert not _is_folded(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_text_taken_as_folded_is_what_folding_makes_of_it(text):
+    if _is_folded(text):
+        assert " ".join(_SUSPECT.sub("", text).split()) == text
 
 
 def test_cut_leaves_short_text_alone():
