@@ -118,19 +118,34 @@ def build(loader: Any, node: Node, spec: Spec | None, merges: bool = True) -> An
     kind = type(node)
     if kind is ScalarNode:
         return build_scalar(loader, node)
+    if kind is SequenceNode and (spec is not None or is_plain_list(node)):
+        return [build(loader, item, spec, merges) for item in node.value]
     if spec is None:
         return loader.construct_object(node, deep=True)
-    if kind is SequenceNode:
-        return [build(loader, item, spec, merges) for item in node.value]
     if merges and any(key.tag == "tag:yaml.org,2002:merge" for key, _ in node.value):
         # Merge keys ("<<: *base") need PyYAML's flattening: build whole, then filter.
         full = loader.construct_object(node, deep=True)
         return {k: v for k, v in full.items() if k in spec}
-    return {
-        key.value: build(loader, value, spec[key.value], merges)
-        for key, value in node.value
-        if type(key) is ScalarNode and key.value in spec
-    }
+    return build_mapping(loader, node, spec, merges)
+
+
+def is_plain_list(node: SequenceNode) -> bool:
+    """Whether a sequence is a plain list of scalars (topics): PyYAML builds it as a list of
+    its scalars' values, as `build` does, and no alias in it can make it hold itself."""
+    return node.tag == SEQ_TAG and all(type(item) is ScalarNode for item in node.value)
+
+
+def build_mapping(loader: Any, node: MappingNode, spec: Spec, merges: bool) -> dict:
+    """The keys of a mapping that `spec` names, built; a repeated key keeps its last value."""
+    built = {}
+    for key, value in node.value:
+        if type(key) is not ScalarNode or (name := key.value) not in spec:
+            continue
+        if type(value) is ScalarNode:  # most values: built here, without a call of `build` each
+            built[name] = build_scalar(loader, value)
+        else:
+            built[name] = build(loader, value, spec[name], merges)
+    return built
 
 
 # Flow collections nested deeper are refused before libyaml sees them (it overflows at ~25,000);

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +27,7 @@ from feedsvc.loader import (
     parse_states, refresh, rescan, result_of, scan, split_front_matter, stale_names, usable_cores,
 )
 from feedsvc.model import Problem
+from feedsvc.yamlsubset import load_subset
 
 UTC = timezone.utc
 GOOD = front_matter(**article_fields(title="Good one", webUrl="https://example.com/good"))
@@ -247,6 +249,32 @@ def test_bad_tagged_value_is_a_problem_not_a_crash(seeds_dir, write_article, val
 def test_date_out_of_utc_range_is_a_problem_not_a_crash(seeds_dir, write_article):
     write_article("year1.md", text="---\ntitle: x\nwebUrl: https://example.com/\npublishedDateTime: 0001-01-01T00:00:00+01:00\n---\n")
     assert only_problem(seeds_dir).path == "year1.md"
+
+
+# --- building the fields read ------------------------------------------------------------------
+
+
+def built(load) -> str:
+    """The repr of what `load()` builds, or its error and message."""
+    try:
+        return repr(load())
+    except (ValueError, yaml.YAMLError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+@pytest.mark.parametrize(
+    "items",
+    ["[]", "[AI, 1, -7, 010, 0x1F, 1_000, 1:30, 1.5, .inf, true, No, ~, '', \"x\\x01\"]",
+     "[2021-01-13, 2021-01-13T23:56:00Z]", "[2021-01-13T23:56:00+02:00, 2021-01-13 23:56:00.5]",
+     "[2021-02-30T00:00:00Z]", "[2021-01-01T25:00:00Z]", f"[{'9' * 5000}]", "[!!str 1, !!int '2', !!binary aGk=]",
+     "[a, &x b, *x]", "!!seq [a]", "!!set {a, b}", "!!omap [a: 1]", "!!pairs [a: 1]", "[&x [a], *x]", "[[a], {b: 1}]"],
+    ids=lambda items: items[:40],
+)  # fmt: skip
+def test_a_list_read_whole_is_built_as_pyyaml_builds_it(items):
+    # topics is read whole: a plain list of scalars is built without PyYAML's constructors.
+    source = f"title: t\ntopics: {items}\n"
+    expected = built(lambda: yaml.load(source, Loader=yaml.CSafeLoader)["topics"])
+    assert built(lambda: load_subset(source, {"topics": None}, 1000)["topics"]) == expected
 
 
 # --- unsafe YAML -----------------------------------------------------------------------------
