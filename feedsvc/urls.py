@@ -23,10 +23,26 @@ _LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
 _NORMAL = re.compile(rf"https?://{_LABEL}(?:\.{_LABEL})*(/[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*)?")
 
 
+# Percent-encoded URLs (image CDNs) are often normal too: every "%" starts an escape. Checked
+# apart from _NORMAL, exactly as `rebuild_url` would leave them: labels of at most 63 characters
+# (the IDNA codec refuses longer ones) and no empty query (urlunsplit drops a final "?").
+_SHORT_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_NORMAL_ESCAPED = re.compile(
+    rf"https?://{_SHORT_LABEL}(?:\.{_SHORT_LABEL})*/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{{2}})*(?<!\?)"
+)
+
+
 def normalize_url(raw: object) -> str:
     """Return `raw` as an absolute http(s) URI, percent-encoded; raise ValueError if it is not one."""
     if isinstance(raw, str) and (match := _NORMAL.fullmatch(raw)):
         return raw if match.group(1) else raw + "/"
+    if isinstance(raw, str) and _NORMAL_ESCAPED.fullmatch(raw):
+        return raw
+    return rebuild_url(raw)
+
+
+def rebuild_url(raw: object) -> str:
+    """`raw` split, checked and put together again percent-encoded (the general path)."""
     if not isinstance(raw, str) or not raw.strip():
         raise ValueError("must be an absolute http(s) URL, e.g. https://example.com/story")
     parts = urlsplit(raw.strip())
