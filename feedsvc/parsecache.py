@@ -23,7 +23,7 @@ from .loader import FileState, Stamp
 from .model import Article, Image, Problem, Provider, Related
 
 log = logging.getLogger(__name__)
-FORMAT = 2  # bump when the model or the parsing rules change: old caches are then ignored
+FORMAT = 3  # bump when the model or the parsing rules change: old caches are then ignored
 
 
 def default_cache_dir() -> Path:

@@ -17,27 +17,18 @@ _LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _HOST = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.?")
 
 
-# The common case, already a normalised URI: lower-case scheme and host, no port, no "%",
-# "#" or brackets; it is returned as it is, without the cost of splitting and re-encoding.
-_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
-_NORMAL = re.compile(rf"https?://{_LABEL}(?:\.{_LABEL})*(/[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*)?")
-
-
-# Percent-encoded URLs (image CDNs) are often normal too: every "%" starts an escape. Checked
-# apart from _NORMAL, exactly as `rebuild_url` would leave them: labels of at most 63 characters
-# (the IDNA codec refuses longer ones) and no empty query (urlunsplit drops a final "?").
-_SHORT_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_NORMAL_ESCAPED = re.compile(
-    rf"https?://{_SHORT_LABEL}(?:\.{_SHORT_LABEL})*/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{{2}})*(?<!\?)"
-)
+# The common case, already a normalised URI: lower-case scheme and host (labels of at most 63
+# characters, which the IDNA codec requires), no port, "#" or brackets, every "%" the start of an
+# escape, no empty query (urlunsplit drops a final "?"): it is returned as `rebuild_url` would
+# give it, without the cost of splitting and re-encoding.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_NORMAL = re.compile(rf"https?://{_LABEL}(?:\.{_LABEL})*(/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{{2}})*)?(?<!\?)")
 
 
 def normalize_url(raw: object) -> str:
     """Return `raw` as an absolute http(s) URI, percent-encoded; raise ValueError if it is not one."""
     if isinstance(raw, str) and (match := _NORMAL.fullmatch(raw)):
         return raw if match.group(1) else raw + "/"
-    if isinstance(raw, str) and _NORMAL_ESCAPED.fullmatch(raw):
-        return raw
     return rebuild_url(raw)
 
 

@@ -2,9 +2,9 @@
 state exactly, is written atomically and privately, and is ignored (rebuilt), never trusted, when
 it is corrupt, foreign or outdated.
 
-The cache is FORMAT 2: positional arrays. The mutation tests name the positions below; the layout
-test checks those names against a real cache first, so a format change fails loudly here instead
-of silently mutating the wrong field.
+The cache is FORMAT 3 (FORMAT 2's layout; the URL rules changed): positional arrays. The mutation
+tests name the positions below; the layout test checks those names against a real cache first,
+so a format change fails loudly here instead of silently mutating the wrong field.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from feedsvc.store import FeedStore
 LIMITS = Limits()
 T0_NS = 1_600_000_000_123_456_789  # 2020-09-13, with nanoseconds a float would lose
 
-# Positions in FORMAT 2's arrays.
+# Positions in FORMAT 3's arrays.
 SIZE, MTIME, ARTICLE, PROBLEMS, STALE = range(5)
 TITLE, URL, PUBLISHED, EXCERPT, PROVIDER, TOPICS, IMAGES, IS_PUBLISHED, RELATED = range(9)
 R_TITLE, R_URL, R_PUBLISHED, R_EXCERPT, R_PROVIDER, R_IMAGE = range(6)
@@ -280,7 +280,7 @@ def base_cache(cache_path: Path, articles_dir: Path) -> Path:
 
 def test_cache_layout_is_the_documented_positional_arrays(base_cache, articles_dir):
     data = json.loads(base_cache.read_text(encoding="utf-8"))
-    assert data["format"] == FORMAT == 2
+    assert data["format"] == FORMAT == 3
     assert data["seeds"] == str(articles_dir.resolve())
     assert data["limits"] == {
         "file_bytes": LIMITS.file_bytes,
