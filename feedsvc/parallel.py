@@ -20,13 +20,30 @@ import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
 Batch = list[Any]
 Work = Callable[[Batch], list[Any]]
+A = TypeVar("A")
+B = TypeVar("B")
 _LENGTH = struct.Struct("<q")  # each result in a child's file: its length, then its pickle
+
+
+def alongside(background: Callable[[], A], foreground: Callable[[], B]) -> tuple[A, B]:
+    """(background(), foreground()), the first run in a forked child while this process runs
+    the second; both here when forking is unsafe or the child fails (an error is then raised here)."""
+    if not (hasattr(os, "fork") and threading.active_count() == 1):
+        return background(), foreground()
+    [[first], [second]] = ForkedRun(call_each, [[background], [foreground]]).run(children=1)
+    return first, second
+
+
+def call_each(jobs: Batch) -> list[Any]:
+    """The result of calling each job of a batch."""
+    return [job() for job in jobs]
 
 
 def map_batches(work: Work, batches: list[Batch], children: int) -> list[list[Any]]:
@@ -77,10 +94,9 @@ class ForkedRun:
         finally:
             for child in started:
                 child.stop()
+        # Batches a child took and never finished (it failed, or a signal killed it) are done here.
         missing = [index for index in range(len(self.batches)) if index not in self.results]
-        if missing:  # a child died before it wrote them (it logged why, or a signal killed it)
-            log.warning("a parsing process stopped early: %d batches are redone here", len(missing))
-            self.results.update((index, self.work(self.batches[index])) for index in missing)
+        self.results.update((index, self.work(self.batches[index])) for index in missing)
         return [self.results[index] for index in range(len(self.batches))]
 
 
@@ -102,13 +118,17 @@ class Child:
         status = 1
         try:
             while (index := run.take(from_front=True)) is not None:
-                data = pickle.dumps((index, run.work(run.batches[index])), pickle.HIGHEST_PROTOCOL)
+                try:
+                    result = run.work(run.batches[index])
+                except Exception as exc:  # noqa: BLE001 - raised again in the parent, as concurrent.futures does
+                    result = Raised(exc)
+                data = pickle.dumps((index, result), pickle.HIGHEST_PROTOCOL)
                 _write_all(self.file.fileno(), _LENGTH.pack(len(data)) + data)
                 with self.lock:
                     self.written.value += _LENGTH.size + len(data)
             status = 0
-        except BaseException:
-            log.exception("a parsing process failed; the parent parses its remaining files")
+        except BaseException:  # killed, or an error that does not pickle: the parent redoes the batch
+            log.debug("a worker process failed", exc_info=True)
         finally:
             os._exit(status)
 
@@ -120,14 +140,18 @@ class Child:
         while self.read_to < end:
             (size,) = _LENGTH.unpack(_read_all(fd, _LENGTH.size, self.read_to))
             index, result = pickle.loads(_read_all(fd, size, self.read_to + _LENGTH.size))
+            if isinstance(result, Raised):
+                raise result.error
             finished[index] = result
             self.read_to += _LENGTH.size + size
         return finished
 
     def finish(self) -> dict[int, list[Any]]:
         """Wait for the child to exit, then read the rest of its results."""
-        os.waitpid(self.pid, 0)
+        _, status = os.waitpid(self.pid, 0)
         self.pid = 0
+        if status:
+            log.warning("a worker process stopped early (wait status %d): its batches are done here", status)
         return self.read_finished()
 
     def stop(self) -> None:
@@ -137,6 +161,13 @@ class Child:
             os.waitpid(self.pid, 0)
             self.pid = 0
         self.file.close()
+
+
+@dataclass(frozen=True)
+class Raised:
+    """What a child's work raised, sent back to be raised in the parent."""
+
+    error: Exception
 
 
 def _write_all(fd: int, data: bytes) -> None:

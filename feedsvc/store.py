@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from . import parsecache
 from .catalog import Catalog
 from .fields import Limits
 from .loader import FileState, Scan, refresh, rescan, result_of, scan, stale_names
+from .parallel import alongside
 from .render import RenderCache
 
 log = logging.getLogger(__name__)
@@ -57,9 +59,11 @@ class FeedStore:
         self._found: Scan | None = None
         self._cache_dirty = False  # the files changed since the cache was last written
         with self._reload_lock, collector_paused(freeze=True):
-            if self.cache_path:
-                self._states = parsecache.load(self.cache_path, self.seeds_dir, self.limits)
-            self._swap()
+            found = None
+            if self.cache_path:  # the stat of every file runs in a forked child while the cache is read
+                read_cache = partial(parsecache.load, self.cache_path, self.seeds_dir, self.limits)
+                found, self._states = alongside(partial(scan, self.seeds_dir), read_cache)
+            self._swap(scanned=found)
         self._log_loaded()
 
     def reload(self, touched: Iterable[str] | None = None) -> bool:
@@ -74,11 +78,11 @@ class FeedStore:
             listener(old, self.catalog)
         return True
 
-    def _swap(self, touched: Iterable[str] | None = None) -> bool:
-        """Scan (or, after file events, stat the `touched` paths), parse what changed, and swap in
-        the new catalog; False when nothing changed."""
+    def _swap(self, touched: Iterable[str] | None = None, scanned: Scan | None = None) -> bool:
+        """Scan (or, after file events, stat the `touched` paths; or take the scan given), parse
+        what changed, and swap in the new catalog; False when nothing changed."""
         known = self._found
-        found = rescan(self.seeds_dir, known, touched) if touched is not None and known else None
+        found = scanned or (rescan(self.seeds_dir, known, touched) if touched is not None and known else None)
         found = found or scan(self.seeds_dir)
         # The files to look at: those whose stamp differs from the last scan's (all at first).
         names = None if known is None else {name for name, _ in found.files.items() - known.files.items()}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import feedsvc.parallel
-from feedsvc.parallel import map_batches
+from feedsvc.parallel import alongside, map_batches
 
 
 def needs_fork() -> None:
@@ -87,14 +87,49 @@ def fail_in_child(parent: int, how: str, batch: list[int]) -> list[int]:
     return [n * n for n in batch]
 
 
-@pytest.mark.parametrize("how", ["exit", "raise"])
-def test_a_child_that_stops_early_loses_no_batch(how, caplog):
+def test_a_child_that_stops_early_loses_no_batch(caplog):
     needs_fork()
     batches = batches_of(12)
-    work = functools.partial(fail_in_child, os.getpid(), how)
+    work = functools.partial(fail_in_child, os.getpid(), "exit")
     with caplog.at_level(logging.WARNING, logger="feedsvc.parallel"):
         assert map_batches(work, batches, children=1) == squared(batches)
-    assert "batches are redone here" in caplog.text
+    assert "stopped early" in caplog.text
+
+
+def test_an_error_in_a_child_is_raised_here_and_stops_the_run():
+    needs_fork()
+    with pytest.raises(RuntimeError, match="parser bug"):
+        map_batches(functools.partial(fail_in_child, os.getpid(), "raise"), batches_of(12), children=1)
+
+
+def test_alongside_runs_the_first_job_in_a_child():
+    needs_fork()
+    here = os.getpid()
+    first, second = alongside(os.getpid, functools.partial(slow_pid, 0.3))
+    assert second == here and first != here
+
+
+def slow_pid(delay: float) -> int:
+    threading.Event().wait(delay)  # long enough for the child to start and take its job
+    return os.getpid()
+
+
+def test_alongside_raises_the_childs_error_here(tmp_path):
+    needs_fork()
+    with pytest.raises(FileNotFoundError):
+        alongside(functools.partial(os.stat, tmp_path / "missing"), functools.partial(slow_pid, 0.1))
+
+
+def test_alongside_with_other_threads_runs_both_here(monkeypatch):
+    monkeypatch.setattr(feedsvc.parallel, "ForkedRun", None)  # would fail if called
+    release = threading.Event()
+    other = threading.Thread(target=release.wait, args=(30,), name="test-other-thread")
+    other.start()
+    try:
+        assert alongside(os.getpid, os.getpid) == (os.getpid(), os.getpid())
+    finally:
+        release.set()
+        other.join(timeout=5)
 
 
 def fail_here(parent: int, record: Path, batch: list[int]) -> list[int]:

@@ -93,9 +93,11 @@ def test_store_loads_the_folder(seeds_dir):
     assert len(store.catalog.selected(include_all=False)) == 1
 
 
-def test_store_of_a_missing_folder_raises(tmp_path):
-    with pytest.raises(FeedsvcError):
-        FeedStore(tmp_path / "absent")
+@pytest.mark.parametrize("cache", [False, True], ids=["no-cache", "cache: scanned in a child"])
+def test_store_of_a_missing_folder_raises(tmp_path, cache, caplog):
+    with pytest.raises(FeedsvcError, match="does not exist"):
+        FeedStore(tmp_path / "absent", cache_dir=tmp_path / "cache" if cache else None)
+    assert "stopped early" not in caplog.text  # the child's error is raised here, not redone after a warning
 
 
 def test_reload_without_changes_keeps_the_catalog(seeds_dir):
