@@ -177,7 +177,7 @@ def growth(work: Path) -> None:
         print(f"loader.scan, {count} files: {on:.3f} / {off:.3f}")
     folder = corpus(10_000)
     states = FeedStore(folder, cache_dir=work / "growth-cache")._states
-    path = work / "growth.json"
+    path = work / "growth.bin"
     for repeat in (1, 10):
         many = {f"{number}/{name}": state for number in range(repeat) for name, state in states.items()}
         parsecache.save(path, folder, Limits(), many)

@@ -719,7 +719,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = [
         ("floor", lambda: [floor_series(w, rounds, seconds, work) for w in (1, 2)]
                           + [floor_series(1, rounds, seconds, work, fast_path=False)]),
-        ("startup", lambda: startup_series(10_000, 1 if quick else 3, work, serve_reload_last=True)),
+        ("startup", lambda: startup_series(10_000, 1 if quick else 5, work, serve_reload_last=True)),
         ("reload", lambda: reload_series(3 if quick else 7, work)),
         ("scale", lambda: scale_series([1_000, 10_000, 100_000], lambda n: 1 if quick else 3, work,
                                        results.get("startup") if "startup" in parts else None)),

@@ -178,7 +178,7 @@ def tracemalloc_run(root: str, feed_path: str) -> dict:
 
     store = app.extensions["feedsvc"]
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "parse.json"
+        path = Path(folder) / "parse.bin"
         tracemalloc.reset_peak()
         base = tracemalloc.get_traced_memory()[0]
         parsecache.save(path, store.seeds_dir, store.limits, store._states)
