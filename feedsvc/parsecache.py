@@ -157,7 +157,7 @@ def _blocks(seeds_dir: Path, limits: Limits, states: dict[str, FileState], pause
             time.sleep(pause)
 
 
-# About a millisecond of pickling between pauses.
+# About half a millisecond of pickling between pauses (10,000 states: 0.12 s in all).
 PAUSE_EVERY = 50
 
 
