@@ -84,7 +84,11 @@ class ForkedRun:
         started: list[Child] = []
         try:
             for _ in range(children):
-                started.append(Child(self))  # a child never returns from this
+                try:
+                    started.append(Child(self))  # a child never returns from this
+                except OSError as exc:  # no process or temporary file to be had: fewer hands
+                    log.warning("cannot start a worker process (%s): this process does its share", exc)
+                    break
             while (index := self.take(from_front=False)) is not None:
                 self.results[index] = self.work(self.batches[index])
                 for child in started:
@@ -108,7 +112,11 @@ class Child:
         self.lock = run.lock
         self.written = multiprocessing.get_context("fork").RawValue("q", 0)  # bytes of whole results
         self.read_to = 0
-        self.pid = os.fork()
+        try:
+            self.pid = os.fork()
+        except OSError:
+            self.file.close()
+            raise
         if self.pid == 0:
             self._work_then_exit(run)
 

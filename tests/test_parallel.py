@@ -154,6 +154,19 @@ def test_a_failure_here_stops_the_children_and_raises(tmp_path):
         os.kill(int(record.read_text()), 0)
 
 
+def test_when_no_process_can_be_started_this_one_does_every_batch(monkeypatch, caplog):
+    needs_fork()
+
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")  # fork(2) at RLIMIT_NPROC
+
+    monkeypatch.setattr(feedsvc.parallel.os, "fork", no_fork)
+    batches = batches_of(6)
+    with caplog.at_level(logging.WARNING, logger="feedsvc.parallel"):
+        assert map_batches(lambda batch: [n * n for n in batch], batches, children=2) == squared(batches)
+    assert "cannot start a worker process" in caplog.text
+
+
 def test_with_other_threads_a_forkserver_pool_does_it(monkeypatch):
     used = []
     monkeypatch.setattr(feedsvc.parallel, "ForkedRun", lambda *args: used.append("fork"))
