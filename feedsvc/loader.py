@@ -230,7 +230,7 @@ def rescan(root: Path, previous: Scan, touched: Iterable[str]) -> Scan | None:
     None when a folder was among them (a full `scan` is then needed)."""
     files, newest = dict(previous.files), previous.newest_mtime_ns
     for path in touched:
-        name = os.path.relpath(path, root).replace(os.sep, "/")
+        name = name_in(root, path)
         if name in (".", "..") or name.startswith("../"):
             return None  # the folder itself moved or vanished
         if not looked_at_by_scan(root, name):
@@ -252,6 +252,11 @@ def rescan(root: Path, previous: Scan, touched: Iterable[str]) -> Scan | None:
         else:
             files.pop(name, None)
     return Scan(files if files.keys() == previous.files.keys() else dict(sorted(files.items())), newest)
+
+
+def name_in(root: Path, path: str) -> str:
+    """A path's name below `root`, its parts joined by "/", as scan() names files."""
+    return os.path.relpath(path, root).replace(os.sep, "/")
 
 
 def looked_at_by_scan(root: Path, name: str) -> bool:

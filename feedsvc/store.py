@@ -20,7 +20,7 @@ from pathlib import Path
 from . import parsecache
 from .catalog import Catalog
 from .fields import Limits
-from .loader import FileState, Scan, refresh, rescan, result_of, scan, stale_names
+from .loader import FileState, Scan, name_in, refresh, rescan, result_of, scan, stale_names
 from .parallel import alongside
 from .render import RenderCache
 
@@ -81,11 +81,7 @@ class FeedStore:
     def _swap(self, touched: Iterable[str] | None = None, scanned: Scan | None = None) -> bool:
         """Scan (or, after file events, stat the `touched` paths; or take the scan given), parse
         what changed, and swap in the new catalog; False when nothing changed."""
-        known = self._found
-        found = scanned or (rescan(self.seeds_dir, known, touched) if touched is not None and known else None)
-        found = found or scan(self.seeds_dir)
-        # The files to look at: those whose stamp differs from the last scan's (all at first).
-        names = None if known is None else {name for name, _ in found.files.items() - known.files.items()}
+        found, names = self._look(touched, scanned)
         states = refresh(self.seeds_dir, self._states, found, self.limits, names)
         if self._loaded and states == self._states:
             self._found = found
@@ -98,6 +94,21 @@ class FeedStore:
             self._cache_dirty = True
             self.save_cache(force=first)
         return True
+
+    def _look(self, touched: Iterable[str] | None, scanned: Scan | None) -> tuple[Scan, Iterable[str] | None]:
+        """The folder as it is now (the scan given, the last one updated for the `touched` paths,
+        or a full scan), and the names that can have changed since the last look (None: all)."""
+        known = self._found
+        if scanned is None and touched is not None and known is not None:
+            touched = list(touched)
+            found = rescan(self.seeds_dir, known, touched)
+            if found is not None:  # only the paths the events named: no pass over every file
+                return found, {name_in(self.seeds_dir, path) for path in touched}
+        found = scanned or scan(self.seeds_dir)
+        if known is None:
+            return found, None
+        stamp_of = known.files.get
+        return found, [name for name, stamp in found.files.items() if stamp_of(name) != stamp]
 
     def _log_loaded(self) -> None:
         log.info("loaded %d articles from %s (%d skipped, %d stale)", len(self.catalog.articles),
