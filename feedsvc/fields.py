@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import date, datetime, time, timezone
+from functools import lru_cache
 from typing import Any
 
 from dateutil import parser as dateparser

@@ -128,7 +128,7 @@ def save(path: Path, seeds_dir: Path, limits: Limits, states: dict[str, FileStat
     The states are pickled in chunks of PAUSE_EVERY and streamed out (one pickle of the whole
     folder doubled peak memory at 100,000 articles). With `pause`, the writer sleeps that long
     after each chunk, so that on a thread it leaves the interpreter to requests (pickling runs
-    in C and holds the GIL: without pauses, one request waited 300 ms for a 10,000-file write).
+    in C and holds the GIL; the JSON writer before it, without pauses, held one request 300 ms).
     """
     key = signing_key(path.parent, create=True)
     if key is None:
