@@ -148,9 +148,16 @@ def build_mapping(loader: Any, node: MappingNode, spec: Spec, merges: bool) -> d
     return built
 
 
-# Flow collections nested deeper are refused before libyaml sees them (it overflows at ~25,000);
-# shallower ones under a key feedsvc reads end in a RecursionError, reported as invalid YAML.
-MAX_DEPTH = 5_000
+# feedsvc's own bound on nesting. A real article nests five levels (root, related, a link, its
+# images, an image); every YAML library has a limit of its own, or none (libyaml 0.2.5 overflows
+# the C stack, SIGSEGV, at about 100,000 levels; later releases refuse 1,000; PyYAML's pure-Python
+# parser recurses ~3 frames a level). Refusing deep documents before any parser sees them makes
+# the result the same whatever parser, and whatever release of it, is installed.
+MAX_DEPTH = 100
+# Over "\n" + text ("\n" as a literal prefix is searched for far faster than a MULTILINE "^"):
+# each line's indentation, and each run of compact block indicators that starts a line.
+_INDENTS = re.compile(r"\n( *)(?=[^ \n])")
+_COMPACT_RUN = re.compile(r"\n *((?:[-?](?: +|(?=\n)|$))+)")
 
 
 def flow_depth(source: str) -> int:
@@ -165,11 +172,25 @@ def flow_depth(source: str) -> int:
     return deepest
 
 
+def nesting_bound(source: str) -> int:
+    """An upper bound of the nesting depth of a YAML document, from its text alone (no parser).
+
+    A block node nests in its parent either on a later line with more indentation (or, for a
+    sequence under a mapping key, the same), or on the same line after a compact indicator
+    ("- - x", "? x"). So a chain of nested block nodes visits at most two lines per distinct
+    indentation width, each adding at most its run of compact indicators and a key; flow
+    collections ("[", "{") add at most their bracket depth.
+    """
+    lines = "\n" + source
+    widths = len(set(_INDENTS.findall(lines)))
+    run = max((line.count("-") + line.count("?") for line in _COMPACT_RUN.findall(lines)), default=0)
+    brackets = source.count("[") + source.count("{")
+    return 2 * widths * (run + 2) + (flow_depth(source) if brackets > MAX_DEPTH // 2 else brackets)
+
+
 def load_subset(source: str, spec: Spec, max_nodes: int) -> Any:
     """Parse one YAML document and build the parts of it that `spec` names."""
-    # libyaml's C parser recurses once per nesting level and overflows the C stack (SIGSEGV,
-    # not an exception) at about 25,000 levels: refuse deep nesting before it parses.
-    if source.count("[") + source.count("{") > MAX_DEPTH and flow_depth(source) > MAX_DEPTH:
+    if nesting_bound(source) > MAX_DEPTH:
         raise UnsafeYaml(f"front matter nests deeper than {MAX_DEPTH} levels: flatten it", None)
     loader = SafeLoader(source)
     try:

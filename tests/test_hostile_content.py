@@ -18,8 +18,9 @@ from feedcheck import ATOM, check_feed
 from feedsvc.cli import main
 from feedsvc.errors import ArticleError
 from feedsvc.fields import Limits
-from feedsvc.loader import MAX_NODES, load_bytes, load_folder
+from feedsvc.loader import MAX_NODES, load_bytes, load_folder, split_front_matter
 from feedsvc.model import Problem
+from feedsvc.yamlsubset import MAX_DEPTH, nesting_bound
 
 SEED_URLS = {yaml.safe_load(p.read_text(encoding="utf-8").split("---\n")[1])["webUrl"] for p in SEEDS.iterdir()}
 FIELDS = "webUrl: https://example.com/x\npublishedDateTime: 2021-01-01\n"
@@ -39,13 +40,14 @@ def billion_laughs(levels: int = 9) -> str:
 
 
 # (file name, bytes, expected line, expected message). Each is skipped; the message is exact
-# unless it ends with "...", when it is the start of the message. ANY_LINE: some line of the file.
+# unless it ends with "...", when it is the start of the message (feedsvc's words; the rest is the
+# YAML library's, whose wording is its own). ANY_LINE: some line of the file.
 ANY_LINE = -1
 BROKEN = [
     ("bad-indent.md", doc("---", "title: ok", "  bad: indent: here", "---"), 3,
-     "invalid YAML: mapping values are not allowed in this context"),
+     "invalid YAML: ..."),
     ("unclosed-flow.md", doc("---", "title: ok", "webUrl: [x", "publishedDateTime: 2021-01-01", "---"), 4,
-     "invalid YAML: did not find expected ',' or ']'"),
+     "invalid YAML: ..."),
     ("no-front-matter.md", doc("title: no dashes", FIELDS), 1, "no front matter: the first line must be '---'"),
     ("unclosed.md", doc("---", "title: never closed", FIELDS), 1,
      "front matter is not closed: add a '---' line after the last field"),
@@ -69,7 +71,7 @@ BROKEN = [
     ("date-no-year.md", doc("---", "title: t", "webUrl: https://example.com/x", 'publishedDateTime: "13 January"', "---"), 4,
      "publishedDateTime '13 January' is not a date: use ISO 8601, e.g. 2021-01-13T23:56:00Z"),
     ("impossible-date.md", doc("---", "title: t", "webUrl: https://example.com/x", "publishedDateTime: 2021-02-30", "---"),
-     None, "invalid YAML value: day is out of range for month..."),
+     None, "invalid YAML value: ..."),
     ("no-date.md", doc("---", "title: t", "webUrl: https://example.com/x", "---"), None,
      "publishedDateTime is missing: add 'publishedDateTime: 2021-01-13T23:56:00Z'"),
     ("javascript-url.md", doc("---", "title: t", 'webUrl: "javascript:alert(1)"', "publishedDateTime: 2021-01-01", "---"), 3,
@@ -87,7 +89,7 @@ BROKEN = [
     ("latin1.md", "---\ntitle: café\n---\n".encode("latin-1"), None, "not UTF-8 text (byte 14): save the file as UTF-8"),
     ("utf16.md", "---\ntitle: t\n---\n".encode("utf-16"), None, "not UTF-8 text (byte 0): save the file as UTF-8"),
     ("nested-title.md", doc("---", "title: " + "[" * 2000 + "x" + "]" * 2000, FIELDS + "---"), None,
-     "invalid YAML value: maximum recursion depth exceeded..."),
+     f"front matter nests deeper than {MAX_DEPTH} levels: flatten it"),
     ("alias-bomb.md", doc("---", "title: t", FIELDS + billion_laughs(), "---"), ANY_LINE,
      f"front matter expands to over {MAX_NODES} values (YAML aliases?): simplify it"),
 ]
@@ -226,21 +228,37 @@ def test_modest_aliases_are_fine(seeds_dir):
     assert article.topics == ("Shared title", "Other")
 
 
-def test_nesting_too_deep_for_libyaml_is_refused_even_under_an_unread_key(seeds_dir):
-    # libyaml would overflow the C stack near 25,000 levels; feedsvc refuses beyond 5,000 before parsing.
-    write(seeds_dir, "deep.md", doc("---", "title: t", FIELDS + "junk: " + "[" * 10_000 + "]" * 10_000, "---"))
+DEEP = {
+    "flow": lambda n: "junk: " + "[" * n + "]" * n,
+    "compact-block": lambda n: "junk:\n" + "- " * n + "x",
+    "indented-block": lambda n: "junk:\n" + "".join(" " * i + f"k{i}:\n" for i in range(1, n)) + " " * n + "x",
+}
+
+
+@pytest.mark.parametrize("kind", DEEP)
+def test_nesting_past_feedsvcs_own_limit_is_refused_even_under_an_unread_key(seeds_dir, kind):
+    # feedsvc's limit, checked on the text before any parser sees it: the same answer whatever
+    # YAML library (and release of it) is installed.
+    write(seeds_dir, "deep.md", doc("---", "title: t", FIELDS + DEEP[kind](MAX_DEPTH + 1), "---"))
     result = load_folder(seeds_dir)
     assert [(p.path, p.message) for p in result.problems] == [
-        ("deep.md", "front matter nests deeper than 5000 levels: flatten it")
+        ("deep.md", f"front matter nests deeper than {MAX_DEPTH} levels: flatten it")
     ]
     assert "https://example.com/x" not in {a.url for a in result.articles}
 
 
-def test_deep_nesting_within_the_limit_under_an_unread_key_does_not_stop_the_article(seeds_dir):
-    write(seeds_dir, "deep.md", doc("---", "title: t", FIELDS + "junk: " + "[" * 4_000 + "]" * 4_000, "---"))
+@pytest.mark.parametrize("kind", DEEP)
+def test_nesting_well_within_the_limit_under_an_unread_key_does_not_stop_the_article(seeds_dir, kind):
+    write(seeds_dir, "deep.md", doc("---", "title: t", FIELDS + DEEP[kind](MAX_DEPTH // 10), "---"))
     result = load_folder(seeds_dir)
     assert result.problems == ()
     assert "https://example.com/x" in {a.url for a in result.articles}
+
+
+def test_real_articles_nest_far_below_the_limit(read_only_folders):
+    for path in [*(read_only_folders / "seeds").iterdir(), *(read_only_folders / "corpus").iterdir()]:
+        source, _ = split_front_matter(path.read_text(encoding="utf-8"), path.name)
+        assert nesting_bound(source) <= MAX_DEPTH // 3, path.name
 
 
 def run_check(folder: Path, timeout: float) -> subprocess.CompletedProcess:
@@ -251,9 +269,12 @@ def run_check(folder: Path, timeout: float) -> subprocess.CompletedProcess:
     )
 
 
-def test_very_deep_nesting_is_skipped_not_a_crash(tmp_path):
+@pytest.mark.parametrize("kind", DEEP)
+def test_very_deep_nesting_is_skipped_not_a_crash(tmp_path, kind):
+    # 100,000 levels of "- " overflowed libyaml 0.2.5's C stack (SIGSEGV) under PyYAML 6.0-6.0.3.
     folder = tmp_path / "deep"
-    write(folder, "deep.md", doc("---", "title: t", FIELDS + "junk: " + "[" * 30_000 + "]" * 30_000, "---"))
+    levels = 1_000 if kind == "indented-block" else 100_000  # indentation: n levels take n*n/2 bytes
+    write(folder, "deep.md", doc("---", "title: t", FIELDS + DEEP[kind](levels), "---"))
     done = run_check(folder, timeout=60)
     assert done.returncode == 1, (done.returncode, done.stderr[-500:])
     assert done.stdout.startswith("deep.md")
