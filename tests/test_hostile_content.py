@@ -4,7 +4,9 @@ keeps serving in feeds that stay valid."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import subprocess
 import sys
 import time
@@ -461,6 +463,39 @@ def test_control_characters_from_yaml_escapes_are_dropped(seeds_dir, make_client
         response = client.get(f"/topics/esc/{fmt}.xml")
         assert response.status_code == 200
         assert entry_texts(fmt, response.data)["https://example.com/x"][0] == "Escaped"
+
+
+BIDI_FILE = doc(
+    "---",
+    'title: "Invoice \\u202Efdp.exe"',
+    'excerpt: "Pay \\u2066now\\u2069 or &#x202E;later"',
+    "webUrl: https://example.com/bidi",
+    "publishedDateTime: 2021-03-01",
+    "published: true",
+    'topics: ["Bi\\u202Bdi"]',
+    'provider: {name: "Trusted\\u202D News"}',
+    "related:",
+    '  - {title: "Read \\u2067this\\u202C", webUrl: "https://example.com/bidi-related"}',
+    "---",
+)
+BIDI_CHARACTER = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def test_bidi_controls_never_reach_any_route(seeds_dir, make_client):
+    write(seeds_dir, "bidi.md", BIDI_FILE)
+    client = make_client()
+    article, _ = loaded(seeds_dir, "bidi.md")
+    assert (article.title, article.excerpt) == ("Invoice fdp.exe", "Pay now or later")
+    assert (article.topics, article.provider.name, article.related[0].title) == (("Bidi",), "Trusted News", "Read this")
+    routes = ["/", "/feeds.opml"] + [f"{prefix}/{name}" for prefix in ("", "/topics/bidi")
+                                     for name in ("rss.xml", "atom.xml", "feed.json", "digest.html", "digest.txt")]
+    for route in routes:
+        response = client.get(route)
+        assert response.status_code == 200, route
+        body = response.get_data(as_text=True)
+        assert "fdp.exe" in body or route in ("/", "/feeds.opml"), route
+        # Written as characters or as references, escaped once (XML) or twice (HTML in XML).
+        assert not BIDI_CHARACTER.search(html.unescape(html.unescape(body))), route
 
 
 def test_c1_controls_from_yaml_escapes_are_dropped(seeds_dir):
