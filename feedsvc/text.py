@@ -139,6 +139,12 @@ def strip_html(text: str) -> str:
     return html.unescape(text) if "&" in text else text
 
 
+def html_text(text: str) -> str:
+    """Plain text as HTML that shows it as written ("&", "<" and ">" escaped), for a field that
+    readers render as HTML: "<script>" in a title is then text, never an element."""
+    return html.escape(text, quote=False)
+
+
 def cut(text: str, limit: int | None) -> str:
     """Cut text to at most `limit` characters at a word boundary, marking the cut with an ellipsis."""
     if limit is None or len(text) <= limit:
