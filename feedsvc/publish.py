@@ -171,14 +171,14 @@ def render_body(fmt: str, info: feeds.FeedInfo, entries: tuple[Entry, ...]) -> b
 
 def render_feed(catalog: Catalog, site: Site, slug: str | None, fmt: str, query: Query) -> bytes:
     """One feed's bytes, uncached; raises TopicNotFound for an unknown topic."""
-    name = catalog.topic_names.get(slug, "All topics")
+    name = catalog.topic_names_for(query.include_all).get(slug, "All topics")
     entries, pages = feed_entries(catalog, slug, query)
     return render_body(fmt, site.feed_info(name, slug, fmt, query, pages), entries)
 
 
 def cached_feed(cache: RenderCache, catalog: Catalog, site: Site, slug: str | None, fmt: str, query: Query) -> Rendered:
     """One feed's rendered body, made again only when its entries (or name) changed."""
-    name = catalog.topic_names.get(slug, "All topics")
+    name = catalog.topic_names_for(query.include_all).get(slug, "All topics")
     entries, pages = feed_entries(catalog, slug, query)
     key = (site, slug, fmt, query)
     source = (name, pages, entries)

@@ -60,7 +60,8 @@ def feed(slug: str | None, fmt: str) -> Response:
     """One feed, RSS 2.0, Atom 1.0 or JSON Feed 1.1, answered conditionally."""
     catalog, query = current_catalog(), current_query()
     rendered = cached_feed(current_store().cache, catalog, current_site(), slug, fmt, query)
-    return conditional_response(rendered, MEDIA_TYPES[fmt], catalog.last_modified, shared=not query.include_all)
+    last_modified = catalog.last_modified_for(query.include_all)  # drafts never move a public one
+    return conditional_response(rendered, MEDIA_TYPES[fmt], last_modified, shared=not query.include_all)
 
 
 @bp.get("/digest.<any(html, txt):kind>", defaults={"slug": None})
