@@ -10,8 +10,8 @@ from werkzeug.exceptions import HTTPException
 from datetime import datetime, timezone
 
 from .catalog import Catalog
-from .errors import AccessDenied, FeedsvcError, PageNotFound, QueryError, TopicNotFound
-from .publish import FORMATS, MEDIA_TYPES, Query, Site, cached_feed, parse_query
+from .errors import AccessDenied, BadHost, FeedsvcError, PageNotFound, QueryError, TopicNotFound
+from .publish import FORMATS, MEDIA_TYPES, Query, Site, cached_feed, parse_query, request_base_url
 from .render import Rendered
 from .store import FeedStore
 from .text import html_text
@@ -32,10 +32,10 @@ def current_catalog() -> Catalog:
 
 
 def current_site() -> Site:
-    """The site as this request sees it (config BASE_URL, else the requested host)."""
+    """The site as this request sees it (config BASE_URL, else the Host header; without either, 400)."""
     config = current_app.config
     return Site(
-        base_url=config["BASE_URL"] or request.host_url,
+        base_url=config["BASE_URL"] or request_base_url(request.scheme, request.headers.get("Host")),
         title=config["SITE_TITLE"],
         author=config["FEED_AUTHOR"],
         default_limit=config["DEFAULT_LIMIT"],
@@ -159,6 +159,7 @@ def security_headers(response: Response) -> Response:
 def register_error_handlers(app: Flask) -> None:
     """Map the exception tree (and HTTP errors) to short plain-text responses."""
     app.register_error_handler(QueryError, lambda e: plain_error(400, str(e)))
+    app.register_error_handler(BadHost, lambda e: plain_error(400, str(e)))
     app.register_error_handler(TopicNotFound, lambda e: plain_error(404, str(e)))
     app.register_error_handler(PageNotFound, lambda e: plain_error(404, str(e)))
     app.register_error_handler(AccessDenied, lambda e: plain_error(403, str(e)))
