@@ -6,6 +6,7 @@ import logging
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import parse_etags
 
 from datetime import datetime, timezone
 
@@ -89,8 +90,26 @@ def conditional_response(rendered: Rendered, media_type: str, last_modified: dat
     response.cache_control.public = shared
     response.cache_control.private = not shared
     response.cache_control.max_age = current_app.config["MAX_AGE"]
+    environ = request.environ
+    if "HTTP_IF_MATCH" in environ:
+        # RFC 9110 13.1.1: true for "*" (the feed exists) or a tag equal by strong comparison; when
+        # false, 412 (13.2.2 step 1). Decided here: werkzeug's make_conditional answers "*" with 412
+        # and sends the whole body with a 412; the rest of the evaluation stays werkzeug's.
+        if not parse_etags(environ["HTTP_IF_MATCH"]).contains(etag):
+            return precondition_failed(etag)
+        environ = {key: value for key, value in environ.items() if key != "HTTP_IF_MATCH"}
     # If-None-Match (weak comparison, "*") wins over If-Modified-Since (RFC 9110 13.1.3, 13.2.2).
-    return response.make_conditional(request)
+    return response.make_conditional(environ)
+
+
+def precondition_failed(etag: str) -> Response:
+    """412 Precondition Failed with no body (RFC 9110 15.5.13): no representation is sent, only the
+    current entity tag, so the client can tell that what it holds is outdated."""
+    response = Response(status=412)
+    del response.headers["Content-Type"]
+    response.set_etag(etag)
+    response.vary.add("Accept-Encoding")  # the tag is per coding
+    return response
 
 
 @bp.get("/")

@@ -921,3 +921,35 @@ def test_failed_if_match_is_412_on_a_replayed_response_too(fast_and_flask):
     assert flask.get("/rss.xml", headers={"If-Match": '"not-it"'}).status_code == 412
     get_ok(fast, "/rss.xml")  # kept for replay
     assert fast.get("/rss.xml", headers={"If-Match": '"not-it"'}).status_code == 412  # actual: 200
+
+
+IF_MATCH_URLS = ["/rss.xml", "/topics/ai/atom.xml?include=all", "/feed.json?limit=1", "/digest.html"]
+
+
+@pytest.mark.parametrize("url", IF_MATCH_URLS)
+@pytest.mark.parametrize("coding", ["identity", "gzip"])
+def test_failed_if_match_is_412_without_a_body(fast_and_flask, url, coding):
+    """RFC 9110 13.1.1 and 15.5.13: a false If-Match is a 412, and a 412 sends no representation."""
+    for client in fast_and_flask:
+        current = get_ok(client, url, headers={"Accept-Encoding": coding})  # kept for replay, where on
+        other_coding = get_ok(client, url, headers={"Accept-Encoding": "identity" if coding == "gzip" else "gzip"})
+        for if_match in ('"not-it"', f"W/{current.headers['ETag']}", other_coding.headers["ETag"], '"a", "b"'):
+            for method in ("GET", "HEAD"):
+                response = client.open(url, method=method, headers={"If-Match": if_match, "Accept-Encoding": coding})
+                assert response.status_code == 412, (if_match, method)
+                assert response.data == b"" and response.headers.get("Content-Length", "0") == "0"
+                assert "Content-Encoding" not in response.headers and "Content-Type" not in response.headers
+                assert "Cache-Control" not in response.headers  # no cache may keep it for the URL
+                assert response.headers["ETag"] == current.headers["ETag"]
+
+
+@pytest.mark.parametrize("url", IF_MATCH_URLS)
+def test_if_match_that_holds_is_the_usual_response(fast_and_flask, url):
+    for client in fast_and_flask:
+        current = get_ok(client, url)
+        for if_match in ("*", current.headers["ETag"], f'"other", {current.headers["ETag"]}'):
+            response = client.get(url, headers={"If-Match": if_match})
+            assert (response.status_code, response.data) == (200, current.data), if_match
+        # If-Match holds, then If-None-Match decides (RFC 9110 13.2.2 steps 1 and 3).
+        both = {"If-Match": current.headers["ETag"], "If-None-Match": current.headers["ETag"]}
+        assert client.get(url, headers=both).status_code == 304
