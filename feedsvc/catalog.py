@@ -7,7 +7,7 @@ holds one sees one consistent set of articles.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property, lru_cache
@@ -78,6 +78,27 @@ def updated_spellings(
     return spellings
 
 
+def names_of(spellings: dict[str, Counter]) -> dict[str, str]:
+    """Slug -> display name: spellings that slug alike are one topic, the commonest names it."""
+    return {slug: min(c, key=lambda n: (-c[n], n)) for slug, c in sorted(spellings.items())}
+
+
+def moved_forward(
+    previous: datetime, gone: list[Article], added: list[Article], modified_ns: Callable[[str], int] | None
+) -> datetime:
+    """Last-Modified after the articles `gone` left and `added` came (both of one view): the
+    newest mtime of an added article's file, never backwards, and forward to now when something
+    changed but no mtime moved past the last value (a removed or unpublished article, cp -p): a
+    client's If-Modified-Since must never hide a change (RFC 9110 13.1.3)."""
+    if not gone and not added:
+        return previous
+    newest = max(map(modified_ns, (a.path for a in added)), default=0) if modified_ns else 0
+    modified = datetime.fromtimestamp(newest // 1_000_000_000, tz=timezone.utc)
+    if modified <= previous:
+        modified = datetime.now(timezone.utc).replace(microsecond=0)
+    return max(modified, previous)
+
+
 def newest_first(items: Iterable[T], *ties: str) -> list[T]:
     """`items` newest first, equal dates by URL, then by the attributes `ties` names, so every
     order is deterministic. Stable sorts from the last key to the first, each on one attribute
@@ -134,7 +155,11 @@ class Catalog:
         self.articles = tuple(sorted(articles, key=attrgetter("path")))
         self.file_problems = tuple(problems)  # what loading the files found
         self.stale = stale  # files whose last good version is served while their current one is broken
-        self.last_modified = last_modified
+        self.last_modified = last_modified  # of every file: what include=all responses carry
+        # What public responses carry: inherit() moves it only when published articles change, so
+        # drafts never move it. A first catalog has no history to tell a draft's edit from an
+        # unpublishing one, so it starts from every file's (a restart may move it on, never back).
+        self.public_last_modified = last_modified
         self._entries: dict[tuple[str | None, bool], tuple[Entry, ...]] = {}
         self._lock = Lock()
 
@@ -168,20 +193,45 @@ class Catalog:
         return spellings
 
     @cached_property
-    def topic_names(self) -> dict[str, str]:
-        """Slug -> display name; spellings that slug alike are one topic, the commonest names it."""
-        return {slug: min(c, key=lambda n: (-c[n], n)) for slug, c in sorted(self.spellings.items())}
+    def public_spellings(self) -> dict[str, Counter]:
+        """Topic slug -> how often each spelling is used by published articles (drafts name nothing in public)."""
+        spellings: dict[str, Counter] = {}
+        for topics, uses in Counter(a.topics for a in self.articles if a.is_published).items():
+            count_spellings(spellings, topics, uses)
+        return spellings
 
-    def inherit(self, previous: Catalog, changed: int = 1000) -> None:
+    @cached_property
+    def topic_names(self) -> dict[str, str]:
+        """Slug -> display name over every article (include=all); the commonest spelling names a topic."""
+        return names_of(self.spellings)
+
+    @cached_property
+    def public_topic_names(self) -> dict[str, str]:
+        """Slug -> display name over the published articles: what public responses call a topic."""
+        return names_of(self.public_spellings)
+
+    def topic_names_for(self, include_all: bool) -> dict[str, str]:
+        """The topic names of one view: every article's, or the published ones'."""
+        return self.topic_names if include_all else self.public_topic_names
+
+    def last_modified_for(self, include_all: bool) -> datetime:
+        """Last-Modified of one view's responses: every file's, or the published articles'."""
+        return self.last_modified if include_all else self.public_last_modified
+
+    def inherit(self, previous: Catalog, changed: int = 1000, modified_ns: Callable[[str], int] | None = None) -> None:
         """Take over what `previous` computed that the articles changed since do not touch: its
         topic index and the entries of untouched topics. A reload of one edited file then costs
         one topic's worth of work, not the whole folder's (when over `changed` articles differ,
-        computing afresh is as cheap)."""
+        computing afresh is as cheap). Move the public Last-Modified on from `previous`'s when
+        published articles changed, to the newest mtime (`modified_ns(path)`) of those added."""
         # Unchanged files keep their Article objects (loader.refresh), so identity tells what changed.
         before = dict(zip(map(id, previous.articles), previous.articles))
         after = dict(zip(map(id, self.articles), self.articles))
         gone = [before[key] for key in before.keys() - after.keys()]
         added = [after[key] for key in after.keys() - before.keys()]
+        public_gone = [a for a in gone if a.is_published]
+        public_added = [a for a in added if a.is_published]
+        self.public_last_modified = moved_forward(previous.public_last_modified, public_gone, public_added, modified_ns)
         if len(gone) + len(added) > changed:
             return
         touched = {slug for article in gone + added for slug in slugs_of(article.topics)}
@@ -194,6 +244,11 @@ class Catalog:
             self.by_topic = topics
         if "spellings" in previous.__dict__:
             self.spellings = updated_spellings(previous.spellings, touched, gone, added)
+        if "public_spellings" in previous.__dict__:
+            public_touched = {slug for article in public_gone + public_added for slug in slugs_of(article.topics)}
+            self.public_spellings = updated_spellings(
+                previous.public_spellings, public_touched, public_gone, public_added
+            )
         with previous._lock:  # requests may still be adding entries to the previous catalog
             computed = dict(previous._entries)
         self._entries = {key: value for key, value in computed.items() if key[0] is not None and key[0] not in touched}
@@ -223,9 +278,9 @@ class Catalog:
         return self._entries[key]
 
     def topics(self, include_all: bool) -> list[Topic]:
-        """Every topic with selected articles, by name, with its entry count."""
+        """Every topic with selected articles, by name (as the view names it), with its entry count."""
         found = []
-        for slug, name in self.topic_names.items():
+        for slug, name in self.topic_names_for(include_all).items():
             try:
                 found.append(Topic(slug, name, len(self.entries(slug, include_all))))
             except TopicNotFound:

@@ -23,6 +23,10 @@ class QueryError(FeedsvcError):
     """A request's query flags are malformed (HTTP 400)."""
 
 
+class BadHost(FeedsvcError):
+    """A request names no valid host to build its links on, and BASE_URL is unset (HTTP 400)."""
+
+
 class TopicNotFound(FeedsvcError):
     """No selected article carries the requested topic (HTTP 404)."""
 

@@ -53,7 +53,7 @@ class ResponseCache:
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         """Answer from a kept response when there is one for this request and catalog."""
         method = environ["REQUEST_METHOD"]
-        # If-Match and Range need werkzeug's full handling (412, 206): leave them to Flask.
+        # If-Match and Range need the Flask path's full handling (412 in web.py, 206): leave them to it.
         if method not in ("GET", "HEAD") or "HTTP_IF_MATCH" in environ or "HTTP_RANGE" in environ:
             return self.app(environ, start_response)
         self.on_request()

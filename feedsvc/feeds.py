@@ -5,6 +5,14 @@ feedgen's defaults are guarded here: every date is set from the content (it woul
 <author> needs an e-mail), media items stand alone (it would wrap them in media:group, which
 the W3C validator rejects), and entry-level Atom links with a rel are written by an extension
 (feedgen 1.0.0 drops their rel/type/title, upstream issue #135).
+
+Text is plain text everywhere; where readers take a field as HTML it is HTML-escaped first. RSS
+<description>, item and channel, is HTML (RSS 2.0: "entity-encoded HTML is allowed"; feedparser
+reads both as text/html), so an excerpt "<script>" reaches the XML as "&amp;lt;script&amp;gt;".
+RSS titles, dc:creator and categories are plain text (the RSS Board's profile, feedparser), as are
+Atom's typeless <title>, <subtitle> and <summary> (RFC 4287 section 3.1.1): XML-escaped only.
+(Django's syndication view escapes titles twice by default, its ticket #6533; readers that treat
+RSS titles as text then show "&lt;".) HTML bodies (content:encoded, Atom content) are made by lxml.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import lxml.html  # isort: skip
 from lxml.html.builder import E  # isort: skip
 
 from .model import Entry
+from .text import html_text
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 # An empty feed still needs an <updated>; a fixed instant keeps its bytes the same every day.
@@ -94,7 +103,7 @@ def new_generator(info: FeedInfo, entries: Sequence[Entry], fmt: str) -> FeedGen
     fg.register_extension("feedsvc_channel", AtomFeedLinksExtension, BaseEntryExtension, atom=False, rss=True)
     fg.id(info.feed_id)
     fg.title(info.title)
-    fg.subtitle(info.subtitle)
+    fg.subtitle(html_text(info.subtitle) if fmt == "rss" else info.subtitle)  # RSS's channel <description> is HTML
     fg.author(name=info.author)
     fg.generator("feedsvc")
     fg.link(href=info.self_url, rel="self", type=MEDIA_TYPES[fmt])
@@ -114,8 +123,8 @@ def new_generator(info: FeedInfo, entries: Sequence[Entry], fmt: str) -> FeedGen
     return fg
 
 
-def add_entry(fg: FeedGenerator, item: Entry) -> None:
-    """Append one entry with every field set explicitly."""
+def add_entry(fg: FeedGenerator, item: Entry, fmt: str) -> None:
+    """Append one entry with every field set explicitly, for `fmt` ("rss" or "atom")."""
     fe = fg.add_entry(order="append")
     fe.id(item.url)
     fe.guid(item.url, permalink=True)
@@ -127,7 +136,8 @@ def add_entry(fg: FeedGenerator, item: Entry) -> None:
     # <description> when there is none, so such an entry always has a plain-text one.
     summary = related_summary(item) or (item.title if item.image else "")
     if summary:
-        fe.summary(summary)  # feedgen writes it as Atom <summary> and RSS <description>
+        # feedgen writes it as Atom <summary> (text) or RSS <description> (HTML to its readers).
+        fe.summary(html_text(summary) if fmt == "rss" else summary)
     for topic in item.categories:
         fe.category(term=topic)
     if item.provider:
@@ -177,7 +187,7 @@ def render(fmt: str, info: FeedInfo, entries: Sequence[Entry]) -> bytes:
     """The feed as UTF-8 bytes in `fmt` ("rss" or "atom"); same input, same bytes."""
     fg = new_generator(info, entries, fmt)
     for item in entries:
-        add_entry(fg, item)
+        add_entry(fg, item, fmt)
     if fmt == "atom":
         return fg.atom_str(pretty=True)
     return fg.rss_str(pretty=True)

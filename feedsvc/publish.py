@@ -6,13 +6,14 @@ Request-free (no Flask): the web layer passes plain values in and gets bytes and
 from __future__ import annotations
 
 import hmac
+import re
 import sys
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode
 
 from . import digest, feeds, jsonfeed
 from .catalog import Catalog
-from .errors import AccessDenied, PageNotFound, QueryError
+from .errors import AccessDenied, BadHost, PageNotFound, QueryError
 from .model import Entry
 from .render import Rendered, RenderCache
 from .urls import shorten
@@ -93,6 +94,24 @@ def check_preview_token(given: str | None, expected: str | None) -> str | None:
     return given
 
 
+# RFC 9110 section 7.2: Host = uri-host [":" port] (RFC 3986 sections 3.2.2, 3.2.3). Every link is
+# built on it, so only a DNS name, an IPv4 address or a bracketed IPv6 literal is taken, with a
+# port of digits: no path, user info, space or empty value.
+_HOST_HEADER = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?)(?::([0-9]{1,5}))?")
+DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def request_base_url(scheme: str, host: str | None) -> str:
+    """The base URL a request names in its Host header, normalised (RFC 3986 section 6.2: the
+    host lower-cased, the scheme's default port left out); raise BadHost when it sent none (HTTP
+    1.0 may not) or one that is not host[:port]."""
+    match = _HOST_HEADER.fullmatch(host.strip(" \t").lower()) if host and scheme in DEFAULT_PORTS else None
+    port = match.group(2) if match else None
+    if match is None or (port is not None and not 0 < int(port) < 65536):
+        raise BadHost("no valid Host header: send Host (host[:port]) or set BASE_URL (FEEDSVC_BASE_URL)")
+    return f"{scheme}://{match.group(1)}{'' if port in (None, DEFAULT_PORTS[scheme]) else ':' + port}/"
+
+
 @dataclass(frozen=True)
 class Site:
     """Where the service lives and what it calls itself; every URL it makes is absolute."""
@@ -171,14 +190,14 @@ def render_body(fmt: str, info: feeds.FeedInfo, entries: tuple[Entry, ...]) -> b
 
 def render_feed(catalog: Catalog, site: Site, slug: str | None, fmt: str, query: Query) -> bytes:
     """One feed's bytes, uncached; raises TopicNotFound for an unknown topic."""
-    name = catalog.topic_names.get(slug, "All topics")
+    name = catalog.topic_names_for(query.include_all).get(slug, "All topics")
     entries, pages = feed_entries(catalog, slug, query)
     return render_body(fmt, site.feed_info(name, slug, fmt, query, pages), entries)
 
 
 def cached_feed(cache: RenderCache, catalog: Catalog, site: Site, slug: str | None, fmt: str, query: Query) -> Rendered:
     """One feed's rendered body, made again only when its entries (or name) changed."""
-    name = catalog.topic_names.get(slug, "All topics")
+    name = catalog.topic_names_for(query.include_all).get(slug, "All topics")
     entries, pages = feed_entries(catalog, slug, query)
     key = (site, slug, fmt, query)
     source = (name, pages, entries)

@@ -204,8 +204,8 @@ def build_catalog(states: dict[str, FileState], last_modified: datetime, previou
     """A catalog of the given file states, taking over what `previous` computed that still holds."""
     result = result_of(states)
     catalog = Catalog(result.articles, result.problems, stale=stale_names(states), last_modified=last_modified)
-    if previous is not None:
-        catalog.inherit(previous)
+    if previous is not None:  # the files' mtimes move the public Last-Modified when published articles change
+        catalog.inherit(previous, modified_ns=lambda path: states[path].stamp.mtime_ns)
     return catalog
 
 

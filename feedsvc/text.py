@@ -20,6 +20,16 @@ ELLIPSIS = "…"
 
 
 _SUSPECT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
+# Bidirectional embeddings, overrides and isolates (Unicode UAX #9 sections 2.1-2.4: LRE, RLE, PDF,
+# LRO, RLO, LRI, RLI, FSI, PDI) reorder every character up to their terminator, or to the end of the
+# paragraph when there is none: "\u202egnp.exe" shows as "exe.png", and one left open in a title
+# reverses what a reader shows after it ("Trojan Source", CVE-2021-42574). They are dropped from
+# every text field, balanced or not: a balanced override still disguises the text inside it. The
+# marks (LRM, RLM, ALM, UAX #9 section 2.6) have no scope, only a direction, and real right-to-left
+# text needs them: they stay.
+BIDI_CONTROLS = "\u202a-\u202e\u2066-\u2069"
+# What text fields never hold: _SUSPECT's characters and the bidirectional controls.
+_DROPPED = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff{BIDI_CONTROLS}]")
 # ftfy is only needed where mojibake can be: Latin-1 letters such as "Ã" and "â" start every
 # UTF-8 sequence mis-decoded as Latin-1 or Windows-1252 (and parked C1 controls).
 _MOJIBAKE_HINT = re.compile("[\u00a0-\u00ff\ue080-\ue09f\ufffd]")
@@ -129,6 +139,12 @@ def strip_html(text: str) -> str:
     return html.unescape(text) if "&" in text else text
 
 
+def html_text(text: str) -> str:
+    """Plain text as HTML that shows it as written ("&", "<" and ">" escaped), for a field that
+    readers render as HTML: "<script>" in a title is then text, never an element."""
+    return html.escape(text, quote=False)
+
+
 def cut(text: str, limit: int | None) -> str:
     """Cut text to at most `limit` characters at a word boundary, marking the cut with an ellipsis."""
     if limit is None or len(text) <= limit:
@@ -150,8 +166,9 @@ def _is_folded(text: str) -> bool:
 
 
 def plain_text(text: str, limit: int | None = None, markup: bool = True) -> str:
-    """Repaired text: mojibake fixed (ftfy), spaces folded, cut; with `markup`, tags stripped and
-    entities decoded (titles and excerpts are HTML-ish in scraped files; names are not)."""
+    """Repaired text: mojibake fixed (ftfy), controls and bidirectional overrides dropped, spaces
+    folded, cut; with `markup`, tags stripped and entities decoded (titles and excerpts are HTML-ish
+    in scraped files; names are not). The result is plain text: every writer escapes it for its format."""
     if not text.isascii() and _MOJIBAKE_HINT.search(text):
         text = _PARKED.sub(lambda m: chr(ord(m.group()) - 0xE000), text)
         text = _fixer()(text)
@@ -159,8 +176,8 @@ def plain_text(text: str, limit: int | None = None, markup: bool = True) -> str:
         text = strip_html(text)
     if _is_folded(text):
         return cut(text, limit)
-    if _SUSPECT.search(text):
-        # YAML escapes ("\x01", "\e") and character references ("&#x81;") put controls back
-        # after parsing; XML 1.0 forbids them.
-        text = _SUSPECT.sub("", text)
+    if _DROPPED.search(text):
+        # YAML escapes ("\x01", "\e") and character references ("&#x81;", "&#x202E;") put controls
+        # back after parsing; XML 1.0 forbids the C0 ones, and bidirectional ones disguise text.
+        text = _DROPPED.sub("", text)
     return cut(" ".join(text.split()), limit)

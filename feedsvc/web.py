@@ -6,16 +6,19 @@ import logging
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import parse_etags
 
 from datetime import datetime, timezone
 
 from .catalog import Catalog
-from .errors import AccessDenied, FeedsvcError, PageNotFound, QueryError, TopicNotFound
-from .publish import FORMATS, MEDIA_TYPES, Query, Site, cached_feed, parse_query
+from .errors import AccessDenied, BadHost, FeedsvcError, PageNotFound, QueryError, TopicNotFound
+from .publish import FORMATS, MEDIA_TYPES, Query, Site, cached_feed, parse_query, request_base_url
 from .render import Rendered
 from .store import FeedStore
+from .text import html_text
 
 bp = Blueprint("feeds", __name__)
+bp.add_app_template_filter(html_text)  # for fields a reader takes as HTML (the OPML text attribute)
 log = logging.getLogger(__name__)
 
 
@@ -30,10 +33,10 @@ def current_catalog() -> Catalog:
 
 
 def current_site() -> Site:
-    """The site as this request sees it (config BASE_URL, else the requested host)."""
+    """The site as this request sees it (config BASE_URL, else the Host header; without either, 400)."""
     config = current_app.config
     return Site(
-        base_url=config["BASE_URL"] or request.host_url,
+        base_url=config["BASE_URL"] or request_base_url(request.scheme, request.headers.get("Host")),
         title=config["SITE_TITLE"],
         author=config["FEED_AUTHOR"],
         default_limit=config["DEFAULT_LIMIT"],
@@ -58,7 +61,8 @@ def feed(slug: str | None, fmt: str) -> Response:
     """One feed, RSS 2.0, Atom 1.0 or JSON Feed 1.1, answered conditionally."""
     catalog, query = current_catalog(), current_query()
     rendered = cached_feed(current_store().cache, catalog, current_site(), slug, fmt, query)
-    return conditional_response(rendered, MEDIA_TYPES[fmt], catalog.last_modified, shared=not query.include_all)
+    last_modified = catalog.last_modified_for(query.include_all)  # drafts never move a public one
+    return conditional_response(rendered, MEDIA_TYPES[fmt], last_modified, shared=not query.include_all)
 
 
 @bp.get("/digest.<any(html, txt):kind>", defaults={"slug": None})
@@ -86,8 +90,26 @@ def conditional_response(rendered: Rendered, media_type: str, last_modified: dat
     response.cache_control.public = shared
     response.cache_control.private = not shared
     response.cache_control.max_age = current_app.config["MAX_AGE"]
+    environ = request.environ
+    if "HTTP_IF_MATCH" in environ:
+        # RFC 9110 13.1.1: true for "*" (the feed exists) or a tag equal by strong comparison; when
+        # false, 412 (13.2.2 step 1). Decided here: werkzeug's make_conditional answers "*" with 412
+        # and sends the whole body with a 412; the rest of the evaluation stays werkzeug's.
+        if not parse_etags(environ["HTTP_IF_MATCH"]).contains(etag):
+            return precondition_failed(etag)
+        environ = {key: value for key, value in environ.items() if key != "HTTP_IF_MATCH"}
     # If-None-Match (weak comparison, "*") wins over If-Modified-Since (RFC 9110 13.1.3, 13.2.2).
-    return response.make_conditional(request)
+    return response.make_conditional(environ)
+
+
+def precondition_failed(etag: str) -> Response:
+    """412 Precondition Failed with no body (RFC 9110 15.5.13): no representation is sent, only the
+    current entity tag, so the client can tell that what it holds is outdated."""
+    response = Response(status=412)
+    del response.headers["Content-Type"]
+    response.set_etag(etag)
+    response.vary.add("Accept-Encoding")  # the tag is per coding
+    return response
 
 
 @bp.get("/")
@@ -156,6 +178,7 @@ def security_headers(response: Response) -> Response:
 def register_error_handlers(app: Flask) -> None:
     """Map the exception tree (and HTTP errors) to short plain-text responses."""
     app.register_error_handler(QueryError, lambda e: plain_error(400, str(e)))
+    app.register_error_handler(BadHost, lambda e: plain_error(400, str(e)))
     app.register_error_handler(TopicNotFound, lambda e: plain_error(404, str(e)))
     app.register_error_handler(PageNotFound, lambda e: plain_error(404, str(e)))
     app.register_error_handler(AccessDenied, lambda e: plain_error(403, str(e)))

@@ -26,7 +26,7 @@ PUBLIC_FORMATS = ("rss", "atom", "json")
 def first_page(catalog: Catalog, slug: str | None, limit: int) -> tuple | None:
     """The entries a subscriber of the feed's default URL sees, or None if it does not exist."""
     try:
-        return (catalog.topic_names.get(slug), catalog.entries(slug, False)[:limit])
+        return (catalog.public_topic_names.get(slug), catalog.entries(slug, False)[:limit])
     except TopicNotFound:
         return None
 

@@ -89,6 +89,19 @@ def test_topic_that_slugs_to_nothing_is_left_out():
     assert catalog.topic_names == {"ai": "AI"}
 
 
+def test_drafts_never_name_a_topic_in_public():
+    catalog = Catalog((
+        article("a", topics=("AI in Marketing",)),
+        article("b", topics=("AI IN MARKETING",), is_published=False),
+        article("c", topics=("AI IN MARKETING", "Drafts only"), is_published=False),
+    ))  # fmt: skip
+    assert catalog.public_topic_names == catalog.topic_names_for(False) == {"ai-in-marketing": "AI in Marketing"}
+    everything = {"ai-in-marketing": "AI IN MARKETING", "drafts-only": "Drafts only"}
+    assert catalog.topic_names == catalog.topic_names_for(True) == everything
+    assert [t.name for t in catalog.topics(False)] == ["AI in Marketing"]
+    assert [t.name for t in catalog.topics(True)] == ["AI IN MARKETING", "Drafts only"]
+
+
 # --- selection -------------------------------------------------------------------------------
 
 
@@ -361,7 +374,7 @@ def test_seeds_duplicate_file_gives_one_entry_and_a_warning(seeds_dir):
 
 # --- inherit: a reload's catalog takes over what the previous one computed -----------------------
 
-PARTS = ["by_topic", "topic_names", "topics", "entries", "some entries", "problems"]
+PARTS = ["by_topic", "topic_names", "public_topic_names", "topics", "entries", "some entries", "problems"]
 
 
 def compute(catalog: Catalog, parts) -> None:
@@ -371,6 +384,8 @@ def compute(catalog: Catalog, parts) -> None:
             _ = catalog.by_topic
         elif part == "topic_names":
             _ = catalog.topic_names
+        elif part == "public_topic_names":
+            _ = catalog.public_topic_names
         elif part == "topics":
             catalog.topics(False), catalog.topics(True)
         elif part == "problems":
@@ -388,7 +403,8 @@ def compute(catalog: Catalog, parts) -> None:
 def view(catalog: Catalog) -> dict:
     """Everything readers can ask a catalog, as plain values."""
     found = {
-        "topic_names": catalog.topic_names, "by_topic": catalog.by_topic, "topics": (catalog.topics(False), catalog.topics(True)),
+        "topic_names": catalog.topic_names, "public_topic_names": catalog.public_topic_names,
+        "by_topic": catalog.by_topic, "topics": (catalog.topics(False), catalog.topics(True)),
         "problems": catalog.problems, "skipped": catalog.skipped, "articles": catalog.articles,
     }  # fmt: skip
     for slug in [None, "no-such-topic", *catalog.topic_names, *catalog.by_topic]:
@@ -430,6 +446,8 @@ CHANGES = {
     "edit a title": lambda files: {**files, "a": replace(A, title="A, edited")},
     "change topics": lambda files: {**files, "a": replace(A, topics=("Robotics", "Quantum"))},
     "respell a topic": lambda files: {**files, "b": replace(B, topics=("drones",)), "e": article("e", topics=("drones",))},
+    "respell a topic in drafts": lambda files: {**files, "e": article("e", topics=("drones",), is_published=False),
+                                                "f": article("f", topics=("drones",), is_published=False)},
     "add": lambda files: {**files, "e": article("e", day(5), topics=("ai", "Drones"))},
     "add to no topic": lambda files: {**files, "e": article("e", day(5), topics=("!!!",))},
     "remove": lambda files: {k: v for k, v in files.items() if k != "d"},
@@ -446,8 +464,9 @@ CHANGES = {
 }
 
 
-@pytest.mark.parametrize("parts", [[], PARTS, ["by_topic"], ["topic_names"], ["some entries"]],
-                         ids=["nothing computed", "everything computed", "by_topic", "topic_names", "some entries"])
+@pytest.mark.parametrize("parts", [[], PARTS, ["by_topic"], ["topic_names"], ["public_topic_names"], ["some entries"]],
+                         ids=["nothing computed", "everything computed", "by_topic", "topic_names",
+                              "public_topic_names", "some entries"])
 @pytest.mark.parametrize("change", list(CHANGES))
 def test_inherited_catalog_answers_as_a_fresh_one(change, parts):
     before = dict(BASE)
@@ -499,6 +518,65 @@ def test_too_many_changes_inherit_nothing_but_answer_the_same():
     catalog = inherited(previous, articles, changed=1)  # 2 differ (the old a and the new)
     assert catalog.entries("drones", False) is not previous.entries("drones", False)
     assert view(catalog) == view(Catalog(tuple(articles)))
+
+
+# --- the public Last-Modified: moved by published articles only ------------------------------------
+
+T0 = datetime(2020, 9, 13, 12, 26, 40, tzinfo=UTC)
+MTIMES = {f"{name}.md": int((T0 + timedelta(minutes=n)).timestamp()) * 10**9 for n, name in enumerate("abcdefg")}
+
+
+def follow(previous: Catalog, files: dict, last_modified: datetime) -> Catalog:
+    catalog = Catalog(tuple(files.values()), last_modified=last_modified)
+    catalog.inherit(previous, modified_ns=MTIMES.__getitem__)
+    return catalog
+
+
+@pytest.mark.parametrize("change", ["add a draft", "edit a draft", "remove a draft", "nothing"])
+def test_draft_changes_keep_the_public_last_modified(change):
+    files = dict(BASE)  # c is the draft
+    previous = Catalog(tuple(files.values()), last_modified=T0)
+    if change == "add a draft":
+        files["e"] = article("e", topics=("AI",), is_published=False)
+    elif change == "edit a draft":
+        files["c"] = replace(C, title="C, edited")
+    elif change == "remove a draft":
+        del files["c"]
+    catalog = follow(previous, files, last_modified=T0 + timedelta(days=1))  # every file's moved on
+    assert catalog.last_modified_for(True) == T0 + timedelta(days=1)
+    assert catalog.public_last_modified == catalog.last_modified_for(False) == T0
+
+
+def test_a_published_change_moves_the_public_last_modified_to_the_newest_mtime_of_its_files():
+    previous = Catalog(tuple(BASE.values()), last_modified=T0)
+    files = {**BASE, "b": replace(B, title="B, edited"), "e": article("e"), "f": article("f", is_published=False)}
+    catalog = follow(previous, files, last_modified=T0 + timedelta(days=1))
+    assert catalog.public_last_modified == T0 + timedelta(minutes=4)  # e's mtime: f is a draft
+
+
+@pytest.mark.parametrize("change", ["remove", "unpublish", "equal copy with an old mtime"])
+def test_a_published_change_without_a_newer_mtime_moves_the_public_last_modified_to_now(change):
+    previous = Catalog(tuple(BASE.values()), last_modified=T0 + timedelta(days=1))
+    files = dict(BASE)
+    if change == "remove":
+        del files["a"]
+    elif change == "unpublish":
+        files["a"] = replace(A, is_published=False)
+    else:
+        files["a"] = replace(A)
+    before = datetime.now(UTC).replace(microsecond=0)
+    catalog = follow(previous, files, last_modified=T0 + timedelta(days=1))
+    assert catalog.public_last_modified >= before  # never back, never kept: a client's copy is outdated
+
+
+def test_the_public_last_modified_never_moves_back():
+    previous = Catalog(tuple(BASE.values()), last_modified=T0 + timedelta(days=1))
+    catalog = follow(previous, {**BASE, "e": article("e")}, last_modified=T0 + timedelta(days=1))  # e: an old mtime
+    assert catalog.public_last_modified > T0 + timedelta(days=1)
+
+
+def test_a_catalog_that_inherits_nothing_starts_from_every_files_last_modified():
+    assert Catalog(tuple(BASE.values()), last_modified=T0).public_last_modified == T0
 
 
 # Random small article sets and random changes (edits, additions, removals, equal copies),

@@ -4,17 +4,23 @@ keeps serving in feeds that stay valid."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import feedparser
+import lxml.etree
+import lxml.html
 import pytest
 import yaml
 from conftest import PROJECT, SEEDS, article_fields, front_matter
 from feedcheck import ATOM, check_feed
 
+from feedsvc.catalog import topic_slug
 from feedsvc.cli import main
 from feedsvc.errors import ArticleError
 from feedsvc.fields import Limits
@@ -441,13 +447,23 @@ TITLE = "It’s Bold & clean “quoted”"
 EXCERPT = "Para one Para two AT&T <3 <tag>"
 
 
+def shown_as_html(text: str | None) -> str | None:
+    """What a reader that reads `text` as HTML shows: its text (asserted to hold no element)."""
+    if text is None:
+        return None
+    root = lxml.html.fragment_fromstring(text, create_parent="div")
+    assert len(root) == 0, text
+    return root.text_content()
+
+
 def entry_texts(fmt: str, body: bytes) -> dict[str, tuple[str, str]]:
     """url -> (title, excerpt) of each entry, from a checked feed."""
     if fmt == "json":
         return {i["url"]: (i["title"], i.get("summary", "")) for i in json.loads(body)["items"]}
     root = check_feed(fmt, body)
-    if fmt == "rss":
-        return {i.findtext("link"): (i.findtext("title"), i.findtext("description")) for i in root.iter("item")}
+    if fmt == "rss":  # <description> is HTML to RSS readers: what they show is its text
+        items = root.iter("item")
+        return {i.findtext("link"): (i.findtext("title"), shown_as_html(i.findtext("description"))) for i in items}
     return {
         e.find(f"{ATOM}link").get("href"): (e.findtext(f"{ATOM}title"), e.findtext(f"{ATOM}summary") or "")
         for e in root.iter(f"{ATOM}entry")
@@ -482,6 +498,146 @@ def test_control_characters_from_yaml_escapes_are_dropped(seeds_dir, make_client
         response = client.get(f"/topics/esc/{fmt}.xml")
         assert response.status_code == 200
         assert entry_texts(fmt, response.data)["https://example.com/x"][0] == "Escaped"
+
+
+# --- markup in text: plain text in the model, escaped wherever a reader reads HTML --------------
+
+SHOWN = {  # what each field holds after loading: text, whatever markup characters it has
+    "title": "<script>alert('title')</script>",
+    "excerpt": "<script>alert('excerpt')</script> & <b>more</b>",
+    "provider": "<script>alert('provider')</script>",
+    "topic": "<script>alert('topic')</script>",
+    "related": "<img src=x onerror=alert('related')>",
+    "bare": "<svg onload=alert('bare')>",
+}
+MARKUP_FILES = {
+    # Titles and excerpts are entity-encoded in the file (raw tags would be stripped); names are raw.
+    "markup.md": front_matter(**article_fields(
+        title="&lt;script&gt;alert('title')&lt;/script&gt;",
+        excerpt="&lt;script&gt;alert('excerpt')&lt;/script&gt; &amp; &lt;b&gt;more&lt;/b&gt;",
+        webUrl="https://example.com/markup", provider={"name": SHOWN["provider"]}, topics=[SHOWN["topic"]],
+        related=[{"title": "&lt;img src=x onerror=alert('related')&gt;",
+                  "webUrl": "https://example.com/markup-related"}],
+    )),
+    "bare.md": front_matter(**article_fields(  # an image and no excerpt: its title is its RSS description
+        title="&lt;svg onload=alert('bare')&gt;", excerpt=None, webUrl="https://example.com/markup-bare",
+        topics=[SHOWN["topic"]], publishedDateTime="2021-01-01T10:00:00Z",
+    )),
+}  # fmt: skip
+LIVE = "//script | //svg | //b | //img[@onerror] | //*[@onload]"
+
+
+def html_fields(route: str, body: bytes) -> list[str]:
+    """Every string of a response that its readers take as HTML."""
+    if route.endswith("rss.xml"):
+        channel = check_feed("rss", body).find("channel")
+        items = [(i.findtext("description"), i.findtext("{http://purl.org/rss/1.0/modules/content/}encoded"))
+                 for i in channel.iter("item")]
+        return [channel.findtext("description"), *(text for pair in items for text in pair if text)]
+    if route.endswith("atom.xml"):
+        root = check_feed("atom", body)
+        for element in root.iter(f"{ATOM}title", f"{ATOM}subtitle", f"{ATOM}summary"):
+            assert element.get("type") in (None, "text")  # RFC 4287 3.1.1: text, shown as it is
+        return [content.text for content in root.iter(f"{ATOM}content") if content.get("type") == "html"]
+    if route.endswith("feed.json"):
+        return [item["content_html"] for item in json.loads(body)["items"] if "content_html" in item]
+    if route.endswith(".opml"):
+        return [outline.get("text") for outline in lxml.etree.fromstring(body).iter("outline")]
+    return [body.decode("utf-8")]  # digest.html, the index page
+
+
+def shown_text(markup: str) -> str:
+    """What a browser shows of an HTML string: its text and its alt and title attributes."""
+    root = lxml.html.document_fromstring(markup)
+    assert root.xpath(LIVE) == [], markup
+    return " | ".join([root.text_content(), *root.xpath("//@alt | //@title")])
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "flask"])
+def test_markup_in_text_fields_is_escaped_in_every_html_context(seeds_dir, make_client, fast_path):
+    for name, text in MARKUP_FILES.items():
+        write(seeds_dir, name, text.encode("utf-8"))
+    client = make_client(FAST_PATH=fast_path)
+    slug = topic_slug(SHOWN["topic"])
+    feeds_text = {SHOWN["title"], SHOWN["excerpt"], SHOWN["bare"]}
+    digest_text = feeds_text | {SHOWN["provider"], SHOWN["related"]}
+    expected = {
+        "/rss.xml": feeds_text, f"/topics/{slug}/rss.xml": feeds_text | {SHOWN["topic"]},
+        "/atom.xml": feeds_text, f"/topics/{slug}/atom.xml": feeds_text,
+        "/feed.json": feeds_text, f"/topics/{slug}/feed.json": feeds_text,
+        "/digest.html": digest_text, f"/topics/{slug}/digest.html": digest_text | {SHOWN["topic"]},
+        "/": {SHOWN["topic"]}, "/feeds.opml": {SHOWN["topic"]},
+    }  # fmt: skip
+    for route, texts in expected.items():
+        response = client.get(route)
+        assert response.status_code == 200, route
+        shown = " | ".join(shown_text(field) for field in html_fields(route, response.data))
+        for text in texts:  # shown as written: escaped once, not twice ("&lt;" would show)
+            assert text in shown, (route, text)
+
+
+def test_markup_in_text_fields_stays_text_in_plain_text_fields(seeds_dir, make_client):
+    for name, text in MARKUP_FILES.items():
+        write(seeds_dir, name, text.encode("utf-8"))
+    client = make_client()
+    rss = check_feed("rss", client.get("/rss.xml").data)
+    items = {item.findtext("link"): item for item in rss.iter("item")}
+    article = items["https://example.com/markup"]
+    assert article.findtext("title") == SHOWN["title"]
+    assert article.findtext("{http://purl.org/dc/elements/1.1/}creator") == SHOWN["provider"]
+    assert article.findtext("category") == SHOWN["topic"]
+    assert items["https://example.com/markup-related"].findtext("title") == SHOWN["related"]
+    json_items = {item["url"]: item for item in json.loads(client.get("/feed.json").data)["items"]}
+    item = json_items["https://example.com/markup"]
+    assert (item["title"], item["summary"]) == (SHOWN["title"], SHOWN["excerpt"])
+    assert item["content_text"] == SHOWN["excerpt"]
+    assert item["authors"] == [{"name": SHOWN["provider"]}] and item["tags"] == [SHOWN["topic"]]
+    atom = check_feed("atom", client.get("/atom.xml").data)
+    entry = next(e for e in atom.iter(f"{ATOM}entry") if e.findtext(f"{ATOM}id") == "https://example.com/markup")
+    assert (entry.findtext(f"{ATOM}title"), entry.findtext(f"{ATOM}summary")) == (SHOWN["title"], SHOWN["excerpt"])
+    text = client.get("/digest.txt").get_data(as_text=True)
+    assert all(SHOWN[field] in text for field in ("title", "excerpt", "provider", "related"))
+
+
+def test_feedparser_shows_an_encoded_excerpt_as_its_text(seeds_dir, make_client):
+    """feedparser sanitises a description as HTML: a live <script> would be dropped, text kept."""
+    write(seeds_dir, "markup.md", MARKUP_FILES["markup.md"].encode("utf-8"))
+    parsed = feedparser.parse(make_client().get("/rss.xml").data)
+    [entry] = [e for e in parsed.entries if e.link == "https://example.com/markup"]
+    assert lxml.html.fragment_fromstring(entry.summary, create_parent="div").text_content() == SHOWN["excerpt"]
+
+
+BIDI_FILE = doc(
+    "---",
+    'title: "Invoice \\u202Efdp.exe"',
+    'excerpt: "Pay \\u2066now\\u2069 or &#x202E;later"',
+    "webUrl: https://example.com/bidi",
+    "publishedDateTime: 2021-03-01",
+    "published: true",
+    'topics: ["Bi\\u202Bdi"]',
+    'provider: {name: "Trusted\\u202D News"}',
+    "related:",
+    '  - {title: "Read \\u2067this\\u202C", webUrl: "https://example.com/bidi-related"}',
+    "---",
+)
+BIDI_CHARACTER = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def test_bidi_controls_never_reach_any_route(seeds_dir, make_client):
+    write(seeds_dir, "bidi.md", BIDI_FILE)
+    client = make_client()
+    article, _ = loaded(seeds_dir, "bidi.md")
+    assert (article.title, article.excerpt) == ("Invoice fdp.exe", "Pay now or later")
+    assert (article.topics, article.provider.name, article.related[0].title) == (("Bidi",), "Trusted News", "Read this")
+    routes = ["/", "/feeds.opml"] + [f"{prefix}/{name}" for prefix in ("", "/topics/bidi")
+                                     for name in ("rss.xml", "atom.xml", "feed.json", "digest.html", "digest.txt")]
+    for route in routes:
+        response = client.get(route)
+        assert response.status_code == 200, route
+        body = response.get_data(as_text=True)
+        assert "fdp.exe" in body or route in ("/", "/feeds.opml"), route
+        # Written as characters or as references, escaped once (XML) or twice (HTML in XML).
+        assert not BIDI_CHARACTER.search(html.unescape(html.unescape(body))), route
 
 
 def test_c1_controls_from_yaml_escapes_are_dropped(seeds_dir):

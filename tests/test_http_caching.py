@@ -16,12 +16,13 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import CORPUS, SEEDS
+from conftest import CORPUS, SEEDS, article_fields, front_matter
 from feedcheck import ATOM, entry_ids
 from lxml import etree
 
 import feedsvc.render
 from feedsvc import create_app
+from feedsvc.build import public_paths
 
 FORMATS = ["rss", "atom", "json"]
 SLUGS = [None, "ai", "computer-vision"]
@@ -230,8 +231,9 @@ def test_last_modified_is_never_after_the_date_header(seeds_dir, write_article, 
 
 def test_last_modified_moves_forward_for_an_edit_with_an_older_mtime(dated, seeds_dir):
     client, draft = dated
-    newest = seeds_dir / sorted(p.name for p in seeds_dir.iterdir())[0]
-    set_mtime(newest, T0 + 100)  # some other file was saved last
+    # Some other published file was saved last (a draft's mtime would not move the public Last-Modified).
+    newest = next(p for p in sorted(seeds_dir.iterdir()) if "published: true" in p.read_text(encoding="utf-8"))
+    set_mtime(newest, T0 + 100)
     store_of(client).reload()
     before = get_ok(client, "/topics/ai/rss.xml")
     assert before.headers["Last-Modified"] == http_date(T0 + 100)
@@ -260,6 +262,96 @@ def test_last_modified_never_moves_back_when_a_subfolder_empties(seeds_dir, writ
     assert "https://example.com/in-sub" not in entry_ids("rss", after.data)
     assert last_modified(after) >= last_modified(before)  # not back to T0
     assert client.get("/topics/ai/rss.xml", headers={"If-Modified-Since": before.headers["Last-Modified"]}).status_code == 200
+
+
+# --- drafts never change a public response -------------------------------------------------------
+
+MARKETING = "https://example.com/marketing"
+
+
+@pytest.fixture(params=[True, False], ids=["fast-path", "flask"])
+def with_drafts(request, seeds_dir, write_article):
+    """The seeds, a published article on "AI in Marketing" and a draft, every mtime at T0; a client over them."""
+    write_article("marketing.md", topics=["AI in Marketing", "AI"], webUrl=MARKETING)
+    write_article("draft.md", published=False, topics=["AI"], webUrl="https://example.com/draft")
+    set_tree_mtime(seeds_dir, T0)
+    app = create_app({"TESTING": True, "SEEDS_DIR": str(seeds_dir), "RELOAD_INTERVAL": 0, "FAST_PATH": request.param})
+    return app.test_client()
+
+
+def public_responses(client) -> dict:
+    """Every public route (and a page of each feed), in both codings: status, body, ETag, Last-Modified."""
+    paths = public_paths(store_of(client).catalog)
+    pages = [f"{p}?limit=1&page={n}" for p in paths if p.endswith(("rss.xml", "atom.xml", "feed.json")) for n in (1, 2)]
+    found = {}
+    for url in [*paths, *pages]:
+        for coding in ("identity", "gzip"):
+            for _ in range(2):  # the second is replayed, where the fast path is on
+                response = client.get(url, headers={"Accept-Encoding": coding})
+                assert response.status_code == 200 or "page=2" in url, url
+                found[url, coding] = (response.status_code, response.data, response.headers.get("ETag"),
+                                      response.headers.get("Last-Modified"))  # fmt: skip
+    return found
+
+
+def respell(path: Path) -> None:
+    path.write_text(path.read_text(encoding="utf-8").replace("A test article", "A draft, edited"), encoding="utf-8")
+
+
+DRAFT_CHANGES = {
+    # Two drafts that spell a topic otherwise: counted with the published article, they would rename it.
+    "add drafts": lambda seeds: [(seeds / f"new-{n}.md").write_text(front_matter(**article_fields(
+        published=False, topics=["AI IN MARKETING"], webUrl=f"https://example.com/new-{n}"))) for n in (1, 2)],
+    "edit a draft": lambda seeds: respell(seeds / "draft.md"),
+    "remove a draft": lambda seeds: (seeds / "draft.md").unlink(),
+    "add a draft in a new folder": lambda seeds: (seeds / "2030").mkdir() or (seeds / "2030" / "d.md").write_text(
+        front_matter(**article_fields(published=False, topics=["AI IN MARKETING"], webUrl="https://example.com/d"))),
+    "add a broken file": lambda seeds: (seeds / "broken.md").write_text("---\ntitle: [unclosed\n---\n"),
+}  # fmt: skip
+
+
+def test_adding_editing_or_removing_drafts_changes_no_public_response(with_drafts, seeds_dir):
+    client = with_drafts
+    before = public_responses(client)
+    assert {lm for _, _, _, lm in before.values() if lm} == {http_date(T0)}
+    assert "AI in Marketing" in client.get("/").get_data(as_text=True)
+    preview = get_ok(client, "/topics/ai-in-marketing/rss.xml?include=all")
+    for change in DRAFT_CHANGES.values():
+        change(seeds_dir)
+        assert store_of(client).reload() is True  # the drafts were seen
+        assert public_responses(client) == before
+    # Previews count the drafts: there the topic is renamed and Last-Modified moved on.
+    after = get_ok(client, "/topics/ai-in-marketing/rss.xml?include=all")
+    assert etree.fromstring(after.data).findtext("channel/title") == "feedsvc: AI IN MARKETING"
+    assert last_modified(after) > last_modified(preview)
+    public = get_ok(client, "/topics/ai-in-marketing/rss.xml")
+    assert etree.fromstring(public.data).findtext("channel/title") == "feedsvc: AI in Marketing"
+
+
+def test_unpublishing_an_article_moves_the_public_last_modified_forward(with_drafts, seeds_dir):
+    client = with_drafts
+    url = "/topics/ai-in-marketing/atom.xml?include=all"
+    before = get_ok(client, "/atom.xml")
+    marketing = seeds_dir / "marketing.md"
+    marketing.write_text(marketing.read_text(encoding="utf-8").replace("published: true", "published: false"))
+    set_mtime(marketing, T0 - 3600)  # an older mtime: only the change itself can move Last-Modified
+    assert store_of(client).reload() is True
+    after = get_ok(client, "/atom.xml")
+    assert MARKETING not in entry_ids("atom", after.data)
+    assert last_modified(after) > last_modified(before)
+    assert client.get("/atom.xml", headers={"If-Modified-Since": before.headers["Last-Modified"]}).status_code == 200
+    assert client.get("/topics/ai-in-marketing/atom.xml").status_code == 404
+    assert get_ok(client, url)
+
+
+def test_a_published_edit_moves_the_public_last_modified_to_its_mtime(with_drafts, seeds_dir):
+    client = with_drafts
+    marketing = seeds_dir / "marketing.md"
+    respell(marketing)
+    set_mtime(marketing, T0 + 600)
+    (seeds_dir / "draft.md").write_text("---\ntitle: later\n---\n")  # a draft saved after it (now, and broken)
+    assert store_of(client).reload() is True
+    assert get_ok(client, "/rss.xml").headers["Last-Modified"] == http_date(T0 + 600)
 
 
 # --- Cache-Control and the RSS ttl -----------------------------------------------------------------
@@ -829,3 +921,35 @@ def test_failed_if_match_is_412_on_a_replayed_response_too(fast_and_flask):
     assert flask.get("/rss.xml", headers={"If-Match": '"not-it"'}).status_code == 412
     get_ok(fast, "/rss.xml")  # kept for replay
     assert fast.get("/rss.xml", headers={"If-Match": '"not-it"'}).status_code == 412  # actual: 200
+
+
+IF_MATCH_URLS = ["/rss.xml", "/topics/ai/atom.xml?include=all", "/feed.json?limit=1", "/digest.html"]
+
+
+@pytest.mark.parametrize("url", IF_MATCH_URLS)
+@pytest.mark.parametrize("coding", ["identity", "gzip"])
+def test_failed_if_match_is_412_without_a_body(fast_and_flask, url, coding):
+    """RFC 9110 13.1.1 and 15.5.13: a false If-Match is a 412, and a 412 sends no representation."""
+    for client in fast_and_flask:
+        current = get_ok(client, url, headers={"Accept-Encoding": coding})  # kept for replay, where on
+        other_coding = get_ok(client, url, headers={"Accept-Encoding": "identity" if coding == "gzip" else "gzip"})
+        for if_match in ('"not-it"', f"W/{current.headers['ETag']}", other_coding.headers["ETag"], '"a", "b"'):
+            for method in ("GET", "HEAD"):
+                response = client.open(url, method=method, headers={"If-Match": if_match, "Accept-Encoding": coding})
+                assert response.status_code == 412, (if_match, method)
+                assert response.data == b"" and response.headers.get("Content-Length", "0") == "0"
+                assert "Content-Encoding" not in response.headers and "Content-Type" not in response.headers
+                assert "Cache-Control" not in response.headers  # no cache may keep it for the URL
+                assert response.headers["ETag"] == current.headers["ETag"]
+
+
+@pytest.mark.parametrize("url", IF_MATCH_URLS)
+def test_if_match_that_holds_is_the_usual_response(fast_and_flask, url):
+    for client in fast_and_flask:
+        current = get_ok(client, url)
+        for if_match in ("*", current.headers["ETag"], f'"other", {current.headers["ETag"]}'):
+            response = client.get(url, headers={"If-Match": if_match})
+            assert (response.status_code, response.data) == (200, current.data), if_match
+        # If-Match holds, then If-None-Match decides (RFC 9110 13.2.2 steps 1 and 3).
+        both = {"If-Match": current.headers["ETag"], "If-None-Match": current.headers["ETag"]}
+        assert client.get(url, headers=both).status_code == 304

@@ -363,3 +363,40 @@ def test_controls_after_parsing_are_removed(text, expected):
 def test_plain_text_never_outputs_control_characters(text):
     assert not CONTROL.search(plain_text(text))
     assert "\ufffe" not in plain_text(text) and "\uffff" not in plain_text(text)
+
+
+# --- bidirectional controls -------------------------------------------------------------------
+
+# The embeddings, overrides and isolates of Unicode UAX #9 (LRE, RLE, PDF, LRO, RLO, LRI, RLI, FSI, PDI).
+BIDI_CONTROLS = [chr(c) for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]]
+BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+@pytest.mark.parametrize("char", BIDI_CONTROLS, ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize("markup", [True, False], ids=["title", "name"])
+def test_bidi_controls_are_dropped_from_every_text_field(char, markup):
+    assert plain_text(f"Invoice{char}fdp.exe", markup=markup) == "Invoicefdp.exe"
+    assert plain_text(f"{char}{char}", markup=markup) == ""
+
+
+@pytest.mark.parametrize("reference", ["&#x202E;", "&#8238;", "&#x2067;", "&#X202a;"])
+def test_bidi_controls_written_as_character_references_are_dropped_too(reference):
+    assert plain_text(f"Invoice {reference}fdp.exe") == "Invoice fdp.exe"
+
+
+def test_a_balanced_override_is_dropped_as_well():
+    # Balanced or not, an override shows "abc" as "cba": the text would read as something else.
+    assert plain_text("Report \u202eabc\u202c done") == "Report abc done"
+
+
+@pytest.mark.parametrize("mark", ["\u200e", "\u200f", "\u061c"], ids=["LRM", "RLM", "ALM"])
+def test_bidi_marks_stay_for_right_to_left_text(mark):
+    text = f"\u05e9\u05dc\u05d5\u05dd{mark} (2021)"
+    assert plain_text(text) == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text() | st.lists(st.sampled_from(["a", " ", "<b>", "&#x202E;", "&#x2066;", "\u05d0", *BIDI_CONTROLS]))
+       .map("".join), st.booleans())  # fmt: skip
+def test_plain_text_never_outputs_bidi_controls(text, markup):
+    assert not BIDI.search(plain_text(text, markup=markup))

@@ -22,7 +22,9 @@ from conftest import CORPUS, PROJECT, SEEDS
 from feedcheck import ATOM, DC, MEDIA, check_feed, is_absolute_uri
 from lxml import etree
 from slugify import slugify
+from werkzeug.test import EnvironBuilder
 
+from feedsvc import create_app
 from feedsvc.catalog import Catalog
 
 FORMATS = ["rss", "atom"]
@@ -462,6 +464,71 @@ def test_self_link_uses_configured_base_url(make_client, fmt):
         assert link.get("href").startswith("https://news.example.net/feeds/")
 
 
+# --- the Host header: links need one, unless BASE_URL is set ---------------------------------------
+
+LINKED_ROUTES = ["/rss.xml", "/topics/ai/atom.xml", "/feed.json", "/digest.html", "/topics/ai/digest.txt", "/",
+                 "/feeds.opml"]  # fmt: skip
+NO_HOST = {"missing (HTTP/1.0)": None, "empty": "", "blank": " ", "a space": "feeds example.org",
+           "a path": "feeds.example.org/rss.xml", "user info": "me@feeds.example.org", "a bad port": "example.org:http",
+           "a port too large": "example.org:65536", "a port zero": "example.org:0", "two hosts": "a.example, b.example"}
+
+
+def wsgi_get(app, path: str, host: str | None, protocol: str = "HTTP/1.0") -> tuple[int, dict, bytes]:
+    """A GET through the WSGI app (fast path included) with a hand-built environ: `host` None sends no Host."""
+    environ = EnvironBuilder(path=path, base_url="http://unused.invalid/").get_environ()
+    environ.pop("HTTP_HOST", None)
+    environ.update({"SERVER_PROTOCOL": protocol, "SERVER_NAME": "0.0.0.0", "SERVER_PORT": "8000"})
+    if host is not None:
+        environ["HTTP_HOST"] = host
+    seen = {}
+    body = b"".join(app(environ, lambda status, headers, exc_info=None: seen.update(status=status, headers=headers)))
+    return int(seen["status"].split()[0]), dict(seen["headers"]), body
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "flask"])
+@pytest.mark.parametrize("host", list(NO_HOST.values()), ids=list(NO_HOST))
+def test_a_request_without_a_valid_host_is_400_without_base_url(seeds_dir, host, fast_path):
+    app = create_app({"TESTING": True, "SEEDS_DIR": str(seeds_dir), "RELOAD_INTERVAL": 0, "FAST_PATH": fast_path})
+    wsgi_get(app, "/rss.xml", "localhost")  # a good response kept for replay must not answer them
+    for path in LINKED_ROUTES:
+        for _ in range(2):
+            status, headers, body = wsgi_get(app, path, host)
+            assert status == 400, (path, body)
+            assert body == b"400 no valid Host header: send Host (host[:port]) or set BASE_URL (FEEDSVC_BASE_URL)\n"
+            assert headers["Content-Type"].startswith("text/plain")
+    assert wsgi_get(app, "/healthz", host)[0] == 200  # health checks (HTTP/1.0, no Host) still work
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "flask"])
+@pytest.mark.parametrize("host", list(NO_HOST.values()), ids=list(NO_HOST))
+def test_base_url_makes_the_host_header_irrelevant(seeds_dir, host, fast_path):
+    app = create_app({"TESTING": True, "SEEDS_DIR": str(seeds_dir), "RELOAD_INTERVAL": 0, "FAST_PATH": fast_path,
+                      "BASE_URL": "https://feeds.example.org/news/"})  # fmt: skip
+    for path in LINKED_ROUTES:
+        status, _, body = wsgi_get(app, path, host)
+        assert status == 200, path
+    status, _, body = wsgi_get(app, "/topics/ai/rss.xml", host)
+    assert self_href("rss", body) == "https://feeds.example.org/news/topics/ai/rss.xml"
+
+
+@pytest.mark.parametrize(
+    ("host", "base"),
+    [("feeds.example.org", "http://feeds.example.org/"), ("Feeds.Example.ORG", "http://feeds.example.org/"),
+     ("feeds.example.org:80", "http://feeds.example.org/"),
+     ("feeds.example.org:8080", "http://feeds.example.org:8080/"), ("127.0.0.1:8000", "http://127.0.0.1:8000/"),
+     ("[::1]:8000", "http://[::1]:8000/"), ("feed_svc", "http://feed_svc/"), ("localhost.", "http://localhost./")],
+)  # fmt: skip
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "flask"])
+def test_links_are_built_on_a_valid_host_header(seeds_dir, host, base, fast_path):
+    app = create_app({"TESTING": True, "SEEDS_DIR": str(seeds_dir), "RELOAD_INTERVAL": 0, "FAST_PATH": fast_path})
+    for protocol in ("HTTP/1.0", "HTTP/1.1"):
+        status, _, body = wsgi_get(app, "/topics/ai/atom.xml", host, protocol)
+        assert status == 200
+        root = etree.fromstring(body)
+        assert self_href("atom", body) == base + "topics/ai/atom.xml"
+        assert all(is_absolute_uri(link.get("href")) for link in root.iter(f"{ATOM}link"))
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_self_link_of_the_other_format_is_its_alternate(client, fmt):
     other = "atom" if fmt == "rss" else "rss"
@@ -683,8 +750,11 @@ def test_opml_lists_every_topic_feed(any_client, any_folder, include):
 def test_opml_escapes_topic_names(write_article, make_client):
     write_article("markup.md", topics=["R&D <Labs>"], webUrl="https://example.com/markup")
     root = etree.fromstring(get_ok(make_client(), "/feeds.opml?include=all&limit=3").data)
+    # OPML 2.0: "Text attributes may contain encoded HTML markup": text is HTML-escaped; title is the feed's title.
     texts = [o.get("text") for o in root.findall("body/outline")]
-    assert "feedsvc: R&D <Labs>" in texts
+    assert "feedsvc: R&amp;D &lt;Labs&gt;" in texts
+    assert "feedsvc: R&D <Labs>" in [lxml.html.fragment_fromstring(t, create_parent="p").text_content() for t in texts]
+    assert "feedsvc: R&D <Labs>" in [o.get("title") for o in root.findall("body/outline")]
     assert all(o.get("xmlUrl").endswith("?include=all&limit=3") for o in root.findall("body/outline"))
 
 

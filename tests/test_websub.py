@@ -234,6 +234,12 @@ def test_unpublished_change_names_nothing():
     assert changed_feed_urls(SITE, Catalog(tuple(BASELINE)), Catalog(tuple(new))) == []
 
 
+def test_drafts_respelling_a_topic_name_nothing():
+    # Two drafts spelling Xray "XRAY" outnumber its published spelling: public feeds keep "Xray".
+    new = [*BASELINE, article(5, "XRAY", published=False), article(6, "XRAY", published=False)]
+    assert changed_feed_urls(SITE, Catalog(tuple(BASELINE)), Catalog(tuple(new))) == []
+
+
 def test_publishing_a_draft_names_its_feeds():
     new = [*BASELINE[:3], article(4, "Yankee", published=True)]
     # Article 4 is older than the all-topics feed's first page (limit 2: articles 1 and 2).
