@@ -15,10 +15,8 @@ from .errors import AccessDenied, BadHost, FeedsvcError, PageNotFound, QueryErro
 from .publish import FORMATS, MEDIA_TYPES, Query, Site, cached_feed, parse_query, request_base_url
 from .render import Rendered
 from .store import FeedStore
-from .text import html_text
 
 bp = Blueprint("feeds", __name__)
-bp.add_app_template_filter(html_text)  # for fields a reader takes as HTML (the OPML text attribute)
 log = logging.getLogger(__name__)
 
 
