@@ -29,12 +29,21 @@ def check(folder: Path, limits: Limits = Limits()) -> int:
     return 1 if errors else 0
 
 
-def serve(seeds: Path | None, host: str, port: int, workers: int) -> int:
-    """Run the service under granian, a production HTTP server (feedsvc.server)."""
-    from .server import run
+def serve(
+    seeds: Path | None,
+    host: str,
+    port: int,
+    workers: int,
+) -> int:
+    """Run the service under granian, a production HTTP server (feedsvc.server); 1 if it cannot start."""
+    from . import server
 
     config = {"SEEDS_DIR": str(seeds)} if seeds else None
-    return run(config, host=host, port=port, workers=workers)
+    try:
+        return server.run(config, host, port, workers)
+    except FeedsvcError as exc:
+        print(f"feedsvc serve: error: {exc}", file=sys.stderr)
+        return 1
 
 
 def build_site(outdir: Path, base_url: str, seeds: Path | None, strict: bool) -> int:

@@ -12,11 +12,13 @@ starts the reload watcher, and reloads on SIGHUP, which the master forwards to e
 from __future__ import annotations
 
 import copy
+import errno
 import logging
 import multiprocessing
 import os
 import re
 import signal
+import socket
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -26,6 +28,8 @@ from flask import Flask
 from granian.constants import Interfaces
 from granian.log import LOGGING_CONFIG
 from granian.server import Server
+
+from .errors import FeedsvcError
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +93,62 @@ def logging_config() -> dict[str, Any]:
     return {"filters": {"redact_tokens": {"()": RedactTokens}}, "loggers": loggers}
 
 
+def address_text(host: str, port: int) -> str:
+    """host:port as in a URL ([::1]:8000 for IPv6)."""
+    host = host.strip("[]")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _bound_socket(family: socket.AddressFamily, address: str, port: int, option: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, option, 1)
+        sock.bind((address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def claim_address(host: str, port: int) -> socket.socket | None:
+    """A socket that holds (host, port) for this server; FeedsvcError when another server listens on it.
+
+    granian's workers each bind with SO_REUSEPORT, so a second server would bind beside the first
+    and share its connections. Linux refuses a bind that overlaps a listening socket unless both
+    set SO_REUSEPORT (socket(7)), so a bind without it fails (EADDRINUSE) on any listener, whether
+    or not it set SO_REUSEPORT; with SO_REUSEADDR, the TIME_WAIT connections a stopped server left
+    do not count. That check socket cannot stay bound: it would refuse our own workers too. It is
+    swapped for a socket with SO_REUSEPORT alone, bound and never listening (it gets no
+    connections): it lets our workers bind beside it, and refuses every other server's check and
+    listener while this master lives, which closes the race of two servers started at once.
+    """
+    address = host.strip("[]")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    where = address_text(host, port)
+
+    def check() -> None:
+        try:
+            _bound_socket(family, address, port, socket.SO_REUSEADDR).close()
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                hint = "stop the server listening there, or choose another --port (FEEDSVC_PORT)"
+                raise FeedsvcError(f"address {where} is in use: {hint}") from None
+            raise FeedsvcError(f"cannot listen on {where}: {exc.strerror}") from None
+
+    check()
+    reuse_port = getattr(socket, "SO_REUSEPORT", None)
+    if reuse_port is None:  # Windows: granian runs one worker on one socket, nothing to share
+        return None
+    try:
+        return _bound_socket(family, address, port, reuse_port)
+    except OSError:
+        # TIME_WAIT connections of a server that did not set SO_REUSEPORT refuse this bind (they are
+        # gone within a minute), or another server started in the microseconds since the check:
+        # check again, and serve without a claim if the address is still free.
+        check()
+        return None
+
+
 def production_options(host: str, port: int, workers: int) -> dict[str, Any]:
     """The granian.server.Server settings `feedsvc serve` runs with."""
     return {
@@ -149,15 +209,27 @@ def forward_sighup(server: Server) -> None:
 
 
 def run(
-    config: dict[str, Any] | None, host: str, port: int, workers: int, build: Callable[..., Flask] | None = None
+    config: dict[str, Any] | None,
+    host: str,
+    port: int,
+    workers: int,
+    build: Callable[..., Flask] | None = None,
 ) -> int:
-    """Serve until SIGINT/SIGTERM (workers finish in-flight requests first); `build(config)` makes the app."""
+    """Serve until SIGINT/SIGTERM (workers finish in-flight requests first); `build(config)` makes the app.
+
+    FeedsvcError, before anything is built, when another server listens on (host, port).
+    """
     if build is None:
         from . import create_app as build
 
-    loader = worker_loader(partial(build, config))
-    server = Server("feedsvc:create_app", **production_options(host, port, workers))
-    # Startup hooks run after granian has set its own signal handlers, before any worker exists.
-    server.on_startup(partial(forward_sighup, server))
-    server.serve(target_loader=loader, wrap_loader=False)
+    claim = claim_address(host, port)  # first: a taken port fails at once, not after the app is built
+    try:
+        loader = worker_loader(partial(build, config))
+        server = Server("feedsvc:create_app", **production_options(host, port, workers))
+        # Startup hooks run after granian has set its own signal handlers, before any worker exists.
+        server.on_startup(partial(forward_sighup, server))
+        server.serve(target_loader=loader, wrap_loader=False)
+    finally:
+        if claim is not None:
+            claim.close()
     return 0

@@ -15,6 +15,7 @@ import pickle
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -31,11 +32,18 @@ from test_store import wait_until
 from test_websub import RecordingHub
 
 from feedsvc import create_app
-from feedsvc.server import start_worker, worker_loader
+from feedsvc.errors import FeedsvcError
+from feedsvc.server import claim_address, start_worker, worker_loader
 
 FEEDSVC = Path(sys.executable).with_name("feedsvc")
 RELOAD_INTERVAL = "0.3"
 EDIT_DEADLINE = 10.0  # seconds for an edit on disk to reach every worker
+
+
+def serve_command() -> list[str]:
+    """`feedsvc serve --host 127.0.0.1`, from this virtual environment."""
+    command = [str(FEEDSVC)] if FEEDSVC.exists() else [sys.executable, "-m", "feedsvc.cli"]
+    return [*command, "serve", "--host", "127.0.0.1"]
 
 
 class Server:
@@ -45,8 +53,7 @@ class Server:
         """`command` (default `feedsvc serve`) is given --seeds, --port and --workers 2."""
         self.seeds, self.port = seeds, free_port()
         if command is None:
-            command = [str(FEEDSVC)] if FEEDSVC.exists() else [sys.executable, "-m", "feedsvc.cli"]
-            command = [*command, "serve", "--host", "127.0.0.1"]
+            command = serve_command()
         command = [*command, "--seeds", str(seeds), "--port", str(self.port), "--workers", "2"]
         cache = seeds.parent / "parse-cache"  # never the user's ~/.cache
         environment = {**os.environ, "FEEDSVC_RELOAD_INTERVAL": RELOAD_INTERVAL, "FEEDSVC_CACHE_DIR": str(cache),
@@ -345,6 +352,82 @@ def test_websub_notifications_are_sent_under_feedsvc_serve(seeds_dir):
         code = running.stop()
         hub.close()
     assert code == 0, running.output[-3000:]
+
+
+# ------------------------------------------------------------------ a server exposed to the network
+
+
+@pytest.mark.slow
+def test_a_second_server_on_a_taken_port_exits_at_once(server, seeds_dir, tmp_path):
+    other = tmp_path / "other-seeds"  # what the second server would answer with
+    shutil.copytree(seeds_dir, other)
+    edit_title(other, "Served by the second server")
+    command = [*serve_command(), "--seeds", str(other), "--port", str(server.port), "--workers", "2"]
+    env = {**os.environ, "FEEDSVC_CACHE_DIR": str(tmp_path / "other-cache")}
+    started = time.monotonic()
+    second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        errors = second.communicate(timeout=10)[1].decode()
+    except subprocess.TimeoutExpired:
+        second.terminate()
+        second.communicate(timeout=30)
+        pytest.fail("a second server on a taken port kept running")
+    took = time.monotonic() - started
+    assert second.returncode != 0
+    assert f"address 127.0.0.1:{server.port} is in use" in errors
+    assert took < 5, took  # at once: the check comes before the app is built
+    for _ in range(20):  # every answer still comes from the first server's articles
+        titles = rss_titles(server.request("/topics/ai/rss.xml")[2])
+        assert OLD_TITLE in titles and "Served by the second server" not in titles
+
+
+def reuse_port_listener(host: str, port: int = 0) -> socket.socket:
+    """A listening socket bound as each granian worker binds its own (SO_REUSEADDR and SO_REUSEPORT)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen()
+    return sock
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+HOSTS = [("127.0.0.1", "127.0.0.1"), pytest.param("::1", "[::1]", marks=pytest.mark.skipif(
+    not has_ipv6_loopback(), reason="no IPv6 loopback"))]
+
+
+@pytest.mark.parametrize(("host", "in_url"), HOSTS)
+def test_claim_address_refuses_a_port_another_server_listens_on(host, in_url):
+    with reuse_port_listener(host) as other:
+        port = other.getsockname()[1]
+        with pytest.raises(FeedsvcError, match=re.escape(f"address {in_url}:{port} is in use")):
+            claim_address(host, port)
+
+
+@pytest.mark.parametrize(("host", "in_url"), HOSTS)
+def test_claim_address_holds_the_port_against_other_servers_not_its_own_workers(host, in_url):
+    with reuse_port_listener(host) as probe:
+        port = probe.getsockname()[1]
+    claim = claim_address(host, port)
+    try:
+        with pytest.raises(FeedsvcError, match="is in use"):  # a second server started at the same moment
+            claim_address(host, port)
+        # A worker binds beside the claim, and gets the connections: the claim never listens.
+        with reuse_port_listener(host, port) as worker, socket.create_connection((host, port), timeout=2):
+            worker.settimeout(2)
+            worker.accept()[0].close()
+    finally:
+        claim.close()
+    claim_address(host, port).close()  # free again
+
 
 
 # ------------------------------------------------------------------ worker start-up, in process
