@@ -19,6 +19,8 @@ import os
 import re
 import signal
 import socket
+import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -43,6 +45,7 @@ GRACEFUL_TIMEOUT = 10  # seconds a stopping worker has to finish its requests be
 # threads keep one slow render from holding up cached answers, while granian's default
 # (backlog / workers / 2, 256 at 2 workers) served 2-3x fewer requests/s with the access log on.
 BLOCKING_THREADS = 4
+WATCH_INTERVAL = 0.5  # seconds between a worker's checks that its master still lives
 # The combined log format's fields in granian's atoms; `target` (path?query) comes from RedactTokens.
 ACCESS_LOG_FORMAT = (
     '%(addr)s - - [%(time)s] "%(method)s %(target)s %(protocol)s" %(status)d %(dt_ms).1fms '
@@ -166,11 +169,47 @@ def production_options(host: str, port: int, workers: int) -> dict[str, Any]:
     }
 
 
-def start_worker(make_app: Callable[[], Flask]) -> Flask:
-    """In each new worker (its main thread, before it serves): the app, caught up and watching."""
+class WorkerMinder(threading.Thread):
+    """In a worker: stops it when its master is gone.
+
+    A master killed with SIGKILL cannot stop its workers, which then served on as orphans (and a
+    restarted server beside them). Every WATCH_INTERVAL the minder compares getppid() with the
+    master's pid (a dead parent's children are re-parented, to init or a subreaper: getppid(2)), and
+    on a change sends the worker SIGTERM, the master's own way of stopping it (in-flight requests
+    finish), then kills it if it is still there GRACEFUL_TIMEOUT later. Not prctl(PR_SET_PDEATHSIG):
+    it is Linux-only, and fires when the *thread* that forked the worker ends (prctl(2)), which in a
+    granian that respawned workers from another thread would kill healthy workers.
+    """
+
+    def __init__(self, master: int) -> None:
+        super().__init__(name="feedsvc-worker-minder", daemon=True)
+        self.master = master
+
+    def run(self) -> None:
+        """Poll until the worker's main thread ends."""
+        main, deadline = threading.main_thread(), None
+        main.join(WATCH_INTERVAL)
+        while main.is_alive():
+            if deadline is None and os.getppid() != self.master:
+                log.warning("master %d is gone: worker %d stops", self.master, os.getpid())
+                deadline = time.monotonic() + GRACEFUL_TIMEOUT
+                os.kill(os.getpid(), signal.SIGTERM)
+            elif deadline is not None and time.monotonic() > deadline:
+                os._exit(1)  # the stop hung: nobody else will kill this worker
+            main.join(WATCH_INTERVAL)
+
+
+def start_worker(make_app: Callable[[], Flask], master: int | None = None) -> Flask:
+    """In each new worker (its main thread, before it serves): the app, caught up and watching.
+
+    `master` is the pid of the process that started the worker: run in any other process, this
+    also starts a WorkerMinder.
+    """
     from . import reload_on_sighup
 
     app = make_app()
+    if master is not None and master != os.getpid():
+        WorkerMinder(master).start()
     store = app.extensions["feedsvc"]
     # First the handler, then the catch-up: a SIGHUP that arrives meanwhile is not lost.
     reload_on_sighup(store)
@@ -184,10 +223,11 @@ def start_worker(make_app: Callable[[], Flask]) -> Flask:
 
 def worker_loader(build: Callable[[], Flask]) -> Callable[[], Flask]:
     """What each worker calls for its app: the master's, built here once, when workers are forked."""
+    master = os.getpid()
     if multiprocessing.get_start_method() == "fork":  # the method granian's workers are started with
         app = build()
-        return partial(start_worker, lambda: app)  # fork copies the app: nothing is pickled
-    return partial(start_worker, build)  # spawn pickles `build`, and each worker runs it
+        return partial(start_worker, lambda: app, master)  # fork copies the app: nothing is pickled
+    return partial(start_worker, build, master)  # spawn pickles `build`, and each worker runs it
 
 
 def forward_sighup(server: Server) -> None:

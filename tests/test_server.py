@@ -429,6 +429,51 @@ def test_claim_address_holds_the_port_against_other_servers_not_its_own_workers(
     claim_address(host, port).close()  # free again
 
 
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists and has not exited (a zombie has: it only waits to be reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is `pid` (field 4 of /proc/PID/stat, proc(5))."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        if parent == str(pid) and state != "Z":
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the workers in /proc")
+def test_workers_exit_when_the_master_is_killed(seeds_dir):
+    running = Server(seeds_dir)
+    workers = children(running.process.pid)
+    try:
+        assert len(workers) == 2 and workers == sorted(worker_pids(running.log_text()))
+        running.process.kill()  # SIGKILL: the master cannot stop its workers itself
+        running.process.wait(timeout=10)
+        killed = time.monotonic()
+        while any(alive(pid) for pid in workers) and time.monotonic() - killed < 5:
+            time.sleep(0.02)
+        took = time.monotonic() - killed
+        assert not any(alive(pid) for pid in workers), f"workers still running {took:.1f}s after the master died"
+        with pytest.raises(ConnectionRefusedError):  # nothing listens any more
+            socket.create_connection(("127.0.0.1", running.port), timeout=2).close()
+        print(f"\nworkers gone {took:.2f}s after SIGKILL of the master")
+    finally:
+        for pid in workers:  # a failed test leaves no orphan behind
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        running.stop()
+
+
 
 # ------------------------------------------------------------------ worker start-up, in process
 
