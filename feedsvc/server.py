@@ -27,7 +27,8 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from flask import Flask
-from granian.constants import Interfaces
+from granian.constants import HTTPModes, Interfaces
+from granian.http import HTTP1Settings
 from granian.log import LOGGING_CONFIG
 from granian.server import Server
 
@@ -45,6 +46,17 @@ GRACEFUL_TIMEOUT = 10  # seconds a stopping worker has to finish its requests be
 # threads keep one slow render from holding up cached answers, while granian's default
 # (backlog / workers / 2, 256 at 2 workers) served 2-3x fewer requests/s with the access log on.
 BLOCKING_THREADS = 4
+# Seconds a connection may stay open without delivering a complete request head: a new connection
+# that sends nothing or only part of its headers, and a kept-alive one between requests. Then it is
+# closed. (`feedsvc serve --idle-timeout`, FEEDSVC_IDLE_TIMEOUT.)
+IDLE_TIMEOUT = 15.0
+# Connections each worker holds open at once (granian's backpressure); more wait in the listen
+# backlog. An idle connection costs a worker one descriptor and ~10 KB, not a Python thread (those
+# only run complete requests), so the limit is high: granian's default (backlog / workers, 512 at
+# 2 workers) let 1,100 idle sockets stall every request. (`--max-connections`, FEEDSVC_MAX_CONNECTIONS.)
+MAX_CONNECTIONS = 4096
+# Descriptors a worker keeps for what is not a client connection: listening socket, log, watcher, files.
+RESERVED_FILES = 256
 WATCH_INTERVAL = 0.5  # seconds between a worker's checks that its master still lives
 # The combined log format's fields in granian's atoms; `target` (path?query) comes from RedactTokens.
 ACCESS_LOG_FORMAT = (
@@ -152,7 +164,35 @@ def claim_address(host: str, port: int) -> socket.socket | None:
         return None
 
 
-def production_options(host: str, port: int, workers: int) -> dict[str, Any]:
+def raise_file_limit(max_connections: int) -> int:
+    """Raise this process's soft limit on open files to its hard limit; the connections per worker it allows."""
+    try:
+        import resource
+    except ImportError:  # not Unix
+        return max_connections
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # systemd.exec(5), LimitNOFILE=: the soft limit stays 1024 for programs that use select();
+    # the others should raise it to the hard limit themselves. Workers inherit it.
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = max_connections + RESERVED_FILES
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, wanted)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):  # e.g. macOS caps it below RLIM_INFINITY (OPEN_MAX)
+            pass
+    allowed = max(1, soft - RESERVED_FILES) if soft != resource.RLIM_INFINITY else max_connections
+    if allowed < max_connections:
+        # An accept() past the limit fails (EMFILE) and granian retries it at once: better to wait in the backlog.
+        message = "open-file limit %s: at most %d connections per worker instead of %d (raise `ulimit -n`)"
+        log.warning(message, soft, allowed, max_connections)
+        return allowed
+    return max_connections
+
+
+def production_options(
+    host: str, port: int, workers: int, idle_timeout: float = IDLE_TIMEOUT, max_connections: int = MAX_CONNECTIONS
+) -> dict[str, Any]:
     """The granian.server.Server settings `feedsvc serve` runs with."""
     return {
         "address": host.strip("[]"),  # "[::1]" as in a URL is the address ::1
@@ -160,6 +200,15 @@ def production_options(host: str, port: int, workers: int) -> dict[str, Any]:
         "interface": Interfaces.WSGI,
         "workers": workers,
         "blocking_threads": BLOCKING_THREADS,
+        # HTTP/1 only: in "auto" mode hyper-util first reads a connection's opening bytes to tell
+        # HTTP/1 from HTTP/2, without any deadline, so a connection that sends nothing was never
+        # closed (750 of 1,500 still open after 76 s). Cleartext HTTP/2 (h2c) is spoken by no
+        # browser or feed reader, and nginx proxies HTTP/1.1.
+        "http": HTTPModes.http1,
+        # hyper's header_read_timeout runs from the moment a request head is awaited: on a new
+        # connection, and on a kept-alive one after each response. So it is the idle timeout.
+        "http1_settings": HTTP1Settings(header_read_timeout=max(1, round(idle_timeout * 1000))),
+        "backpressure": max_connections,
         "websockets": False,
         "log_access": True,
         "log_access_format": ACCESS_LOG_FORMAT,
@@ -254,18 +303,25 @@ def run(
     port: int,
     workers: int,
     build: Callable[..., Flask] | None = None,
+    *,
+    idle_timeout: float | None = None,
+    max_connections: int | None = None,
 ) -> int:
     """Serve until SIGINT/SIGTERM (workers finish in-flight requests first); `build(config)` makes the app.
 
-    FeedsvcError, before anything is built, when another server listens on (host, port).
+    FeedsvcError, before anything is built, when another server listens on (host, port). None
+    for a limit means its default (IDLE_TIMEOUT, MAX_CONNECTIONS).
     """
     if build is None:
         from . import create_app as build
+    idle_timeout = idle_timeout or IDLE_TIMEOUT
+    max_connections = max_connections or MAX_CONNECTIONS
 
     claim = claim_address(host, port)  # first: a taken port fails at once, not after the app is built
     try:
+        max_connections = raise_file_limit(max_connections)
         loader = worker_loader(partial(build, config))
-        server = Server("feedsvc:create_app", **production_options(host, port, workers))
+        server = Server("feedsvc:create_app", **production_options(host, port, workers, idle_timeout, max_connections))
         # Startup hooks run after granian has set its own signal handlers, before any worker exists.
         server.on_startup(partial(forward_sighup, server))
         server.serve(target_loader=loader, wrap_loader=False)

@@ -7,12 +7,15 @@ FEEDSVC_RELOAD_INTERVAL=0.3, and stops it with SIGTERM. Every wait is bounded.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import http.client
 import multiprocessing
 import os
 import pickle
 import re
+import resource
+import selectors
 import shutil
 import signal
 import socket
@@ -472,6 +475,105 @@ def test_workers_exit_when_the_master_is_killed(seeds_dir):
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         running.stop()
+
+
+IDLE_CONNECTIONS = 1500
+IDLE_TIMEOUT = 3  # seconds, as FEEDSVC_IDLE_TIMEOUT
+
+
+def open_idle_connections(port: int, count: int) -> list[socket.socket]:
+    """`count` connections: the even ones send nothing, the odd ones half a request line."""
+    connections = []
+    for index in range(count):
+        sock = socket.socket()
+        sock.setblocking(False)
+        connections.append(sock)
+        assert sock.connect_ex(("127.0.0.1", port)) in (0, errno.EINPROGRESS)
+    _, writable, _ = select_all([], connections, seconds=10)
+    assert len(writable) == count, f"only {len(writable)} of {count} connections were made"
+    for index, sock in enumerate(connections):
+        if index % 2:
+            sock.send(b"GET /topics/ai/rss.xml HT")
+    return connections
+
+
+def select_all(readable: list, writable: list, seconds: float) -> tuple[set, set, float]:
+    """Wait (bounded) until every socket is readable / writable; the ready ones and the time it took."""
+    selector, started = selectors.DefaultSelector(), time.monotonic()
+    for sock in readable:
+        selector.register(sock, selectors.EVENT_READ)
+    for sock in writable:
+        selector.register(sock, selectors.EVENT_WRITE)
+    ready_read, ready_write = set(), set()
+    while len(ready_read) + len(ready_write) < len(readable) + len(writable):
+        left = started + seconds - time.monotonic()
+        if left <= 0:
+            break
+        for key, events in selector.select(timeout=min(left, 0.5)):
+            (ready_read if events & selectors.EVENT_READ else ready_write).add(key.fileobj)
+            selector.unregister(key.fileobj)
+    selector.close()
+    return ready_read, ready_write, time.monotonic() - started
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server has closed this (readable) connection: end of stream or a reset."""
+    try:
+        while sock.recv(65536):  # a 408 or 400 before the close is fine: read to the end
+            pass
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True  # reset
+    return True
+
+
+@pytest.fixture
+def enough_open_files():
+    """Raise this process's soft limit on open files for the idle connections (the server inherits it too)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = IDLE_CONNECTIONS + 512
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            pytest.skip(f"open-file hard limit {hard} < {wanted}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.slow
+def test_idle_connections_neither_stall_the_service_nor_stay_open(seeds_dir, enough_open_files):
+    running = Server(seeds_dir, {"FEEDSVC_IDLE_TIMEOUT": str(IDLE_TIMEOUT)})
+    connections = []
+    try:
+        opened = time.monotonic()
+        connections = open_idle_connections(running.port, IDLE_CONNECTIONS)
+        answered, times = 0, []
+        for _ in range(12):
+            started = time.monotonic()
+            connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=3)
+            try:
+                connection.request("GET", "/topics/ai/rss.xml")
+                response = connection.getresponse()
+                answered += response.status == 200 and OLD_TITLE in rss_titles(response.read())
+            except OSError:
+                pass  # not answered within 3 s
+            finally:
+                connection.close()
+            times.append(time.monotonic() - started)
+        assert answered >= 11, f"{answered} of 12 answered beside {IDLE_CONNECTIONS} idle connections: {times}"
+        # Every idle connection is closed by the server within the idle timeout (and some slack).
+        ready, _, _ = select_all(connections, [], seconds=IDLE_TIMEOUT + 8)
+        closed = [sock for sock in ready if closed_by_server(sock)]
+        took = time.monotonic() - opened
+        assert len(closed) == IDLE_CONNECTIONS, f"{IDLE_CONNECTIONS - len(closed)} idle connections still open"
+        print(f"\n{answered}/12 answered beside {IDLE_CONNECTIONS} idle connections (slowest {max(times):.3f}s); "
+              f"all idle connections closed {took:.1f}s after they were opened (idle timeout {IDLE_TIMEOUT}s)")
+    finally:
+        for sock in connections:
+            sock.close()
+        code = running.stop()
+    assert code == 0, running.output[-3000:]
 
 
 
