@@ -7,6 +7,12 @@ method is "spawn" (granian's choice when Python's default is forkserver, as on 3
 built can be handed over, and each worker builds its own app instead (a warm start from the
 parse cache). Either way each worker then catches up with files changed since its app was built,
 starts the reload watcher, and reloads on SIGHUP, which the master forwards to every worker.
+
+What the master and each worker guard against (each measured with a real server in
+tests/test_server.py): a second server on a taken port (claim_address), workers outliving a
+killed master and answered requests missing from the access log at exit (WorkerMinder), and idle
+or half-sent connections holding the service (production_options: HTTP/1 only, a header read
+deadline, a connection limit per worker).
 """
 
 from __future__ import annotations
@@ -58,11 +64,29 @@ MAX_CONNECTIONS = 4096
 # Descriptors a worker keeps for what is not a client connection: listening socket, log, watcher, files.
 RESERVED_FILES = 256
 WATCH_INTERVAL = 0.5  # seconds between a worker's checks that its master still lives
+LOG_DRAIN_TIMEOUT = 2.0  # seconds an exiting worker waits for the access-log lines of answered requests
 # The combined log format's fields in granian's atoms; `target` (path?query) comes from RedactTokens.
 ACCESS_LOG_FORMAT = (
     '%(addr)s - - [%(time)s] "%(method)s %(target)s %(protocol)s" %(status)d %(dt_ms).1fms '
     '"%(header{referer})s" "%(header{user-agent})s"'
 )
+
+
+# An access-log line is one line of plain text: what a client sent (a percent-decoded %0a in the
+# path, a quote in a header) must neither start a line of its own nor close a quoted field. So, as
+# nginx's log_format escape=default does, `"`, `\` and every character outside printable ASCII
+# are written \xHH (a WSGI string holds one byte per character: HH is the byte the client sent).
+_UNSAFE_IN_LOG = re.compile(r"[^\x20-\x21\x23-\x5b\x5d-\x7e]")
+
+
+def _escape_match(match: re.Match) -> str:
+    char = match.group()
+    return "".join(f"\\x{byte:02X}" for byte in char.encode("latin-1" if char <= "\xff" else "utf-8"))
+
+
+def escape_log_text(text: str) -> str:
+    """`text` with `"`, `\\` and every character outside printable ASCII written as \\xHH."""
+    return _UNSAFE_IN_LOG.sub(_escape_match, text)
 
 
 def redact_query(query: str) -> str:
@@ -84,28 +108,94 @@ def redact(text: str) -> str:
     return _QUERY.sub(lambda m: "?" + redact_query(m.group(1)), text)
 
 
+def log_text(value: str) -> str:
+    """One text atom of an access-log line: preview tokens redacted, then escaped."""
+    # Text without "=" holds no parameter (redact() returns it as it is), and most atoms have none:
+    # skipping them cuts the filter from ~19 µs to ~2 µs a line. Escaping adds ~2 µs a line.
+    return escape_log_text(redact(value) if "=" in value else value)
+
+
 class RedactTokens(logging.Filter):
-    """On granian's access logger: adds the request target (path?query) and redacts tokens from every text atom."""
+    """On granian's access logger: adds the target (path?query); redacts tokens in, and escapes, every text atom."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite the record's atoms in place; never drops a line."""
         atoms = record.args
-        if isinstance(atoms, dict):
+        # granian configures logging in the master and again in each forked worker, and dictConfig
+        # adds a logger's filters without removing those it had: this filter may run twice on a
+        # record. One it has rewritten has a target (an atom granian does not set); escaping twice
+        # would double every backslash.
+        if isinstance(atoms, dict) and "target" not in atoms:
             query = atoms.get("query_string") or ""
             target = f"{atoms.get('path', '')}?{query}" if query else atoms.get("path", "")
             # Every text atom, not only the target: a Referer or another header may hold a preview URL.
-            # Text without "=" holds no parameter (redact() returns it as it is), and most atoms have
-            # none: skipping them cuts the filter from ~19 µs to ~2 µs a line.
-            record.args = {key: redact(value) if isinstance(value, str) and "=" in value else value
+            record.args = {key: log_text(value) if isinstance(value, str) else value
                            for key, value in {**atoms, "target": target}.items()}  # fmt: skip
         return True
 
 
+class UnloggedRequests:
+    """Requests a worker's app has started whose access-log line is not written yet.
+
+    granian writes a request's line after it has sent the response, from the thread that ran the
+    app; a worker that stops (SIGTERM) exits when its last response is sent, without waiting for
+    those threads, so the lines of the last requests answered were sometimes lost (2 runs in 25 on
+    a busy host). An exiting worker waits for this count to reach zero (WorkerMinder).
+    """
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._changed = threading.Condition()
+
+    def started(self) -> None:
+        """The app has a request (granian logs every request its app is called for, even a failed one)."""
+        with self._changed:
+            self._count += 1
+
+    def logged(self) -> None:
+        """An access-log line has been written."""
+        with self._changed:
+            self._count = max(0, self._count - 1)  # outside a worker, requests are not counted
+            self._changed.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait (bounded) until every started request has its line; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._count == 0, timeout)
+
+
+UNLOGGED = UnloggedRequests()  # one per process: each worker counts its own requests
+
+
+class AccessLogHandler(logging.StreamHandler):
+    """granian's access-log handler (a stream handler on stdout) that counts the lines it has written."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write the line, then count it as written (even if writing it failed: it will not come later)."""
+        try:
+            super().emit(record)
+        finally:
+            UNLOGGED.logged()
+
+
+def count_requests(wsgi_app: Callable) -> Callable:
+    """`wsgi_app` counting each request it is called for in UNLOGGED."""
+
+    def counted(environ: dict, start_response: Callable) -> Any:
+        UNLOGGED.started()
+        return wsgi_app(environ, start_response)
+
+    return counted
+
+
 def logging_config() -> dict[str, Any]:
-    """granian's own logging (stdout), with RedactTokens on its access logger."""
+    """granian's own logging (stdout), with RedactTokens and a counting handler on its access logger."""
+    handlers = copy.deepcopy(LOGGING_CONFIG["handlers"])
+    access = handlers["access"]
+    handlers["access"] = {"()": AccessLogHandler, "formatter": access["formatter"], "stream": access["stream"]}
     loggers = copy.deepcopy(LOGGING_CONFIG["loggers"])
     loggers["granian.access"]["filters"] = ["redact_tokens"]
-    return {"filters": {"redact_tokens": {"()": RedactTokens}}, "loggers": loggers}
+    return {"filters": {"redact_tokens": {"()": RedactTokens}}, "handlers": handlers, "loggers": loggers}
 
 
 def address_text(host: str, port: int) -> str:
@@ -219,7 +309,7 @@ def production_options(
 
 
 class WorkerMinder(threading.Thread):
-    """In a worker: stops it when its master is gone.
+    """In a worker: stops it when its master is gone, and lets it exit only once its access log is complete.
 
     A master killed with SIGKILL cannot stop its workers, which then served on as orphans (and a
     restarted server beside them). Every WATCH_INTERVAL the minder compares getppid() with the
@@ -228,14 +318,18 @@ class WorkerMinder(threading.Thread):
     finish), then kills it if it is still there GRACEFUL_TIMEOUT later. Not prctl(PR_SET_PDEATHSIG):
     it is Linux-only, and fires when the *thread* that forked the worker ends (prctl(2)), which in a
     granian that respawned workers from another thread would kill healthy workers.
+
+    It is not a daemon thread: a process waits for those before it exits (the threading module),
+    so once the main thread has finished serving it holds the exit until every request the app
+    has answered has its access-log line (UNLOGGED), at most LOG_DRAIN_TIMEOUT.
     """
 
     def __init__(self, master: int) -> None:
-        super().__init__(name="feedsvc-worker-minder", daemon=True)
+        super().__init__(name="feedsvc-worker-minder")
         self.master = master
 
     def run(self) -> None:
-        """Poll until the worker's main thread ends."""
+        """Poll until the worker's main thread ends; then wait for the last access-log lines."""
         main, deadline = threading.main_thread(), None
         main.join(WATCH_INTERVAL)
         while main.is_alive():
@@ -246,6 +340,7 @@ class WorkerMinder(threading.Thread):
             elif deadline is not None and time.monotonic() > deadline:
                 os._exit(1)  # the stop hung: nobody else will kill this worker
             main.join(WATCH_INTERVAL)
+        UNLOGGED.wait(LOG_DRAIN_TIMEOUT)
 
 
 def start_worker(make_app: Callable[[], Flask], master: int | None = None) -> Flask:
@@ -258,6 +353,7 @@ def start_worker(make_app: Callable[[], Flask], master: int | None = None) -> Fl
 
     app = make_app()
     if master is not None and master != os.getpid():
+        app.wsgi_app = count_requests(app.wsgi_app)
         WorkerMinder(master).start()
     store = app.extensions["feedsvc"]
     # First the handler, then the catch-up: a SIGHUP that arrives meanwhile is not lost.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import gzip
 import http.client
+import logging
 import multiprocessing
 import os
 import pickle
@@ -36,7 +37,7 @@ from test_websub import RecordingHub
 
 from feedsvc import create_app
 from feedsvc.errors import FeedsvcError
-from feedsvc.server import claim_address, start_worker, worker_loader
+from feedsvc.server import RedactTokens, claim_address, escape_log_text, start_worker, worker_loader
 
 FEEDSVC = Path(sys.executable).with_name("feedsvc")
 RELOAD_INTERVAL = "0.3"
@@ -575,6 +576,77 @@ def test_idle_connections_neither_stall_the_service_nor_stay_open(seeds_dir, eno
         code = running.stop()
     assert code == 0, running.output[-3000:]
 
+
+def access_lines_with(server: Server, marker: str, seconds: float = EDIT_DEADLINE) -> list[str]:
+    """The access-log lines that hold `marker`, once there is one (granian writes a line after its response)."""
+    deadline = time.monotonic() + seconds
+    while not (lines := [line for line in server.log_text().splitlines() if marker in line]):
+        assert time.monotonic() < deadline, f"no access-log line with {marker}"
+        time.sleep(0.05)
+    return lines
+
+
+@pytest.mark.slow
+def test_control_characters_in_a_request_cannot_forge_access_log_lines(shared_server):
+    forged = '127.0.0.1 - - [01/Jan/2030] "GET /admin HTTP/1.1" 200'
+    path = "/forge-marker%0a" + forged.replace(" ", "%20").replace('"', "%22") + "%0d%0aNUL%00here"
+    request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: agent\\\" 999 \"x\r\n"
+               "Connection: close\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", shared_server.port), timeout=10) as sock:
+        sock.sendall(request)
+        assert sock.recv(12).startswith(b"HTTP/1.1 ")
+    (line,) = access_lines_with(shared_server, "forge-marker")  # one line for the one request
+    assert not any(other.startswith(forged[:20]) for other in shared_server.log_text().splitlines())
+    assert "/forge-marker\\x0A127.0.0.1 - - [01/Jan/2030] \\x22GET /admin" in line
+    assert "\\x0D\\x0ANUL\\x00here" in line
+    assert '"agent\\x5C\\x22 999 \\x22x"' in line  # the quote in the header cannot end the field
+    assert line.count('"') == 6  # request, referer and user agent: three quoted fields, nothing more
+
+
+def test_escape_log_text_leaves_printable_ascii_alone_and_writes_the_rest_as_bytes():
+    assert escape_log_text("/topics/ai/rss.xml?limit=5&include=all") == "/topics/ai/rss.xml?limit=5&include=all"
+    assert escape_log_text('a\nb\r\x00\t"\\\x7f') == "a\\x0Ab\\x0D\\x00\\x09\\x22\\x5C\\x7F"
+    # WSGI text is one character per byte: a UTF-8 path shows its bytes, as nginx writes them
+    assert escape_log_text("/caf\u00c3\u00a9") == "/caf\\xC3\\xA9"
+
+
+def test_access_log_filter_escapes_every_text_atom_after_redacting():
+    atoms = {"addr": "192.0.2.1", "method": "GET", "path": "/a\nb", "query_string": "token=secret&limit=1",
+             "protocol": "HTTP/1.1", "status": 200, "dt_ms": 1.0, "_h0": "/?token=secret", "_h1": 'ua "quoted" \\'}
+    record = logging.LogRecord("granian.access", logging.INFO, __file__, 0, "%(target)s", (atoms,), None)
+    for _ in range(2):  # a second filter on the logger changes nothing more
+        assert RedactTokens().filter(record)
+        assert record.args["target"] == "/a\\x0Ab?token=***&limit=1"
+        assert record.args["_h0"] == "/?token=***" and record.args["status"] == 200
+        assert record.args["_h1"] == "ua \\x22quoted\\x22 \\x5C"
+
+
+# A `feedsvc serve` whose access-log lines come 0.5 s after their response: the filter is slowed.
+SLOW_LOG_SERVE = """
+import sys, time
+from feedsvc import server
+from feedsvc.cli import main
+
+def slow_filter(self, record, filter=server.RedactTokens.filter):
+    time.sleep(0.5)
+    return filter(self, record)
+
+server.RedactTokens.filter = slow_filter
+sys.exit(main(["serve", "--host", "127.0.0.1", *sys.argv[1:]]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="spawned workers would not be slowed")
+def test_sigterm_right_after_a_response_keeps_its_access_log_line(seeds_dir):
+    running = Server(seeds_dir, command=[sys.executable, "-c", SLOW_LOG_SERVE])
+    try:
+        status, _, _ = running.request("/rss.xml?last=1")
+        assert status == 200
+    finally:
+        code = running.stop()  # at once: the line is still 0.5 s away
+    assert code == 0, running.output[-3000:]
+    assert '"GET /rss.xml?last=1 HTTP/1.1" 200 ' in running.output
 
 
 # ------------------------------------------------------------------ worker start-up, in process
