@@ -29,12 +29,23 @@ def check(folder: Path, limits: Limits = Limits()) -> int:
     return 1 if errors else 0
 
 
-def serve(seeds: Path | None, host: str, port: int, workers: int) -> int:
-    """Run the service under granian, a production HTTP server (feedsvc.server)."""
-    from .server import run
+def serve(
+    seeds: Path | None,
+    host: str,
+    port: int,
+    workers: int,
+    idle_timeout: float | None = None,
+    max_connections: int | None = None,
+) -> int:
+    """Run the service under granian, a production HTTP server (feedsvc.server); 1 if it cannot start."""
+    from . import server
 
     config = {"SEEDS_DIR": str(seeds)} if seeds else None
-    return run(config, host=host, port=port, workers=workers)
+    try:
+        return server.run(config, host, port, workers, idle_timeout=idle_timeout, max_connections=max_connections)
+    except FeedsvcError as exc:
+        print(f"feedsvc serve: error: {exc}", file=sys.stderr)
+        return 1
 
 
 def build_site(outdir: Path, base_url: str, seeds: Path | None, strict: bool) -> int:
@@ -63,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--host", default=os.environ.get("FEEDSVC_HOST", "127.0.0.1"))
     serve_cmd.add_argument("--port", type=int, default=int(os.environ.get("FEEDSVC_PORT", "8000")))
     serve_cmd.add_argument("--workers", type=int, default=int(os.environ.get("FEEDSVC_WORKERS", "2")))
+    serve_cmd.add_argument("--idle-timeout", type=float, metavar="SECONDS",
+                           default=float(os.environ.get("FEEDSVC_IDLE_TIMEOUT", "0")) or None,
+                           help="close a connection that has not sent a complete request head in this time: new, "
+                                "half-sent or kept alive (default: FEEDSVC_IDLE_TIMEOUT or 15)")
+    serve_cmd.add_argument("--max-connections", type=int, metavar="N",
+                           default=int(os.environ.get("FEEDSVC_MAX_CONNECTIONS", "0")) or None,
+                           help="open connections per worker; more wait in the listen backlog "
+                                "(default: FEEDSVC_MAX_CONNECTIONS or 4096)")
     build_cmd = commands.add_parser("build", help="write every public route as static files")
     build_cmd.add_argument("outdir", type=Path)
     build_cmd.add_argument("--base-url", default=os.environ.get("FEEDSVC_BASE_URL", "http://localhost:8000/"),
@@ -84,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         return check(args.folder or Path(config["SEEDS_DIR"]), limits_of(config))
     if args.command == "build":
         return build_site(args.outdir, args.base_url, args.seeds, args.strict)
-    return serve(args.seeds, args.host, args.port, args.workers)
+    return serve(args.seeds, args.host, args.port, args.workers, args.idle_timeout, args.max_connections)
 
 
 if __name__ == "__main__":

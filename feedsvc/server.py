@@ -7,25 +7,38 @@ method is "spawn" (granian's choice when Python's default is forkserver, as on 3
 built can be handed over, and each worker builds its own app instead (a warm start from the
 parse cache). Either way each worker then catches up with files changed since its app was built,
 starts the reload watcher, and reloads on SIGHUP, which the master forwards to every worker.
+
+What the master and each worker guard against (each measured with a real server in
+tests/test_server.py): a second server on a taken port (claim_address), workers outliving a
+killed master and answered requests missing from the access log at exit (WorkerMinder), and idle
+or half-sent connections holding the service (production_options: HTTP/1 only, a header read
+deadline, a connection limit per worker).
 """
 
 from __future__ import annotations
 
 import copy
+import errno
 import logging
 import multiprocessing
 import os
 import re
 import signal
+import socket
+import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 from urllib.parse import unquote_plus
 
 from flask import Flask
-from granian.constants import Interfaces
+from granian.constants import HTTPModes, Interfaces
+from granian.http import HTTP1Settings
 from granian.log import LOGGING_CONFIG
 from granian.server import Server
+
+from .errors import FeedsvcError
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +52,41 @@ GRACEFUL_TIMEOUT = 10  # seconds a stopping worker has to finish its requests be
 # threads keep one slow render from holding up cached answers, while granian's default
 # (backlog / workers / 2, 256 at 2 workers) served 2-3x fewer requests/s with the access log on.
 BLOCKING_THREADS = 4
+# Seconds a connection may stay open without delivering a complete request head: a new connection
+# that sends nothing or only part of its headers, and a kept-alive one between requests. Then it is
+# closed. (`feedsvc serve --idle-timeout`, FEEDSVC_IDLE_TIMEOUT.)
+IDLE_TIMEOUT = 15.0
+# Connections each worker holds open at once (granian's backpressure); more wait in the listen
+# backlog. An idle connection costs a worker one descriptor and ~10 KB, not a Python thread (those
+# only run complete requests), so the limit is high: granian's default (backlog / workers, 512 at
+# 2 workers) let 1,100 idle sockets stall every request. (`--max-connections`, FEEDSVC_MAX_CONNECTIONS.)
+MAX_CONNECTIONS = 4096
+# Descriptors a worker keeps for what is not a client connection: listening socket, log, watcher, files.
+RESERVED_FILES = 256
+WATCH_INTERVAL = 0.5  # seconds between a worker's checks that its master still lives
+LOG_DRAIN_TIMEOUT = 2.0  # seconds an exiting worker waits for the access-log lines of answered requests
 # The combined log format's fields in granian's atoms; `target` (path?query) comes from RedactTokens.
 ACCESS_LOG_FORMAT = (
     '%(addr)s - - [%(time)s] "%(method)s %(target)s %(protocol)s" %(status)d %(dt_ms).1fms '
     '"%(header{referer})s" "%(header{user-agent})s"'
 )
+
+
+# An access-log line is one line of plain text: what a client sent (a percent-decoded %0a in the
+# path, a quote in a header) must neither start a line of its own nor close a quoted field. So, as
+# nginx's log_format escape=default does, `"`, `\` and every character outside printable ASCII
+# are written \xHH (a WSGI string holds one byte per character: HH is the byte the client sent).
+_UNSAFE_IN_LOG = re.compile(r"[^\x20-\x21\x23-\x5b\x5d-\x7e]")
+
+
+def _escape_match(match: re.Match) -> str:
+    char = match.group()
+    return "".join(f"\\x{byte:02X}" for byte in char.encode("latin-1" if char <= "\xff" else "utf-8"))
+
+
+def escape_log_text(text: str) -> str:
+    """`text` with `"`, `\\` and every character outside printable ASCII written as \\xHH."""
+    return _UNSAFE_IN_LOG.sub(_escape_match, text)
 
 
 def redact_query(query: str) -> str:
@@ -65,31 +108,181 @@ def redact(text: str) -> str:
     return _QUERY.sub(lambda m: "?" + redact_query(m.group(1)), text)
 
 
+def log_text(value: str) -> str:
+    """One text atom of an access-log line: preview tokens redacted, then escaped."""
+    # Text without "=" holds no parameter (redact() returns it as it is), and most atoms have none:
+    # skipping them cuts the filter from ~19 µs to ~2 µs a line. Escaping adds ~2 µs a line.
+    return escape_log_text(redact(value) if "=" in value else value)
+
+
 class RedactTokens(logging.Filter):
-    """On granian's access logger: adds the request target (path?query) and redacts tokens from every text atom."""
+    """On granian's access logger: adds the target (path?query); redacts tokens in, and escapes, every text atom."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite the record's atoms in place; never drops a line."""
         atoms = record.args
-        if isinstance(atoms, dict):
+        # granian configures logging in the master and again in each forked worker, and dictConfig
+        # adds a logger's filters without removing those it had: this filter may run twice on a
+        # record. One it has rewritten has a target (an atom granian does not set); escaping twice
+        # would double every backslash.
+        if isinstance(atoms, dict) and "target" not in atoms:
             query = atoms.get("query_string") or ""
             target = f"{atoms.get('path', '')}?{query}" if query else atoms.get("path", "")
             # Every text atom, not only the target: a Referer or another header may hold a preview URL.
-            # Text without "=" holds no parameter (redact() returns it as it is), and most atoms have
-            # none: skipping them cuts the filter from ~19 µs to ~2 µs a line.
-            record.args = {key: redact(value) if isinstance(value, str) and "=" in value else value
+            record.args = {key: log_text(value) if isinstance(value, str) else value
                            for key, value in {**atoms, "target": target}.items()}  # fmt: skip
         return True
 
 
+class UnloggedRequests:
+    """Requests a worker's app has started whose access-log line is not written yet.
+
+    granian writes a request's line after it has sent the response, from the thread that ran the
+    app; a worker that stops (SIGTERM) exits when its last response is sent, without waiting for
+    those threads, so the lines of the last requests answered were sometimes lost (2 runs in 25 on
+    a busy host). An exiting worker waits for this count to reach zero (WorkerMinder).
+    """
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._changed = threading.Condition()
+
+    def started(self) -> None:
+        """The app has a request (granian logs every request its app is called for, even a failed one)."""
+        with self._changed:
+            self._count += 1
+
+    def logged(self) -> None:
+        """An access-log line has been written."""
+        with self._changed:
+            self._count = max(0, self._count - 1)  # outside a worker, requests are not counted
+            self._changed.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait (bounded) until every started request has its line; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._count == 0, timeout)
+
+
+UNLOGGED = UnloggedRequests()  # one per process: each worker counts its own requests
+
+
+class AccessLogHandler(logging.StreamHandler):
+    """granian's access-log handler (a stream handler on stdout) that counts the lines it has written."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write the line, then count it as written (even if writing it failed: it will not come later)."""
+        try:
+            super().emit(record)
+        finally:
+            UNLOGGED.logged()
+
+
+def count_requests(wsgi_app: Callable) -> Callable:
+    """`wsgi_app` counting each request it is called for in UNLOGGED."""
+
+    def counted(environ: dict, start_response: Callable) -> Any:
+        UNLOGGED.started()
+        return wsgi_app(environ, start_response)
+
+    return counted
+
+
 def logging_config() -> dict[str, Any]:
-    """granian's own logging (stdout), with RedactTokens on its access logger."""
+    """granian's own logging (stdout), with RedactTokens and a counting handler on its access logger."""
+    handlers = copy.deepcopy(LOGGING_CONFIG["handlers"])
+    access = handlers["access"]
+    handlers["access"] = {"()": AccessLogHandler, "formatter": access["formatter"], "stream": access["stream"]}
     loggers = copy.deepcopy(LOGGING_CONFIG["loggers"])
     loggers["granian.access"]["filters"] = ["redact_tokens"]
-    return {"filters": {"redact_tokens": {"()": RedactTokens}}, "loggers": loggers}
+    return {"filters": {"redact_tokens": {"()": RedactTokens}}, "handlers": handlers, "loggers": loggers}
 
 
-def production_options(host: str, port: int, workers: int) -> dict[str, Any]:
+def address_text(host: str, port: int) -> str:
+    """host:port as in a URL ([::1]:8000 for IPv6)."""
+    host = host.strip("[]")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _bound_socket(family: socket.AddressFamily, address: str, port: int, option: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, option, 1)
+        sock.bind((address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def claim_address(host: str, port: int) -> socket.socket | None:
+    """A socket that holds (host, port) for this server; FeedsvcError when another server listens on it.
+
+    granian's workers each bind with SO_REUSEPORT, so a second server would bind beside the first
+    and share its connections. Linux refuses a bind that overlaps a listening socket unless both
+    set SO_REUSEPORT (socket(7)), so a bind without it fails (EADDRINUSE) on any listener, whether
+    or not it set SO_REUSEPORT; with SO_REUSEADDR, the TIME_WAIT connections a stopped server left
+    do not count. That check socket cannot stay bound: it would refuse our own workers too. It is
+    swapped for a socket with SO_REUSEPORT alone, bound and never listening (it gets no
+    connections): it lets our workers bind beside it, and refuses every other server's check and
+    listener while this master lives, which closes the race of two servers started at once.
+    """
+    address = host.strip("[]")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    where = address_text(host, port)
+
+    def check() -> None:
+        try:
+            _bound_socket(family, address, port, socket.SO_REUSEADDR).close()
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                hint = "stop the server listening there, or choose another --port (FEEDSVC_PORT)"
+                raise FeedsvcError(f"address {where} is in use: {hint}") from None
+            raise FeedsvcError(f"cannot listen on {where}: {exc.strerror}") from None
+
+    check()
+    reuse_port = getattr(socket, "SO_REUSEPORT", None)
+    if reuse_port is None:  # Windows: granian runs one worker on one socket, nothing to share
+        return None
+    try:
+        return _bound_socket(family, address, port, reuse_port)
+    except OSError:
+        # TIME_WAIT connections of a server that did not set SO_REUSEPORT refuse this bind (they are
+        # gone within a minute), or another server started in the microseconds since the check:
+        # check again, and serve without a claim if the address is still free.
+        check()
+        return None
+
+
+def raise_file_limit(max_connections: int) -> int:
+    """Raise this process's soft limit on open files to its hard limit; the connections per worker it allows."""
+    try:
+        import resource
+    except ImportError:  # not Unix
+        return max_connections
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # systemd.exec(5), LimitNOFILE=: the soft limit stays 1024 for programs that use select();
+    # the others should raise it to the hard limit themselves. Workers inherit it.
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = max_connections + RESERVED_FILES
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, wanted)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):  # e.g. macOS caps it below RLIM_INFINITY (OPEN_MAX)
+            pass
+    allowed = max(1, soft - RESERVED_FILES) if soft != resource.RLIM_INFINITY else max_connections
+    if allowed < max_connections:
+        # An accept() past the limit fails (EMFILE) and granian retries it at once: better to wait in the backlog.
+        message = "open-file limit %s: at most %d connections per worker instead of %d (raise `ulimit -n`)"
+        log.warning(message, soft, allowed, max_connections)
+        return allowed
+    return max_connections
+
+
+def production_options(
+    host: str, port: int, workers: int, idle_timeout: float = IDLE_TIMEOUT, max_connections: int = MAX_CONNECTIONS
+) -> dict[str, Any]:
     """The granian.server.Server settings `feedsvc serve` runs with."""
     return {
         "address": host.strip("[]"),  # "[::1]" as in a URL is the address ::1
@@ -97,6 +290,15 @@ def production_options(host: str, port: int, workers: int) -> dict[str, Any]:
         "interface": Interfaces.WSGI,
         "workers": workers,
         "blocking_threads": BLOCKING_THREADS,
+        # HTTP/1 only: in "auto" mode hyper-util first reads a connection's opening bytes to tell
+        # HTTP/1 from HTTP/2, without any deadline, so a connection that sends nothing was never
+        # closed (750 of 1,500 still open after 76 s). Cleartext HTTP/2 (h2c) is spoken by no
+        # browser or feed reader, and nginx proxies HTTP/1.1.
+        "http": HTTPModes.http1,
+        # hyper's header_read_timeout runs from the moment a request head is awaited: on a new
+        # connection, and on a kept-alive one after each response. So it is the idle timeout.
+        "http1_settings": HTTP1Settings(header_read_timeout=max(1, round(idle_timeout * 1000))),
+        "backpressure": max_connections,
         "websockets": False,
         "log_access": True,
         "log_access_format": ACCESS_LOG_FORMAT,
@@ -106,11 +308,53 @@ def production_options(host: str, port: int, workers: int) -> dict[str, Any]:
     }
 
 
-def start_worker(make_app: Callable[[], Flask]) -> Flask:
-    """In each new worker (its main thread, before it serves): the app, caught up and watching."""
+class WorkerMinder(threading.Thread):
+    """In a worker: stops it when its master is gone, and lets it exit only once its access log is complete.
+
+    A master killed with SIGKILL cannot stop its workers, which then served on as orphans (and a
+    restarted server beside them). Every WATCH_INTERVAL the minder compares getppid() with the
+    master's pid (a dead parent's children are re-parented, to init or a subreaper: getppid(2)), and
+    on a change sends the worker SIGTERM, the master's own way of stopping it (in-flight requests
+    finish), then kills it if it is still there GRACEFUL_TIMEOUT later. Not prctl(PR_SET_PDEATHSIG):
+    it is Linux-only, and fires when the *thread* that forked the worker ends (prctl(2)), which in a
+    granian that respawned workers from another thread would kill healthy workers.
+
+    It is not a daemon thread: a process waits for those before it exits (the threading module),
+    so once the main thread has finished serving it holds the exit until every request the app
+    has answered has its access-log line (UNLOGGED), at most LOG_DRAIN_TIMEOUT.
+    """
+
+    def __init__(self, master: int) -> None:
+        super().__init__(name="feedsvc-worker-minder")
+        self.master = master
+
+    def run(self) -> None:
+        """Poll until the worker's main thread ends; then wait for the last access-log lines."""
+        main, deadline = threading.main_thread(), None
+        main.join(WATCH_INTERVAL)
+        while main.is_alive():
+            if deadline is None and os.getppid() != self.master:
+                log.warning("master %d is gone: worker %d stops", self.master, os.getpid())
+                deadline = time.monotonic() + GRACEFUL_TIMEOUT
+                os.kill(os.getpid(), signal.SIGTERM)
+            elif deadline is not None and time.monotonic() > deadline:
+                os._exit(1)  # the stop hung: nobody else will kill this worker
+            main.join(WATCH_INTERVAL)
+        UNLOGGED.wait(LOG_DRAIN_TIMEOUT)
+
+
+def start_worker(make_app: Callable[[], Flask], master: int | None = None) -> Flask:
+    """In each new worker (its main thread, before it serves): the app, caught up and watching.
+
+    `master` is the pid of the process that started the worker: run in any other process, this
+    also starts a WorkerMinder.
+    """
     from . import reload_on_sighup
 
     app = make_app()
+    if master is not None and master != os.getpid():
+        app.wsgi_app = count_requests(app.wsgi_app)
+        WorkerMinder(master).start()
     store = app.extensions["feedsvc"]
     # First the handler, then the catch-up: a SIGHUP that arrives meanwhile is not lost.
     reload_on_sighup(store)
@@ -124,10 +368,11 @@ def start_worker(make_app: Callable[[], Flask]) -> Flask:
 
 def worker_loader(build: Callable[[], Flask]) -> Callable[[], Flask]:
     """What each worker calls for its app: the master's, built here once, when workers are forked."""
+    master = os.getpid()
     if multiprocessing.get_start_method() == "fork":  # the method granian's workers are started with
         app = build()
-        return partial(start_worker, lambda: app)  # fork copies the app: nothing is pickled
-    return partial(start_worker, build)  # spawn pickles `build`, and each worker runs it
+        return partial(start_worker, lambda: app, master)  # fork copies the app: nothing is pickled
+    return partial(start_worker, build, master)  # spawn pickles `build`, and each worker runs it
 
 
 def forward_sighup(server: Server) -> None:
@@ -149,15 +394,34 @@ def forward_sighup(server: Server) -> None:
 
 
 def run(
-    config: dict[str, Any] | None, host: str, port: int, workers: int, build: Callable[..., Flask] | None = None
+    config: dict[str, Any] | None,
+    host: str,
+    port: int,
+    workers: int,
+    build: Callable[..., Flask] | None = None,
+    *,
+    idle_timeout: float | None = None,
+    max_connections: int | None = None,
 ) -> int:
-    """Serve until SIGINT/SIGTERM (workers finish in-flight requests first); `build(config)` makes the app."""
+    """Serve until SIGINT/SIGTERM (workers finish in-flight requests first); `build(config)` makes the app.
+
+    FeedsvcError, before anything is built, when another server listens on (host, port). None
+    for a limit means its default (IDLE_TIMEOUT, MAX_CONNECTIONS).
+    """
     if build is None:
         from . import create_app as build
+    idle_timeout = idle_timeout or IDLE_TIMEOUT
+    max_connections = max_connections or MAX_CONNECTIONS
 
-    loader = worker_loader(partial(build, config))
-    server = Server("feedsvc:create_app", **production_options(host, port, workers))
-    # Startup hooks run after granian has set its own signal handlers, before any worker exists.
-    server.on_startup(partial(forward_sighup, server))
-    server.serve(target_loader=loader, wrap_loader=False)
+    claim = claim_address(host, port)  # first: a taken port fails at once, not after the app is built
+    try:
+        max_connections = raise_file_limit(max_connections)
+        loader = worker_loader(partial(build, config))
+        server = Server("feedsvc:create_app", **production_options(host, port, workers, idle_timeout, max_connections))
+        # Startup hooks run after granian has set its own signal handlers, before any worker exists.
+        server.on_startup(partial(forward_sighup, server))
+        server.serve(target_loader=loader, wrap_loader=False)
+    finally:
+        if claim is not None:
+            claim.close()
     return 0

@@ -7,14 +7,19 @@ FEEDSVC_RELOAD_INTERVAL=0.3, and stops it with SIGTERM. Every wait is bounded.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import http.client
+import logging
 import multiprocessing
 import os
 import pickle
 import re
+import resource
+import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -31,11 +36,18 @@ from test_store import wait_until
 from test_websub import RecordingHub
 
 from feedsvc import create_app
-from feedsvc.server import start_worker, worker_loader
+from feedsvc.errors import FeedsvcError
+from feedsvc.server import RedactTokens, claim_address, escape_log_text, start_worker, worker_loader
 
 FEEDSVC = Path(sys.executable).with_name("feedsvc")
 RELOAD_INTERVAL = "0.3"
 EDIT_DEADLINE = 10.0  # seconds for an edit on disk to reach every worker
+
+
+def serve_command() -> list[str]:
+    """`feedsvc serve --host 127.0.0.1`, from this virtual environment."""
+    command = [str(FEEDSVC)] if FEEDSVC.exists() else [sys.executable, "-m", "feedsvc.cli"]
+    return [*command, "serve", "--host", "127.0.0.1"]
 
 
 class Server:
@@ -45,8 +57,7 @@ class Server:
         """`command` (default `feedsvc serve`) is given --seeds, --port and --workers 2."""
         self.seeds, self.port = seeds, free_port()
         if command is None:
-            command = [str(FEEDSVC)] if FEEDSVC.exists() else [sys.executable, "-m", "feedsvc.cli"]
-            command = [*command, "serve", "--host", "127.0.0.1"]
+            command = serve_command()
         command = [*command, "--seeds", str(seeds), "--port", str(self.port), "--workers", "2"]
         cache = seeds.parent / "parse-cache"  # never the user's ~/.cache
         environment = {**os.environ, "FEEDSVC_RELOAD_INTERVAL": RELOAD_INTERVAL, "FEEDSVC_CACHE_DIR": str(cache),
@@ -345,6 +356,297 @@ def test_websub_notifications_are_sent_under_feedsvc_serve(seeds_dir):
         code = running.stop()
         hub.close()
     assert code == 0, running.output[-3000:]
+
+
+# ------------------------------------------------------------------ a server exposed to the network
+
+
+@pytest.mark.slow
+def test_a_second_server_on_a_taken_port_exits_at_once(server, seeds_dir, tmp_path):
+    other = tmp_path / "other-seeds"  # what the second server would answer with
+    shutil.copytree(seeds_dir, other)
+    edit_title(other, "Served by the second server")
+    command = [*serve_command(), "--seeds", str(other), "--port", str(server.port), "--workers", "2"]
+    env = {**os.environ, "FEEDSVC_CACHE_DIR": str(tmp_path / "other-cache")}
+    started = time.monotonic()
+    second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        errors = second.communicate(timeout=10)[1].decode()
+    except subprocess.TimeoutExpired:
+        second.terminate()
+        second.communicate(timeout=30)
+        pytest.fail("a second server on a taken port kept running")
+    took = time.monotonic() - started
+    assert second.returncode != 0
+    assert f"address 127.0.0.1:{server.port} is in use" in errors
+    assert took < 5, took  # at once: the check comes before the app is built
+    for _ in range(20):  # every answer still comes from the first server's articles
+        titles = rss_titles(server.request("/topics/ai/rss.xml")[2])
+        assert OLD_TITLE in titles and "Served by the second server" not in titles
+
+
+def reuse_port_listener(host: str, port: int = 0) -> socket.socket:
+    """A listening socket bound as each granian worker binds its own (SO_REUSEADDR and SO_REUSEPORT)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen()
+    return sock
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+HOSTS = [("127.0.0.1", "127.0.0.1"), pytest.param("::1", "[::1]", marks=pytest.mark.skipif(
+    not has_ipv6_loopback(), reason="no IPv6 loopback"))]
+
+
+@pytest.mark.parametrize(("host", "in_url"), HOSTS)
+def test_claim_address_refuses_a_port_another_server_listens_on(host, in_url):
+    with reuse_port_listener(host) as other:
+        port = other.getsockname()[1]
+        with pytest.raises(FeedsvcError, match=re.escape(f"address {in_url}:{port} is in use")):
+            claim_address(host, port)
+
+
+@pytest.mark.parametrize(("host", "in_url"), HOSTS)
+def test_claim_address_holds_the_port_against_other_servers_not_its_own_workers(host, in_url):
+    with reuse_port_listener(host) as probe:
+        port = probe.getsockname()[1]
+    claim = claim_address(host, port)
+    try:
+        with pytest.raises(FeedsvcError, match="is in use"):  # a second server started at the same moment
+            claim_address(host, port)
+        # A worker binds beside the claim, and gets the connections: the claim never listens.
+        with reuse_port_listener(host, port) as worker, socket.create_connection((host, port), timeout=2):
+            worker.settimeout(2)
+            worker.accept()[0].close()
+    finally:
+        claim.close()
+    claim_address(host, port).close()  # free again
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists and has not exited (a zombie has: it only waits to be reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is `pid` (field 4 of /proc/PID/stat, proc(5))."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        if parent == str(pid) and state != "Z":
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the workers in /proc")
+def test_workers_exit_when_the_master_is_killed(seeds_dir):
+    running = Server(seeds_dir)
+    workers = children(running.process.pid)
+    try:
+        assert len(workers) == 2 and workers == sorted(worker_pids(running.log_text()))
+        running.process.kill()  # SIGKILL: the master cannot stop its workers itself
+        running.process.wait(timeout=10)
+        killed = time.monotonic()
+        while any(alive(pid) for pid in workers) and time.monotonic() - killed < 5:
+            time.sleep(0.02)
+        took = time.monotonic() - killed
+        assert not any(alive(pid) for pid in workers), f"workers still running {took:.1f}s after the master died"
+        with pytest.raises(ConnectionRefusedError):  # nothing listens any more
+            socket.create_connection(("127.0.0.1", running.port), timeout=2).close()
+        print(f"\nworkers gone {took:.2f}s after SIGKILL of the master")
+    finally:
+        for pid in workers:  # a failed test leaves no orphan behind
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        running.stop()
+
+
+IDLE_CONNECTIONS = 1500
+IDLE_TIMEOUT = 3  # seconds, as FEEDSVC_IDLE_TIMEOUT
+
+
+def open_idle_connections(port: int, count: int) -> list[socket.socket]:
+    """`count` connections: the even ones send nothing, the odd ones half a request line."""
+    connections = []
+    for index in range(count):
+        sock = socket.socket()
+        sock.setblocking(False)
+        connections.append(sock)
+        assert sock.connect_ex(("127.0.0.1", port)) in (0, errno.EINPROGRESS)
+    _, writable, _ = select_all([], connections, seconds=10)
+    assert len(writable) == count, f"only {len(writable)} of {count} connections were made"
+    for index, sock in enumerate(connections):
+        if index % 2:
+            sock.send(b"GET /topics/ai/rss.xml HT")
+    return connections
+
+
+def select_all(readable: list, writable: list, seconds: float) -> tuple[set, set, float]:
+    """Wait (bounded) until every socket is readable / writable; the ready ones and the time it took."""
+    selector, started = selectors.DefaultSelector(), time.monotonic()
+    for sock in readable:
+        selector.register(sock, selectors.EVENT_READ)
+    for sock in writable:
+        selector.register(sock, selectors.EVENT_WRITE)
+    ready_read, ready_write = set(), set()
+    while len(ready_read) + len(ready_write) < len(readable) + len(writable):
+        left = started + seconds - time.monotonic()
+        if left <= 0:
+            break
+        for key, events in selector.select(timeout=min(left, 0.5)):
+            (ready_read if events & selectors.EVENT_READ else ready_write).add(key.fileobj)
+            selector.unregister(key.fileobj)
+    selector.close()
+    return ready_read, ready_write, time.monotonic() - started
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server has closed this (readable) connection: end of stream or a reset."""
+    try:
+        while sock.recv(65536):  # a 408 or 400 before the close is fine: read to the end
+            pass
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True  # reset
+    return True
+
+
+@pytest.fixture
+def enough_open_files():
+    """Raise this process's soft limit on open files for the idle connections (the server inherits it too)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = IDLE_CONNECTIONS + 512
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            pytest.skip(f"open-file hard limit {hard} < {wanted}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.slow
+def test_idle_connections_neither_stall_the_service_nor_stay_open(seeds_dir, enough_open_files):
+    running = Server(seeds_dir, {"FEEDSVC_IDLE_TIMEOUT": str(IDLE_TIMEOUT)})
+    connections = []
+    try:
+        opened = time.monotonic()
+        connections = open_idle_connections(running.port, IDLE_CONNECTIONS)
+        answered, times = 0, []
+        for _ in range(12):
+            started = time.monotonic()
+            connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=3)
+            try:
+                connection.request("GET", "/topics/ai/rss.xml")
+                response = connection.getresponse()
+                answered += response.status == 200 and OLD_TITLE in rss_titles(response.read())
+            except OSError:
+                pass  # not answered within 3 s
+            finally:
+                connection.close()
+            times.append(time.monotonic() - started)
+        assert answered >= 11, f"{answered} of 12 answered beside {IDLE_CONNECTIONS} idle connections: {times}"
+        # Every idle connection is closed by the server within the idle timeout (and some slack).
+        ready, _, _ = select_all(connections, [], seconds=IDLE_TIMEOUT + 8)
+        closed = [sock for sock in ready if closed_by_server(sock)]
+        took = time.monotonic() - opened
+        assert len(closed) == IDLE_CONNECTIONS, f"{IDLE_CONNECTIONS - len(closed)} idle connections still open"
+        print(f"\n{answered}/12 answered beside {IDLE_CONNECTIONS} idle connections (slowest {max(times):.3f}s); "
+              f"all idle connections closed {took:.1f}s after they were opened (idle timeout {IDLE_TIMEOUT}s)")
+    finally:
+        for sock in connections:
+            sock.close()
+        code = running.stop()
+    assert code == 0, running.output[-3000:]
+
+
+def access_lines_with(server: Server, marker: str, seconds: float = EDIT_DEADLINE) -> list[str]:
+    """The access-log lines that hold `marker`, once there is one (granian writes a line after its response)."""
+    deadline = time.monotonic() + seconds
+    while not (lines := [line for line in server.log_text().splitlines() if marker in line]):
+        assert time.monotonic() < deadline, f"no access-log line with {marker}"
+        time.sleep(0.05)
+    return lines
+
+
+@pytest.mark.slow
+def test_control_characters_in_a_request_cannot_forge_access_log_lines(shared_server):
+    forged = '127.0.0.1 - - [01/Jan/2030] "GET /admin HTTP/1.1" 200'
+    path = "/forge-marker%0a" + forged.replace(" ", "%20").replace('"', "%22") + "%0d%0aNUL%00here"
+    request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: agent\\\" 999 \"x\r\n"
+               "Connection: close\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", shared_server.port), timeout=10) as sock:
+        sock.sendall(request)
+        assert sock.recv(12).startswith(b"HTTP/1.1 ")
+    (line,) = access_lines_with(shared_server, "forge-marker")  # one line for the one request
+    assert not any(other.startswith(forged[:20]) for other in shared_server.log_text().splitlines())
+    assert "/forge-marker\\x0A127.0.0.1 - - [01/Jan/2030] \\x22GET /admin" in line
+    assert "\\x0D\\x0ANUL\\x00here" in line
+    assert '"agent\\x5C\\x22 999 \\x22x"' in line  # the quote in the header cannot end the field
+    assert line.count('"') == 6  # request, referer and user agent: three quoted fields, nothing more
+
+
+def test_escape_log_text_leaves_printable_ascii_alone_and_writes_the_rest_as_bytes():
+    assert escape_log_text("/topics/ai/rss.xml?limit=5&include=all") == "/topics/ai/rss.xml?limit=5&include=all"
+    assert escape_log_text('a\nb\r\x00\t"\\\x7f') == "a\\x0Ab\\x0D\\x00\\x09\\x22\\x5C\\x7F"
+    # WSGI text is one character per byte: a UTF-8 path shows its bytes, as nginx writes them
+    assert escape_log_text("/caf\u00c3\u00a9") == "/caf\\xC3\\xA9"
+
+
+def test_access_log_filter_escapes_every_text_atom_after_redacting():
+    atoms = {"addr": "192.0.2.1", "method": "GET", "path": "/a\nb", "query_string": "token=secret&limit=1",
+             "protocol": "HTTP/1.1", "status": 200, "dt_ms": 1.0, "_h0": "/?token=secret", "_h1": 'ua "quoted" \\'}
+    record = logging.LogRecord("granian.access", logging.INFO, __file__, 0, "%(target)s", (atoms,), None)
+    for _ in range(2):  # a second filter on the logger changes nothing more
+        assert RedactTokens().filter(record)
+        assert record.args["target"] == "/a\\x0Ab?token=***&limit=1"
+        assert record.args["_h0"] == "/?token=***" and record.args["status"] == 200
+        assert record.args["_h1"] == "ua \\x22quoted\\x22 \\x5C"
+
+
+# A `feedsvc serve` whose access-log lines come 0.5 s after their response: the filter is slowed.
+SLOW_LOG_SERVE = """
+import sys, time
+from feedsvc import server
+from feedsvc.cli import main
+
+def slow_filter(self, record, filter=server.RedactTokens.filter):
+    time.sleep(0.5)
+    return filter(self, record)
+
+server.RedactTokens.filter = slow_filter
+sys.exit(main(["serve", "--host", "127.0.0.1", *sys.argv[1:]]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="spawned workers would not be slowed")
+def test_sigterm_right_after_a_response_keeps_its_access_log_line(seeds_dir):
+    running = Server(seeds_dir, command=[sys.executable, "-c", SLOW_LOG_SERVE])
+    try:
+        status, _, _ = running.request("/rss.xml?last=1")
+        assert status == 200
+    finally:
+        code = running.stop()  # at once: the line is still 0.5 s away
+    assert code == 0, running.output[-3000:]
+    assert '"GET /rss.xml?last=1 HTTP/1.1" 200 ' in running.output
 
 
 # ------------------------------------------------------------------ worker start-up, in process
