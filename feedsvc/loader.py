@@ -16,6 +16,7 @@ from functools import partial
 from itertools import chain, compress
 from operator import attrgetter
 from pathlib import Path
+from stat import S_ISDIR
 from typing import NamedTuple
 
 import yaml
@@ -131,14 +132,38 @@ def line_of_key(source: str, key: str, first_line: int) -> int | None:
     return source.count("\n", 0, matches[-1].start()) + first_line if matches else None
 
 
-def read_at_most(filename: str, limit: int) -> bytes:
-    """The file's bytes, or its first `limit` + 1 (enough to tell it is too large).
+class NotRegularFile(OSError):
+    """A path that is a FIFO, a socket or a device where an article file was expected."""
 
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"{kind}, not a regular file")
+        self.kind = kind
+
+
+def kind_of(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    kinds = [(stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"), (stat.S_ISDIR, "folder")]  # fmt: skip
+    return next((kind for test, kind in kinds if test(mode)), "special file")
+
+
+def read_at_most(filename: str, limit: int) -> bytes:
+    """The file's bytes, or its first `limit` + 1 (enough to tell it is too large); NotRegularFile
+    for a FIFO, socket or device.
+
+    Opened with O_NONBLOCK: opening a FIFO for reading blocks until a writer opens it (fifo(7)),
+    and a path swapped to a FIFO after the scan held the reload thread in open() for ever. With
+    the flag open() returns at once, and fstat() of the descriptor (not a stat() of the path
+    before it, which would race with the swap) tells what was opened. open(2): O_NONBLOCK "has
+    no effect for regular files and block devices", so regular files read as before.
     The first read asks for the size fstat gives (plus one byte, to see the end): one read of
     limit + 1 bytes, as io does, has the allocator map and free a megabyte for each file."""
-    fd = os.open(filename, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(filename, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
-        want = min(os.fstat(fd).st_size, limit) + 1
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFile(kind_of(info.st_mode))
+        want = min(info.st_size, limit) + 1
         chunks, size = [], 0
         while size <= limit and (chunk := os.read(fd, want)):
             chunks.append(chunk)
@@ -152,12 +177,24 @@ def read_at_most(filename: str, limit: int) -> bytes:
 READ_CHUNK = 65536
 
 
+def special_kind(filename: str) -> str | None:
+    """What `filename` is when it is there and not a regular file, else None."""
+    try:
+        mode = os.stat(filename).st_mode
+    except OSError:
+        return None
+    return None if stat.S_ISREG(mode) else kind_of(mode)
+
+
 def load_named(filename: str, name: str, limits: Limits) -> tuple[Article, list[Problem]]:
     """Load the file at `filename`, called `name` in every message."""
     try:
         data = read_at_most(filename, limits.file_bytes)
     except OSError as exc:
-        raise ArticleError(name, f"cannot be read ({exc.strerror})") from None
+        # A socket cannot even be opened (ENXIO): it is named for what it is, as a FIFO or a device is.
+        kind = exc.kind if isinstance(exc, NotRegularFile) else special_kind(filename)
+        reason = f"is a {kind}, not a regular file: remove it, or put the article in a regular file" if kind else None
+        raise ArticleError(name, reason or f"cannot be read ({exc.strerror})") from None
     if len(data) > limits.file_bytes:
         raise ArticleError(name, f"file is over the size limit of {limits.file_bytes} bytes (MAX_FILE_BYTES): split or trim it")
     return load_bytes(data, name, limits)
@@ -210,12 +247,14 @@ def scan(root: Path) -> Scan:
             if entry.is_dir(follow_symlinks=False):
                 pending.append((entry.path, f"{prefix}{name}/"))
             elif is_candidate(name):
-                try:  # a link to a file counts as the file; one removed since the listing is gone
-                    if entry.is_file():
-                        info = entry.stat()
-                        files[prefix + name] = _new_stamp(Stamp, (info.st_size, info.st_mtime_ns))
+                try:  # a link counts as what it points to (a link to a folder is not followed)
+                    info = entry.stat()
                 except OSError:
-                    pass
+                    continue  # removed since the listing, or a dangling link
+                # Not only regular files: a FIFO, socket or device where an article should be is
+                # reported as skipped when it is loaded (read_at_most refuses it), not left out unsaid.
+                if not S_ISDIR(info.st_mode):
+                    files[prefix + name] = _new_stamp(Stamp, (info.st_size, info.st_mtime_ns))
     newest = max(newest, max((stamp.mtime_ns for stamp in files.values()), default=0))
     return Scan(dict(sorted(files.items())), newest)
 
@@ -246,7 +285,7 @@ def rescan(root: Path, previous: Scan, touched: Iterable[str]) -> Scan | None:
         except OSError:
             return None
         newest = max(newest, _folder_mtime(os.path.dirname(path)))
-        if info is not None and stat.S_ISREG(info.st_mode) and is_candidate(os.path.basename(name)):
+        if info is not None and not S_ISDIR(info.st_mode) and is_candidate(os.path.basename(name)):
             files[name] = Stamp(info.st_size, info.st_mtime_ns)
             newest = max(newest, info.st_mtime_ns)
         else:

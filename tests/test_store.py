@@ -993,3 +993,54 @@ def test_a_process_that_exits_at_once_still_writes_its_parse_cache(seeds_dir, tm
     subprocess.run([sys.executable, "-c", code, str(seeds_dir), str(cache)], check=True, capture_output=True, timeout=60)
     written = feedsvc.parsecache.cache_file(cache, seeds_dir)
     assert set(feedsvc.parsecache.load(written, seeds_dir, Limits())) == set(scan(seeds_dir).files)
+
+
+# --- a real server over a file that flips between a FIFO and a regular file ------------------------
+
+
+@pytest.mark.slow
+def test_served_workers_keep_reloading_while_a_file_flips_between_a_fifo_and_a_regular_file(seeds_dir, tmp_path):
+    from test_server import Server, served_by_every_worker
+
+    victim, spare_fifo, spare_file = seeds_dir / "flip.md", tmp_path / "flip.fifo", tmp_path / "flip.file"
+    text = article_text(title="Flipping", webUrl="https://example.com/flip")
+    victim.write_text(text, encoding="utf-8")
+    server = Server(seeds_dir)
+    stop, flips = threading.Event(), [0]
+
+    def flip() -> None:
+        while not stop.is_set():
+            os.mkfifo(spare_fifo)
+            os.replace(spare_fifo, victim)  # a FIFO, with no writer, where the file was
+            # Each time another size: mtimes move in clock ticks of milliseconds, and a file of the
+            # same stamp is not read again (no read, no race).
+            spare_file.write_text(text + "\n" * (flips[0] % 1000), encoding="utf-8")
+            os.replace(spare_file, victim)  # and the file again
+            flips[0] += 1
+
+    flipper = threading.Thread(target=flip)
+    try:
+        flipper.start()
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:  # full reloads in both workers while it flips
+            server.process.send_signal(signal.SIGHUP)
+            time.sleep(0.05)
+        stop.set()
+        flipper.join(WAIT)
+        assert flips[0] > 100
+        write_article_file(seeds_dir / "after.md", title="Added after the flipping", topics=["AI"])
+        started = time.monotonic()
+        served_by_every_worker(server, "Added after the flipping", "an article added after the flipping")
+        print(f"{flips[0]} flips; an article added afterwards was served by every worker after "
+              f"{time.monotonic() - started:.2f} s")
+        for _ in range(8):
+            status, _, body = server.request("/healthz")
+            assert status == 200 and json.loads(body)["status"] == "ok"
+    finally:
+        stop.set()
+        flipper.join(WAIT)
+        server.stop()
+
+
+def write_article_file(path: Path, **fields) -> None:
+    path.write_text(article_text(**fields, webUrl=f"https://example.com/{path.stem}", published=True), encoding="utf-8")
