@@ -13,12 +13,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
 from . import parsecache
 from .catalog import Catalog
+from .errors import FeedsvcError
 from .fields import Limits
 from .loader import FileState, Scan, name_in, refresh, rescan, result_of, scan, stale_names
 from .parallel import alongside
@@ -29,6 +31,21 @@ log = logging.getLogger(__name__)
 Listener = Callable[[Catalog, Catalog], None]
 CACHE_WRITE_INTERVAL = 30.0  # seconds: a large cache is not rewritten on every edit
 CACHE_WRITE_PAUSE = 0.0005  # seconds the background cache write sleeps every millisecond or so
+# Seconds a reload may run before /healthz calls it stuck: a full re-parse of 100,000 files takes
+# about 20 s (BENCHMARKS.md), a blocked one never ends (RELOAD_STUCK_AFTER).
+STUCK_AFTER = 120.0
+
+
+@dataclass(frozen=True)
+class Health:
+    """How this process follows its folder, for /healthz: `status` is "ok" or "unhealthy" (reloads
+    stuck, failing, or stopped), with why."""
+
+    status: str
+    reason: str | None
+    reload_started: datetime | None  # when the last reload began
+    reload_finished: datetime | None  # when the last reload ended, well or not
+    failures: int  # reloads that failed in a row
 
 
 class FeedStore:
@@ -42,9 +59,10 @@ class FeedStore:
         cache_dir: Path | str | None = None,
         watch_events: bool = True,
         rescan_interval: float = 60.0,
+        stuck_after: float = STUCK_AFTER,
     ) -> None:
         self.seeds_dir = Path(seeds_dir)
-        self.watch_events, self.rescan_interval = watch_events, rescan_interval
+        self.watch_events, self.rescan_interval, self.stuck_after = watch_events, rescan_interval, stuck_after
         self.limits = limits
         self.cache_path = parsecache.cache_file(Path(cache_dir), self.seeds_dir) if cache_dir else None
         self._cache_written = 0.0
@@ -58,6 +76,11 @@ class FeedStore:
         self._writer: threading.Thread | None = None
         self._found: Scan | None = None
         self._cache_dirty = False  # the files changed since the cache was last written
+        self._attempts: dict[object, tuple[float, datetime]] = {}  # reloads under way: when each began
+        self._last_started: datetime | None = None
+        self._last_finished: datetime | None = None
+        self._failures, self._last_error = 0, ""
+        self._health_lock = threading.Lock()
         with self._reload_lock, collector_paused(freeze=True):
             found = None
             if self.cache_path:  # the stat of every file runs in a forked child while the cache is read
@@ -69,10 +92,17 @@ class FeedStore:
     def reload(self, touched: Iterable[str] | None = None) -> bool:
         """Re-read changed files (only the `touched` paths, when file events named them); swap in
         a new catalog in one assignment if anything changed."""
-        with self._reload_lock, collector_paused():
-            old = self.catalog
-            if not self._swap(touched):
-                return False
+        attempt = self._begin()
+        try:
+            with self._reload_lock, collector_paused():
+                old = self.catalog
+                changed = self._swap(touched)
+        except BaseException as exc:
+            self._end(attempt, exc)
+            raise
+        self._end(attempt, None)
+        if not changed:
+            return False
         self._log_loaded()
         for listener in self.listeners:
             listener(old, self.catalog)
@@ -109,6 +139,53 @@ class FeedStore:
             return found, None
         stamp_of = known.files.get
         return found, [name for name, stamp in found.files.items() if stamp_of(name) != stamp]
+
+    def _begin(self) -> object:
+        """Note that a reload begins (for health()); the token to end it with."""
+        attempt = object()
+        with self._health_lock:
+            self._attempts[attempt] = (time.monotonic(), now_utc())
+            self._last_started = self._attempts[attempt][1]
+        return attempt
+
+    def _end(self, attempt: object, error: BaseException | None) -> None:
+        """Note how a reload ended (for health())."""
+        with self._health_lock:
+            self._attempts.pop(attempt, None)
+            self._last_finished = now_utc()
+            if error is None:
+                self._failures, self._last_error = 0, ""
+            else:
+                self._failures, self._last_error = self._failures + 1, self.describe(error)
+
+    def describe(self, error: BaseException) -> str:
+        """An error in words fit for /healthz: no absolute path (the log has the whole story)."""
+        if isinstance(error, FeedsvcError):
+            return str(error).replace(str(self.seeds_dir), "SEEDS_DIR")
+        if isinstance(error, OSError) and error.strerror:
+            return f"{type(error).__name__}: {error.strerror}"
+        return type(error).__name__
+
+    def health(self) -> Health:
+        """Whether this process follows its folder: reloads neither stuck (running over
+        `stuck_after` seconds) nor failing, its watcher alive."""
+        with self._health_lock:
+            oldest = min(self._attempts.values(), default=None)
+            failures, error = self._failures, self._last_error
+            started, finished = self._last_started, self._last_finished
+        watcher, status, reason = self._watcher, "ok", None
+        if oldest is not None and time.monotonic() - oldest[0] > self.stuck_after:
+            status = "unhealthy"
+            reason = (
+                f"a reload has been running since {oldest[1]:%Y-%m-%dT%H:%M:%SZ}, over RELOAD_STUCK_AFTER "
+                f"({self.stuck_after:g} s): this process no longer follows changes to the files; restart it"
+            )
+        elif failures:
+            status = "unhealthy"
+            reason = f"the last {failures} reload(s) failed ({error}): the articles of the last good load are served"
+        elif watcher is not None and watcher.ended_unasked():
+            status, reason = "unhealthy", "the reload thread has stopped (see the log): restart this process"
+        return Health(status, reason, started, finished, failures)
 
     def _log_loaded(self) -> None:
         log.info("loaded %d articles from %s (%d skipped, %d stale)", len(self.catalog.articles),
@@ -175,6 +252,11 @@ class FeedStore:
             self._watcher.stop()
 
 
+def now_utc() -> datetime:
+    """The current time, UTC, to the second."""
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
 @contextmanager
 def collector_paused(freeze: bool = False) -> Iterator[None]:
     """Load without the cyclic garbage collector; with `freeze`, freeze what the load made.
@@ -229,15 +311,19 @@ class Watcher(threading.Thread):
 
     def run(self) -> None:
         """Follow file events if asked and possible, else poll, until stopped."""
-        if self.events:
-            try:
-                self.follow_events()
-                return
-            except Exception as exc:  # noqa: BLE001 - no inotify (watch limit, platform): poll instead
-                self.following = False
-                log.warning("cannot follow file events in %s (%s); polling every %s s",
-                            self.store.seeds_dir, exc, self.interval)
-        self.poll()
+        try:
+            if self.events:
+                try:
+                    self.follow_events()
+                    return
+                except Exception as exc:  # noqa: BLE001 - no inotify (watch limit, platform): poll instead
+                    self.following = False
+                    log.warning("cannot follow file events in %s (%s); polling every %s s",
+                                self.store.seeds_dir, exc, self.interval)  # fmt: skip
+            self.poll()
+        except Exception:  # logged here, and /healthz reports the thread stopped
+            log.exception("the reload thread of %s stopped: this process no longer follows changes; restart it",
+                          self.store.seeds_dir)  # fmt: skip
 
     def poll(self) -> None:
         """Reload every interval, or at once when woken."""
@@ -273,6 +359,10 @@ class Watcher(threading.Thread):
                 self.wake.clear()
                 self.reload(None)
                 last_full = time.monotonic()
+
+    def ended_unasked(self) -> bool:
+        """Whether this process's watcher thread has ended without being stopped (an error)."""
+        return self.pid == os.getpid() and self.ident is not None and not self.is_alive() and not self.stopping.is_set()
 
     def is_set(self) -> bool:
         """For watchfiles' stop_event: stop watching when woken or stopped."""

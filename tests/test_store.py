@@ -6,6 +6,7 @@ Every wait is bounded; every watcher a test starts is parked (a long interval) w
 
 from __future__ import annotations
 
+import errno
 import gc
 import hashlib
 import json
@@ -29,6 +30,7 @@ from lxml import etree
 
 import feedsvc.loader
 import feedsvc.parsecache
+import feedsvc.store
 from feedsvc import create_app
 from feedsvc.errors import FeedsvcError, TopicNotFound
 from feedsvc.fields import Limits
@@ -993,6 +995,112 @@ def test_a_process_that_exits_at_once_still_writes_its_parse_cache(seeds_dir, tm
     subprocess.run([sys.executable, "-c", code, str(seeds_dir), str(cache)], check=True, capture_output=True, timeout=60)
     written = feedsvc.parsecache.cache_file(cache, seeds_dir)
     assert set(feedsvc.parsecache.load(written, seeds_dir, Limits())) == set(scan(seeds_dir).files)
+
+
+# --- health(): reloads stuck, failing or stopped ------------------------------------------------
+
+
+@pytest.fixture
+def blocked_parse(monkeypatch):
+    """Parsing `blocked.md` waits until `.release` is set (set again when the test ends);
+    `.entered` is set when a parse of it begins."""
+    held = types.SimpleNamespace(entered=threading.Event(), release=threading.Event())
+    real = feedsvc.loader.load_named
+
+    def load_named(filename: str, name: str, *args, **kwargs):
+        if name == "blocked.md":
+            held.entered.set()
+            held.release.wait(3 * WAIT)
+        return real(filename, name, *args, **kwargs)
+
+    monkeypatch.setattr(feedsvc.loader, "load_named", load_named)
+    yield held
+    held.release.set()
+
+
+def test_a_reload_running_past_the_bound_makes_the_store_unhealthy_until_it_ends(
+    seeds_dir, write_article, parked, blocked_parse
+):
+    store = FeedStore(seeds_dir, watch_events=False, stuck_after=1.0)
+    parked(store)
+    assert store.health().status == "ok"
+    store.watch(0.05)
+    write_article("blocked.md", webUrl="https://example.com/blocked")
+    assert blocked_parse.entered.wait(WAIT)
+    assert store.health().status == "ok"  # running, not yet for a second
+    assert wait_until(lambda: store.health().status == "unhealthy")
+    health = store.health()
+    assert "RELOAD_STUCK_AFTER" in health.reason and "no longer follows changes" in health.reason
+    assert health.reload_started is not None
+    assert health.reload_finished is None or health.reload_finished <= health.reload_started
+    blocked_parse.release.set()
+    assert wait_until(lambda: "https://example.com/blocked" in urls(store))
+    assert wait_until(lambda: store.health().status == "ok")
+
+
+def test_a_reload_that_runs_within_the_bound_is_healthy(seeds_dir, write_article, blocked_parse):
+    store = FeedStore(seeds_dir, stuck_after=60)
+    write_article("blocked.md", webUrl="https://example.com/blocked")
+    reload = threading.Thread(target=store.reload)
+    reload.start()
+    try:
+        assert blocked_parse.entered.wait(WAIT)
+        time.sleep(0.2)
+        assert store.health().status == "ok"
+    finally:
+        blocked_parse.release.set()
+        reload.join(WAIT)
+
+
+def failing_scan(*args, **kwargs):
+    raise OSError(errno.EIO, "Input/output error", "/srv/somewhere/secret-path")
+
+
+def test_failing_reloads_make_the_store_unhealthy_until_one_succeeds(seeds_dir, write_article, parked, monkeypatch):
+    store = FeedStore(seeds_dir, watch_events=False)
+    parked(store)
+    monkeypatch.setattr(feedsvc.store, "scan", failing_scan)
+    store.watch(0.05)
+    assert wait_until(lambda: store.health().failures >= 2)
+    health = store.health()
+    assert health.status == "unhealthy"
+    assert "failed" in health.reason and "Input/output error" in health.reason
+    assert "/srv" not in health.reason  # /healthz is public: no path; the log has it
+    assert len(store.catalog.articles) == 5  # still served
+    monkeypatch.setattr(feedsvc.store, "scan", scan)
+    write_article("after.md", webUrl="https://example.com/after")
+    assert wait_until(lambda: "https://example.com/after" in urls(store))
+    health = store.health()
+    assert (health.status, health.reason, health.failures) == ("ok", None, 0)
+
+
+def test_a_seeds_folder_that_vanishes_makes_the_store_unhealthy_until_it_is_back(tmp_path, parked):
+    folder = tmp_path / "seeds"
+    folder.mkdir()
+    (folder / "a.md").write_text(article_text(webUrl="https://example.com/a"), encoding="utf-8")
+    store = FeedStore(folder)
+    parked(store)
+    store.watch(3600)
+    folder.rename(tmp_path / "away")
+    assert wait_until(lambda: store.health().status == "unhealthy")
+    assert "does not exist" in store.health().reason and str(tmp_path) not in store.health().reason
+    assert urls(store) == {"https://example.com/a"}
+    (tmp_path / "away").rename(folder)
+    assert wait_until(lambda: store.health().status == "ok")
+
+
+def test_a_reload_thread_that_stopped_makes_the_store_unhealthy(seeds_dir, parked, monkeypatch, caplog):
+    store = FeedStore(seeds_dir, watch_events=False)
+    parked(store)
+
+    def broken_save_cache(force: bool = False) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(store, "save_cache", broken_save_cache)
+    store.watch(0.05)
+    assert wait_until(lambda: store.health().status == "unhealthy")
+    assert "reload thread has stopped" in store.health().reason
+    assert any("reload thread" in r.getMessage() and r.exc_info for r in caplog.records)
 
 
 # --- a real server over a file that flips between a FIFO and a regular file ------------------------
