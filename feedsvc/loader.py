@@ -11,7 +11,7 @@ import os
 import re
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from itertools import chain, compress
 from operator import attrgetter
@@ -220,10 +220,12 @@ class FileState:
 
 @dataclass(frozen=True)
 class Scan:
-    """A folder's candidate files with their stamps, and the newest mtime in the tree."""
+    """A folder's candidate files with their stamps, the newest mtime in the tree, and the folders
+    that could not be listed (name, "." for the root -> why), whose files are not in `files`."""
 
     files: dict[str, Stamp]
     newest_mtime_ns: int
+    unreadable: dict[str, str] = field(default_factory=dict)
 
 
 def scan(root: Path) -> Scan:
@@ -231,6 +233,7 @@ def scan(root: Path) -> Scan:
     if not root.is_dir():
         raise FeedsvcError(f"seeds folder {root} does not exist: create it or set FEEDSVC_SEEDS_DIR")
     files: dict[str, Stamp] = {}
+    unreadable: dict[str, str] = {}
     newest, pending = 0, [(str(root), "")]
     while pending:
         folder, prefix = pending.pop()
@@ -238,8 +241,11 @@ def scan(root: Path) -> Scan:
             # A folder's mtime moves when a file in it is added, removed or renamed (POSIX).
             newest = max(newest, os.stat(folder).st_mtime_ns)
             entries = list(os.scandir(folder))
-        except OSError:
+        except (FileNotFoundError, NotADirectoryError):
             continue  # removed while we looked: it is simply gone
+        except OSError as exc:  # no permission, an I/O error: its files are unknown, not gone
+            unreadable[prefix.rstrip("/") or "."] = exc.strerror or str(exc)
+            continue
         for entry in entries:
             name = entry.name
             if name.startswith("."):
@@ -249,14 +255,30 @@ def scan(root: Path) -> Scan:
             elif is_candidate(name):
                 try:  # a link counts as what it points to (a link to a folder is not followed)
                     info = entry.stat()
-                except OSError:
+                except FileNotFoundError:
                     continue  # removed since the listing, or a dangling link
+                except OSError as exc:  # a folder without search (x) permission lists names only
+                    unreadable[prefix.rstrip("/") or "."] = exc.strerror or str(exc)
+                    continue
                 # Not only regular files: a FIFO, socket or device where an article should be is
                 # reported as skipped when it is loaded (read_at_most refuses it), not left out unsaid.
                 if not S_ISDIR(info.st_mode):
                     files[prefix + name] = _new_stamp(Stamp, (info.st_size, info.st_mtime_ns))
     newest = max(newest, max((stamp.mtime_ns for stamp in files.values()), default=0))
-    return Scan(dict(sorted(files.items())), newest)
+    return Scan(dict(sorted(files.items())), newest, unreadable)
+
+
+def with_unlisted(found: Scan, known: dict[str, FileState]) -> Scan:
+    """`found` plus the `known` files below the folders it could not list, with their known
+    stamps: their last states are kept (served as before) until the folder can be listed again,
+    rather than dropped as if deleted."""
+    if not found.unreadable:
+        return found
+    prefixes = tuple("" if folder == "." else folder + "/" for folder in found.unreadable)
+    kept = {name: state.stamp for name, state in known.items() if name.startswith(prefixes) and name not in found.files}
+    if not kept:
+        return found
+    return Scan(dict(sorted({**found.files, **kept}.items())), found.newest_mtime_ns, found.unreadable)
 
 
 # Stamp(size, mtime) through tuple.__new__, as namedtuple's _make does: a scan makes one per file,
@@ -290,7 +312,8 @@ def rescan(root: Path, previous: Scan, touched: Iterable[str]) -> Scan | None:
             newest = max(newest, info.st_mtime_ns)
         else:
             files.pop(name, None)
-    return Scan(files if files.keys() == previous.files.keys() else dict(sorted(files.items())), newest)
+    ordered = files if files.keys() == previous.files.keys() else dict(sorted(files.items()))
+    return Scan(ordered, newest, previous.unreadable)  # a change of a folder's mode is an event on the folder
 
 
 def name_in(root: Path, path: str) -> str:
@@ -390,7 +413,15 @@ def stale_names(states: dict[str, FileState]) -> tuple[str, ...]:
     return tuple(sorted(compress(states.keys(), map(attrgetter("stale"), states.values()))))
 
 
+def unlisted_problems(found: Scan) -> tuple[Problem, ...]:
+    """One problem for each folder `found` could not list."""
+    fix = "its files are not read; give the service read and search (r-x) permission on it"
+    return tuple(Problem(folder, f"folder cannot be listed ({why}): {fix}") for folder, why in found.unreadable.items())
+
+
 def load_folder(root: Path | str, limits: Limits = Limits()) -> LoadResult:
-    """Load every article below `root`; report, never raise, what is wrong with a file."""
+    """Load every article below `root`; report, never raise, what is wrong with a file or a folder."""
     root = Path(root)
-    return result_of(refresh(root, {}, scan(root), limits))
+    found = scan(root)
+    result = result_of(refresh(root, {}, found, limits))
+    return LoadResult(result.articles, result.problems + unlisted_problems(found)) if found.unreadable else result

@@ -22,7 +22,19 @@ from . import parsecache
 from .catalog import Catalog
 from .errors import FeedsvcError
 from .fields import Limits
-from .loader import FileState, Scan, name_in, refresh, rescan, result_of, scan, stale_names
+from .loader import (
+    FileState,
+    Scan,
+    name_in,
+    refresh,
+    rescan,
+    result_of,
+    scan,
+    stale_names,
+    unlisted_problems,
+    with_unlisted,
+)
+from .model import Problem
 from .parallel import alongside
 from .render import RenderCache
 
@@ -38,11 +50,12 @@ STUCK_AFTER = 120.0
 
 @dataclass(frozen=True)
 class Health:
-    """How this process follows its folder, for /healthz: `status` is "ok" or "unhealthy" (reloads
-    stuck, failing, or stopped), with why."""
+    """How this process follows its folder, for /healthz: `status` is "ok", "degraded" (serving,
+    but folders cannot be listed) or "unhealthy" (reloads stuck, failing, or stopped), with why."""
 
     status: str
     reason: str | None
+    unreadable: tuple[Problem, ...]  # folders that cannot be listed (their last good articles are served)
     reload_started: datetime | None  # when the last reload began
     reload_finished: datetime | None  # when the last reload ended, well or not
     failures: int  # reloads that failed in a row
@@ -76,6 +89,7 @@ class FeedStore:
         self._writer: threading.Thread | None = None
         self._found: Scan | None = None
         self._cache_dirty = False  # the files changed since the cache was last written
+        self._unreadable: dict[str, str] = {}  # folders the last look could not list
         self._attempts: dict[object, tuple[float, datetime]] = {}  # reloads under way: when each began
         self._last_started: datetime | None = None
         self._last_finished: datetime | None = None
@@ -112,6 +126,8 @@ class FeedStore:
         """Scan (or, after file events, stat the `touched` paths; or take the scan given), parse
         what changed, and swap in the new catalog; False when nothing changed."""
         found, names = self._look(touched, scanned)
+        found = with_unlisted(found, self._states)  # the files of a folder that cannot be listed stay
+        self._note_unreadable(found)
         states = refresh(self.seeds_dir, self._states, found, self.limits, names)
         if self._loaded and states == self._states:
             self._found = found
@@ -139,6 +155,16 @@ class FeedStore:
             return found, None
         stamp_of = known.files.get
         return found, [name for name, stamp in found.files.items() if stamp_of(name) != stamp]
+
+    def _note_unreadable(self, found: Scan) -> None:
+        """Log each folder that cannot be listed when it becomes so, and again when it can be."""
+        before, self._unreadable = self._unreadable, found.unreadable
+        for problem in unlisted_problems(found):
+            if problem.path not in before:
+                log.warning("%s: %s; the last good articles of its files are served meanwhile", problem.path,
+                            problem.message)  # fmt: skip
+        for folder in before.keys() - found.unreadable.keys():
+            log.info("%s can be listed again", folder)
 
     def _begin(self) -> object:
         """Note that a reload begins (for health()); the token to end it with."""
@@ -168,11 +194,12 @@ class FeedStore:
 
     def health(self) -> Health:
         """Whether this process follows its folder: reloads neither stuck (running over
-        `stuck_after` seconds) nor failing, its watcher alive."""
+        `stuck_after` seconds) nor failing, its watcher alive; and which folders cannot be listed."""
         with self._health_lock:
             oldest = min(self._attempts.values(), default=None)
             failures, error = self._failures, self._last_error
             started, finished = self._last_started, self._last_finished
+        unreadable = unlisted_problems(Scan({}, 0, self._unreadable))
         watcher, status, reason = self._watcher, "ok", None
         if oldest is not None and time.monotonic() - oldest[0] > self.stuck_after:
             status = "unhealthy"
@@ -185,7 +212,9 @@ class FeedStore:
             reason = f"the last {failures} reload(s) failed ({error}): the articles of the last good load are served"
         elif watcher is not None and watcher.ended_unasked():
             status, reason = "unhealthy", "the reload thread has stopped (see the log): restart this process"
-        return Health(status, reason, started, finished, failures)
+        elif unreadable:
+            status, reason = "degraded", "; ".join(f"{p.path}: {p.message}" for p in unreadable)
+        return Health(status, reason, unreadable, started, finished, failures)
 
     def _log_loaded(self) -> None:
         log.info("loaded %d articles from %s (%d skipped, %d stale)", len(self.catalog.articles),

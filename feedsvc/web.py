@@ -132,6 +132,7 @@ def health_report(catalog: Catalog, health: Health, everything: bool) -> dict:
         "skipped": [{"path": p.path, "line": p.line, "reason": p.message} for p in catalog.skipped],
         "stale": [{"path": p.path, "line": p.line, "reason": p.message} for p in stale],
         "warnings": sum(1 for p in catalog.problems if p.severity == "warning"),
+        "unreadable": [{"path": p.path, "reason": p.message} for p in health.unreadable],
         "reload": {"started": iso(health.reload_started), "finished": iso(health.reload_finished),
                    "failures": health.failures},
     }  # fmt: skip

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,9 +25,10 @@ from pathlib import Path
 
 import pytest
 import watchfiles
-from conftest import article_fields, front_matter
+from conftest import SEEDS, article_fields, front_matter
 from feedcheck import ATOM
 from lxml import etree
+from test_loader import as_unprivileged, unlisted_folder  # noqa: F401 - a fixture
 
 import feedsvc.loader
 import feedsvc.parsecache
@@ -997,7 +999,7 @@ def test_a_process_that_exits_at_once_still_writes_its_parse_cache(seeds_dir, tm
     assert set(feedsvc.parsecache.load(written, seeds_dir, Limits())) == set(scan(seeds_dir).files)
 
 
-# --- health(): reloads stuck, failing or stopped ------------------------------------------------
+# --- health(): reloads stuck, failing or stopped; folders that cannot be listed -----------------
 
 
 @pytest.fixture
@@ -1101,6 +1103,69 @@ def test_a_reload_thread_that_stopped_makes_the_store_unhealthy(seeds_dir, parke
     assert wait_until(lambda: store.health().status == "unhealthy")
     assert "reload thread has stopped" in store.health().reason
     assert any("reload thread" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+# --- a folder the service cannot list keeps its articles -----------------------------------------
+
+
+def test_an_unlistable_folder_keeps_its_articles_and_is_reported(unlisted_folder):  # noqa: F811 - the fixture
+    seeds, lock = unlisted_folder
+    cache = seeds.parent / "cache"
+    sub = seeds / "sub"
+    published = {"https://example.com/a.md", "https://example.com/sub/b.md", "https://example.com/sub/c.md"}
+
+    def work() -> dict:
+        seen: list[str] = []
+        handler = logging.Handler()
+        handler.emit = lambda record: seen.append(record.getMessage())
+        logging.getLogger("feedsvc").addHandler(handler)
+        logging.getLogger("feedsvc").setLevel(logging.INFO)  # this child's alone
+        app = create_app({"TESTING": True, "SEEDS_DIR": str(seeds), "RELOAD_INTERVAL": 0, "CACHE_DIR": str(cache)})
+        store, client = app.extensions["feedsvc"], app.test_client()
+        store.flush()
+        steps = {"loaded": sorted(urls(store))}
+        lock()
+        store.reload()
+        store.reload()  # a second look: the folder is logged once, not at every reload
+        steps["locked"] = sorted(urls(store))
+        steps["health"] = client.get("/healthz").status_code, client.get("/healthz").get_json()
+        steps["feed"] = sorted(i["url"] for i in client.get("/feed.json?limit=500").get_json()["items"])
+        steps["warm start"] = sorted(urls(FeedStore(seeds, cache_dir=cache)))
+        steps["locked log"] = list(seen)
+        sub.chmod(0o755)
+        (sub / "c.md").unlink()
+        store.reload()
+        steps["unlocked"] = sorted(urls(store))
+        steps["unlocked health"] = client.get("/healthz").get_json()
+        steps["log"] = seen
+        return steps
+
+    def warm_up() -> None:  # the same calls, over a copy of the project's seeds
+        copy = seeds.parent / "warm-up"
+        shutil.copytree(SEEDS, copy)
+        app = create_app({"TESTING": True, "SEEDS_DIR": str(copy), "RELOAD_INTERVAL": 0, "CACHE_DIR": str(cache)})
+        app.extensions["feedsvc"].flush()
+        app.test_client().get("/healthz")
+        app.test_client().get("/feed.json?limit=500")
+        FeedStore(copy, cache_dir=cache).flush()
+        shutil.rmtree(copy)
+        shutil.rmtree(cache)
+
+    steps = as_unprivileged(work, warm_up=warm_up)
+    assert set(steps["loaded"]) == published
+    assert set(steps["locked"]) == published  # 3, not 1: sub/ could not be listed, its files are not gone
+    assert set(steps["feed"]) == published
+    assert set(steps["warm start"]) == published  # from the parse cache
+    status, health = steps["health"]
+    assert status == 200 and health["status"] == "degraded"
+    assert [item["path"] for item in health["unreadable"]] == ["sub"]
+    assert "cannot be listed" in health["reason"] and os.strerror(errno.EACCES) in health["reason"]
+    listed = [m for m in steps["locked log"] if "cannot be listed" in m]
+    assert len(listed) == 2, listed  # the store's, once for its two reloads; then the warm start's
+    assert all(m.startswith("sub: folder cannot be listed") and "last good articles" in m for m in listed)
+    assert set(steps["unlocked"]) == published - {"https://example.com/sub/c.md"}
+    assert steps["unlocked health"]["status"] == "ok" and steps["unlocked health"]["unreadable"] == []
+    assert any(m == "sub can be listed again" for m in steps["log"])
 
 
 # --- a real server over a file that flips between a FIFO and a regular file ------------------------

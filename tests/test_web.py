@@ -847,7 +847,7 @@ def test_healthz_tells_when_the_last_reload_began_and_ended(client):
     data = get_ok(client, "/healthz").get_json()
     started, finished = (datetime.fromisoformat(data["reload"][k].replace("Z", "+00:00")) for k in ("started", "finished"))
     assert started <= finished <= datetime.now(timezone.utc)
-    assert (data["status"], data["reason"], data["reload"]["failures"]) == ("ok", None, 0)
+    assert (data["status"], data["reason"], data["unreadable"], data["reload"]["failures"]) == ("ok", None, [], 0)
 
 
 def test_broken_files_do_not_hide_the_other_articles(broken_client):
