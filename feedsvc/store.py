@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -46,6 +47,7 @@ CACHE_WRITE_PAUSE = 0.0005  # seconds the background cache write sleeps every mi
 # Seconds a reload may run before /healthz calls it stuck: a full re-parse of 100,000 files takes
 # about 20 s (BENCHMARKS.md), a blocked one never ends (RELOAD_STUCK_AFTER).
 STUCK_AFTER = 120.0
+FOLDER_RETRY = 1.0  # seconds between looks for a vanished seeds folder while following events
 
 
 @dataclass(frozen=True)
@@ -286,6 +288,16 @@ def now_utc() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
 
 
+def folder_identity(folder: Path) -> tuple[int, int] | None:
+    """(device, inode) of a folder (through links), None when it is not there: a folder deleted
+    and made again, or another renamed over it, or a link turned to another, is another folder."""
+    try:
+        info = os.stat(folder)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino) if stat.S_ISDIR(info.st_mode) else None
+
+
 @contextmanager
 def collector_paused(freeze: bool = False) -> Iterator[None]:
     """Load without the cyclic garbage collector; with `freeze`, freeze what the load made.
@@ -364,30 +376,63 @@ class Watcher(threading.Thread):
                 self.store.save_cache()
 
     def follow_events(self) -> None:
-        """Reload the paths each batch of file events names; a full reload when woken or due."""
+        """Reload the paths each batch of file events names; a full reload when woken or due.
+
+        An inotify watch is on the folder it was set on, not on its path: after `rm -rf seeds &&
+        cp -r backup seeds` (or a rename over it, or a link turned) no event ever comes again, and
+        edits waited for the next full scan. So every batch (an empty one at least every second)
+        checks that the path is still the folder watched, and a new watch is set when it is not."""
         from watchfiles import watch
 
-        last_full = time.monotonic()
+        root = Path(os.path.normpath(self.store.seeds_dir))
+        last_full, replaced = time.monotonic(), False
         while not self.stopping.is_set():
+            identity = folder_identity(root)
+            if identity is None:
+                self.reload(None)  # fails while the folder is missing: logged, and /healthz tells
+                self.wait_for_folder()
+                replaced = True
+                continue
+            if replaced:  # a new folder is there already: serve it now, not after the first batch
+                self.reload(None)
+                replaced = False
             # Files changed before the watch was set up sent no event: the first batch (at the
             # latest after a second) is answered with a full reload.
             full_due = True
-            # watchfiles yields a batch once 25 ms pass without a new event (an editor's save is
-            # several events), an empty one every second without any, and returns when woken.
-            for changes in watch(self.store.seeds_dir, watch_filter=None, step=25, rust_timeout=1000,
-                                 yield_on_timeout=True, stop_event=self, raise_interrupt=False):  # fmt: skip
-                self.following = True
-                if changes and not full_due:
-                    # A failed reload forgets the paths it was given: the next one is a full one.
-                    full_due = not self.reload([path for _, path in changes])
-                elif full_due or time.monotonic() - last_full >= self.rescan_interval:
-                    full_due = not self.reload(None)
-                    last_full = time.monotonic()
-                self.store.save_cache()  # a write that was not due at the last change may be now
+            try:
+                # watchfiles yields a batch once 25 ms pass without a new event (an editor's save is
+                # several events), an empty one every second without any, and returns when woken.
+                for changes in watch(root, watch_filter=None, step=25, rust_timeout=1000, yield_on_timeout=True,
+                                     stop_event=self, raise_interrupt=False):  # fmt: skip
+                    # The folder itself deleted (a new one may have the old one's inode number
+                    # already), or another folder at its path now: watch that one instead.
+                    if any(path == str(root) for _, path in changes) or folder_identity(root) != identity:
+                        replaced = True
+                        break
+                    self.following = True
+                    if changes and not full_due:
+                        # A failed reload forgets the paths it was given: the next one is a full one.
+                        full_due = not self.reload([path for _, path in changes])
+                    elif full_due or time.monotonic() - last_full >= self.rescan_interval:
+                        full_due = not self.reload(None)
+                        last_full = time.monotonic()
+                    self.store.save_cache()  # a write that was not due at the last change may be now
+            except FileNotFoundError:
+                if folder_identity(root) is not None:
+                    raise
+                continue  # the folder vanished as the watch was being set up
             if self.wake.is_set() and not self.stopping.is_set():
                 self.wake.clear()
                 self.reload(None)
                 last_full = time.monotonic()
+
+    def wait_for_folder(self) -> None:
+        """Wait until the seeds folder is there again (looking every FOLDER_RETRY s), or until woken."""
+        while not self.stopping.is_set() and folder_identity(self.store.seeds_dir) is None:
+            if self.wake.wait(FOLDER_RETRY):
+                if not self.stopping.is_set():
+                    self.wake.clear()  # SIGHUP: the caller reloads now
+                return
 
     def ended_unasked(self) -> bool:
         """Whether this process's watcher thread has ended without being stopped (an error)."""

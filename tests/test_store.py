@@ -1168,6 +1168,61 @@ def test_an_unlistable_folder_keeps_its_articles_and_is_reported(unlisted_folder
     assert any(m == "sub can be listed again" for m in steps["log"])
 
 
+# --- the watch follows a seeds folder deleted and made again ---------------------------------------
+
+
+def recreate(kind: str, seeds: Path, backup: Path) -> None:
+    """Put `backup` in place of `seeds` as a deploy script does."""
+    if kind == "rm -rf, cp -r":
+        shutil.rmtree(seeds)
+        shutil.copytree(backup, seeds)
+    elif kind == "rename over":
+        staged = seeds.with_name("seeds.new")
+        shutil.copytree(backup, staged)
+        old = seeds.with_name("seeds.old")
+        seeds.rename(old)
+        staged.rename(seeds)
+        shutil.rmtree(old)
+    else:  # "link turned": seeds is a link to a release folder, turned to another (ln -sfn)
+        release = seeds.with_name(f"release-{time.monotonic_ns()}")
+        shutil.copytree(backup, release)
+        turned = seeds.with_name("seeds.link")
+        turned.symlink_to(release, target_is_directory=True)
+        turned.replace(seeds)
+
+
+@pytest.mark.parametrize("kind", ["rm -rf, cp -r", "rename over", "link turned"])
+def test_event_watcher_follows_a_seeds_folder_deleted_and_made_again(tmp_path, kind, parked):
+    seeds = tmp_path / "seeds"
+    if kind == "link turned":
+        (tmp_path / "release-0").mkdir()
+        seeds.symlink_to(tmp_path / "release-0", target_is_directory=True)
+    else:
+        seeds.mkdir()
+    (seeds / "a.md").write_text(article_text(title="Version 1", webUrl="https://example.com/a"), encoding="utf-8")
+    store = FeedStore(seeds, rescan_interval=60)
+    parked(store)
+    store.watch(3600)  # neither polling (an hour) nor the full scan (a minute) can make an edit live in time
+    (seeds / "a.md").write_text(article_text(title="Version 2", webUrl="https://example.com/a"), encoding="utf-8")
+    assert wait_until(lambda: titles(store)["a.md"] == "Version 2")  # events are followed
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    (backup / "a.md").write_text(article_text(title="Version 3", webUrl="https://example.com/a"), encoding="utf-8")
+
+    started = time.monotonic()
+    recreate(kind, seeds, backup)
+    assert wait_until(lambda: titles(store)["a.md"] == "Version 3", seconds=10)
+    replaced = time.monotonic() - started
+    time.sleep(0.1)
+    started = time.monotonic()
+    (seeds / "a.md").write_text(article_text(title="Version 4", webUrl="https://example.com/a"), encoding="utf-8")
+    assert wait_until(lambda: titles(store)["a.md"] == "Version 4", seconds=10)
+    edited = time.monotonic() - started
+    print(f"{kind}: the new folder live after {replaced:.2f} s; an edit in it live after {edited:.2f} s")
+    assert edited < 5
+    assert store.health().status == "ok"
+
+
 # --- a real server over a file that flips between a FIFO and a regular file ------------------------
 
 
