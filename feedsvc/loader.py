@@ -351,10 +351,24 @@ def load_state(root: Path, name: str, stamp: Stamp, previous: FileState | None, 
     except ArticleError as exc:
         problem = Problem(exc.path, exc.reason, "error", exc.line)
         if previous is not None and previous.article is not None:
-            log.warning("stale %s (serving its last good version until it is fixed or removed)", exc)
-            return FileState(stamp, previous.article, (problem,), stale=True)
-        log.warning("skipped %s", exc)
-        return FileState(stamp, None, (problem,))
+            state = FileState(stamp, previous.article, (problem,), stale=True)
+        else:
+            state = FileState(stamp, None, (problem,))
+        log_unusable(state)
+        return state
+
+
+def log_unusable(state: FileState) -> None:
+    """Log why a file is skipped, or served stale, as `PATH[:LINE]: reason` (a warm start that
+    takes the state from the parse cache logs the same line as the parse that made it)."""
+    for problem in state.problems:
+        if problem.severity == "error":
+            where = f"{problem.path}:{problem.line}" if problem.line else problem.path
+            if state.stale:
+                log.warning("stale %s: %s (serving its last good version until it is fixed or removed)",
+                            where, problem.message)  # fmt: skip
+            else:
+                log.warning("skipped %s: %s", where, problem.message)
 
 
 def refresh(

@@ -26,6 +26,7 @@ from .fields import Limits
 from .loader import (
     FileState,
     Scan,
+    log_unusable,
     name_in,
     refresh,
     rescan,
@@ -102,7 +103,11 @@ class FeedStore:
             if self.cache_path:  # the stat of every file runs in a forked child while the cache is read
                 read_cache = partial(parsecache.load, self.cache_path, self.seeds_dir, self.limits)
                 found, self._states = alongside(partial(scan, self.seeds_dir), read_cache)
+            cached = self._states
             self._swap(scanned=found)
+            for name, state in self._states.items():  # a cold start logged these as it parsed them
+                if state.problems and cached.get(name) is state:
+                    log_unusable(state)
         self._log_loaded()
 
     def reload(self, touched: Iterable[str] | None = None) -> bool:

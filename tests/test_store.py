@@ -1168,6 +1168,37 @@ def test_an_unlistable_folder_keeps_its_articles_and_is_reported(unlisted_folder
     assert any(m == "sub can be listed again" for m in steps["log"])
 
 
+# --- a warm start logs what a cold start logs ------------------------------------------------------
+
+
+def skip_lines(caplog) -> list[str]:
+    return sorted(r.getMessage() for r in caplog.records if r.getMessage().startswith(("skipped ", "stale ")))
+
+
+def test_a_warm_start_names_every_skipped_and_stale_file_as_a_cold_start_does(
+    seeds_dir, tmp_path, write_article, load_calls, caplog, monkeypatch
+):
+    cache = tmp_path / "parse-cache"
+    monkeypatch.setattr(feedsvc.store, "CACHE_WRITE_INTERVAL", 0)
+    write_article("notitle.md", title=None)
+    write_article("nested/badyaml.md", text=BROKEN_YAML)
+    write_article("x.md", title="Good version", webUrl="https://example.com/x")
+    caplog.set_level(logging.INFO, logger="feedsvc")
+    store = FeedStore(seeds_dir, cache_dir=cache)
+    write_article("x.md", text=BROKEN_YAML)  # stale from now on
+    store.reload()
+    store.flush()  # the start's write first: a write under way is not doubled
+    store.save_cache()
+    store.flush()
+    cold = skip_lines(caplog)
+    assert [line.split(":")[0] for line in cold] == ["skipped nested/badyaml.md", "skipped notitle.md", "stale x.md"]
+    caplog.clear()
+    load_calls.clear()
+    FeedStore(seeds_dir, cache_dir=cache)
+    assert load_calls == []  # a warm start: nothing parsed
+    assert skip_lines(caplog) == cold
+
+
 # --- the watch follows a seeds folder deleted and made again ---------------------------------------
 
 
