@@ -101,6 +101,7 @@ class FeedStore:
         with self._reload_lock, collector_paused(freeze=True):
             found = None
             if self.cache_path:  # the stat of every file runs in a forked child while the cache is read
+                parsecache.remove_stale_temps(self.cache_path.parent)
                 read_cache = partial(parsecache.load, self.cache_path, self.seeds_dir, self.limits)
                 found, self._states = alongside(partial(scan, self.seeds_dir), read_cache)
             cached = self._states

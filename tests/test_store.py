@@ -1199,6 +1199,61 @@ def test_a_warm_start_names_every_skipped_and_stale_file_as_a_cold_start_does(
     assert skip_lines(caplog) == cold
 
 
+# --- temporary files a killed cache writer left ---------------------------------------------------
+
+WRITER = """
+import sys, time
+from pathlib import Path
+import feedsvc.parsecache as parsecache
+from feedsvc.fields import Limits
+from feedsvc.loader import refresh, scan
+seeds, cache = Path(sys.argv[1]), Path(sys.argv[2])
+parsecache.PAUSE_EVERY = 1  # a pause after every state: the write is under way for minutes
+parsecache.save(parsecache.cache_file(cache, seeds), seeds, Limits(), refresh(seeds, {}, scan(seeds)), pause=60)
+"""
+
+
+def start_writer(seeds: Path, cache: Path, before: set[Path]) -> tuple[subprocess.Popen, Path]:
+    """A cache writer in a process of its own, and its temporary file once it exists."""
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(seeds), str(cache)])
+    found: list[Path] = []
+    assert wait_until(lambda: found.extend(set(cache.glob(".parse-*.tmp")) - before) or found, seconds=30)
+    return writer, found[0]
+
+
+def test_a_temp_file_a_killed_cache_writer_left_is_removed_at_the_next_start(seeds_dir, tmp_path):
+    cache = tmp_path / "parse-cache"
+    FeedStore(seeds_dir, cache_dir=cache).flush()
+    killed, left = start_writer(seeds_dir, cache, set())
+    live, writing = start_writer(seeds_dir, cache, {left})
+    try:
+        killed.kill()
+        killed.wait(WAIT)
+        FeedStore(seeds_dir, cache_dir=cache).flush()
+        assert left.exists()  # younger than a minute: it could be a live writer's
+        an_hour_ago = time.time() - 3600
+        os.utime(left, (an_hour_ago, an_hour_ago))  # as when the next start comes later
+        FeedStore(seeds_dir, cache_dir=cache).flush()
+        assert not left.exists()
+        assert writing.exists() and live.poll() is None  # a live writer's temporary file is left alone
+    finally:
+        for process in (killed, live):
+            process.kill()
+            process.wait(WAIT)
+
+
+def test_remove_stale_temps_takes_only_old_temporary_files_of_the_cache(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    names = [".parse-a1b2.tmp", ".parse-key-x9y8", ".parse-fresh.tmp", "parse-0123.bin", ".parse-kept.bin", "other.tmp"]
+    for name in names:
+        (cache / name).write_bytes(b"x")
+        if name != ".parse-fresh.tmp":
+            os.utime(cache / name, (T0, T0))
+    assert feedsvc.parsecache.remove_stale_temps(cache) == 2
+    assert sorted(p.name for p in cache.iterdir()) == sorted(set(names) - {".parse-a1b2.tmp", ".parse-key-x9y8"})
+
+
 # --- the watch follows a seeds folder deleted and made again ---------------------------------------
 
 
