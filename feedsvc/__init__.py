@@ -33,6 +33,7 @@ def default_config() -> dict[str, Any]:
         "RELOAD_INTERVAL": 2,  # seconds between checks for changed files when polling; 0: no reloads
         "WATCH_EVENTS": True,  # reload on file-system events (inotify) instead of polling
         "RESCAN_INTERVAL": 60,  # seconds between full scans when following events (events can be lost)
+        "RELOAD_STUCK_AFTER": 120,  # seconds a reload may run before /healthz calls this worker unhealthy
         "RENDER_CACHE_SIZE": 512,  # rendered bodies kept (LRU)
         "FAST_PATH": True,  # replay finished feed responses in front of Flask
         "FEED_PAGING": True,  # RFC 5005 paging links; off for static builds (a static host ignores ?page=)
@@ -97,6 +98,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     store = FeedStore(
         app.config["SEEDS_DIR"], app.config["RENDER_CACHE_SIZE"], limits_of(app.config), app.config["CACHE_DIR"] or None,
         watch_events=app.config["WATCH_EVENTS"], rescan_interval=app.config["RESCAN_INTERVAL"],
+        stuck_after=app.config["RELOAD_STUCK_AFTER"],
     )
     app.extensions["feedsvc"] = store
     if app.config["WEBSUB_HUB"]:

@@ -11,11 +11,12 @@ import os
 import re
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from itertools import chain, compress
 from operator import attrgetter
 from pathlib import Path
+from stat import S_ISDIR
 from typing import NamedTuple
 
 import yaml
@@ -131,14 +132,38 @@ def line_of_key(source: str, key: str, first_line: int) -> int | None:
     return source.count("\n", 0, matches[-1].start()) + first_line if matches else None
 
 
-def read_at_most(filename: str, limit: int) -> bytes:
-    """The file's bytes, or its first `limit` + 1 (enough to tell it is too large).
+class NotRegularFile(OSError):
+    """A path that is a FIFO, a socket or a device where an article file was expected."""
 
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"{kind}, not a regular file")
+        self.kind = kind
+
+
+def kind_of(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    kinds = [(stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"), (stat.S_ISDIR, "folder")]  # fmt: skip
+    return next((kind for test, kind in kinds if test(mode)), "special file")
+
+
+def read_at_most(filename: str, limit: int) -> bytes:
+    """The file's bytes, or its first `limit` + 1 (enough to tell it is too large); NotRegularFile
+    for a FIFO, socket or device.
+
+    Opened with O_NONBLOCK: opening a FIFO for reading blocks until a writer opens it (fifo(7)),
+    and a path swapped to a FIFO after the scan held the reload thread in open() for ever. With
+    the flag open() returns at once, and fstat() of the descriptor (not a stat() of the path
+    before it, which would race with the swap) tells what was opened. open(2): O_NONBLOCK "has
+    no effect for regular files and block devices", so regular files read as before.
     The first read asks for the size fstat gives (plus one byte, to see the end): one read of
     limit + 1 bytes, as io does, has the allocator map and free a megabyte for each file."""
-    fd = os.open(filename, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(filename, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
-        want = min(os.fstat(fd).st_size, limit) + 1
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFile(kind_of(info.st_mode))
+        want = min(info.st_size, limit) + 1
         chunks, size = [], 0
         while size <= limit and (chunk := os.read(fd, want)):
             chunks.append(chunk)
@@ -152,12 +177,24 @@ def read_at_most(filename: str, limit: int) -> bytes:
 READ_CHUNK = 65536
 
 
+def special_kind(filename: str) -> str | None:
+    """What `filename` is when it is there and not a regular file, else None."""
+    try:
+        mode = os.stat(filename).st_mode
+    except OSError:
+        return None
+    return None if stat.S_ISREG(mode) else kind_of(mode)
+
+
 def load_named(filename: str, name: str, limits: Limits) -> tuple[Article, list[Problem]]:
     """Load the file at `filename`, called `name` in every message."""
     try:
         data = read_at_most(filename, limits.file_bytes)
     except OSError as exc:
-        raise ArticleError(name, f"cannot be read ({exc.strerror})") from None
+        # A socket cannot even be opened (ENXIO): it is named for what it is, as a FIFO or a device is.
+        kind = exc.kind if isinstance(exc, NotRegularFile) else special_kind(filename)
+        reason = f"is a {kind}, not a regular file: remove it, or put the article in a regular file" if kind else None
+        raise ArticleError(name, reason or f"cannot be read ({exc.strerror})") from None
     if len(data) > limits.file_bytes:
         raise ArticleError(name, f"file is over the size limit of {limits.file_bytes} bytes (MAX_FILE_BYTES): split or trim it")
     return load_bytes(data, name, limits)
@@ -183,10 +220,12 @@ class FileState:
 
 @dataclass(frozen=True)
 class Scan:
-    """A folder's candidate files with their stamps, and the newest mtime in the tree."""
+    """A folder's candidate files with their stamps, the newest mtime in the tree, and the folders
+    that could not be listed (name, "." for the root -> why), whose files are not in `files`."""
 
     files: dict[str, Stamp]
     newest_mtime_ns: int
+    unreadable: dict[str, str] = field(default_factory=dict)
 
 
 def scan(root: Path) -> Scan:
@@ -194,6 +233,7 @@ def scan(root: Path) -> Scan:
     if not root.is_dir():
         raise FeedsvcError(f"seeds folder {root} does not exist: create it or set FEEDSVC_SEEDS_DIR")
     files: dict[str, Stamp] = {}
+    unreadable: dict[str, str] = {}
     newest, pending = 0, [(str(root), "")]
     while pending:
         folder, prefix = pending.pop()
@@ -201,8 +241,11 @@ def scan(root: Path) -> Scan:
             # A folder's mtime moves when a file in it is added, removed or renamed (POSIX).
             newest = max(newest, os.stat(folder).st_mtime_ns)
             entries = list(os.scandir(folder))
-        except OSError:
+        except (FileNotFoundError, NotADirectoryError):
             continue  # removed while we looked: it is simply gone
+        except OSError as exc:  # no permission, an I/O error: its files are unknown, not gone
+            unreadable[prefix.rstrip("/") or "."] = exc.strerror or str(exc)
+            continue
         for entry in entries:
             name = entry.name
             if name.startswith("."):
@@ -210,14 +253,32 @@ def scan(root: Path) -> Scan:
             if entry.is_dir(follow_symlinks=False):
                 pending.append((entry.path, f"{prefix}{name}/"))
             elif is_candidate(name):
-                try:  # a link to a file counts as the file; one removed since the listing is gone
-                    if entry.is_file():
-                        info = entry.stat()
-                        files[prefix + name] = _new_stamp(Stamp, (info.st_size, info.st_mtime_ns))
-                except OSError:
-                    pass
+                try:  # a link counts as what it points to (a link to a folder is not followed)
+                    info = entry.stat()
+                except FileNotFoundError:
+                    continue  # removed since the listing, or a dangling link
+                except OSError as exc:  # a folder without search (x) permission lists names only
+                    unreadable[prefix.rstrip("/") or "."] = exc.strerror or str(exc)
+                    continue
+                # Not only regular files: a FIFO, socket or device where an article should be is
+                # reported as skipped when it is loaded (read_at_most refuses it), not left out unsaid.
+                if not S_ISDIR(info.st_mode):
+                    files[prefix + name] = _new_stamp(Stamp, (info.st_size, info.st_mtime_ns))
     newest = max(newest, max((stamp.mtime_ns for stamp in files.values()), default=0))
-    return Scan(dict(sorted(files.items())), newest)
+    return Scan(dict(sorted(files.items())), newest, unreadable)
+
+
+def with_unlisted(found: Scan, known: dict[str, FileState]) -> Scan:
+    """`found` plus the `known` files below the folders it could not list, with their known
+    stamps: their last states are kept (served as before) until the folder can be listed again,
+    rather than dropped as if deleted."""
+    if not found.unreadable:
+        return found
+    prefixes = tuple("" if folder == "." else folder + "/" for folder in found.unreadable)
+    kept = {name: state.stamp for name, state in known.items() if name.startswith(prefixes) and name not in found.files}
+    if not kept:
+        return found
+    return Scan(dict(sorted({**found.files, **kept}.items())), found.newest_mtime_ns, found.unreadable)
 
 
 # Stamp(size, mtime) through tuple.__new__, as namedtuple's _make does: a scan makes one per file,
@@ -246,12 +307,13 @@ def rescan(root: Path, previous: Scan, touched: Iterable[str]) -> Scan | None:
         except OSError:
             return None
         newest = max(newest, _folder_mtime(os.path.dirname(path)))
-        if info is not None and stat.S_ISREG(info.st_mode) and is_candidate(os.path.basename(name)):
+        if info is not None and not S_ISDIR(info.st_mode) and is_candidate(os.path.basename(name)):
             files[name] = Stamp(info.st_size, info.st_mtime_ns)
             newest = max(newest, info.st_mtime_ns)
         else:
             files.pop(name, None)
-    return Scan(files if files.keys() == previous.files.keys() else dict(sorted(files.items())), newest)
+    ordered = files if files.keys() == previous.files.keys() else dict(sorted(files.items()))
+    return Scan(ordered, newest, previous.unreadable)  # a change of a folder's mode is an event on the folder
 
 
 def name_in(root: Path, path: str) -> str:
@@ -289,10 +351,24 @@ def load_state(root: Path, name: str, stamp: Stamp, previous: FileState | None, 
     except ArticleError as exc:
         problem = Problem(exc.path, exc.reason, "error", exc.line)
         if previous is not None and previous.article is not None:
-            log.warning("stale %s (serving its last good version until it is fixed or removed)", exc)
-            return FileState(stamp, previous.article, (problem,), stale=True)
-        log.warning("skipped %s", exc)
-        return FileState(stamp, None, (problem,))
+            state = FileState(stamp, previous.article, (problem,), stale=True)
+        else:
+            state = FileState(stamp, None, (problem,))
+        log_unusable(state)
+        return state
+
+
+def log_unusable(state: FileState) -> None:
+    """Log why a file is skipped, or served stale, as `PATH[:LINE]: reason` (a warm start that
+    takes the state from the parse cache logs the same line as the parse that made it)."""
+    for problem in state.problems:
+        if problem.severity == "error":
+            where = f"{problem.path}:{problem.line}" if problem.line else problem.path
+            if state.stale:
+                log.warning("stale %s: %s (serving its last good version until it is fixed or removed)",
+                            where, problem.message)  # fmt: skip
+            else:
+                log.warning("skipped %s: %s", where, problem.message)
 
 
 def refresh(
@@ -351,7 +427,15 @@ def stale_names(states: dict[str, FileState]) -> tuple[str, ...]:
     return tuple(sorted(compress(states.keys(), map(attrgetter("stale"), states.values()))))
 
 
+def unlisted_problems(found: Scan) -> tuple[Problem, ...]:
+    """One problem for each folder `found` could not list."""
+    fix = "its files are not read; give the service read and search (r-x) permission on it"
+    return tuple(Problem(folder, f"folder cannot be listed ({why}): {fix}") for folder, why in found.unreadable.items())
+
+
 def load_folder(root: Path | str, limits: Limits = Limits()) -> LoadResult:
-    """Load every article below `root`; report, never raise, what is wrong with a file."""
+    """Load every article below `root`; report, never raise, what is wrong with a file or a folder."""
     root = Path(root)
-    return result_of(refresh(root, {}, scan(root), limits))
+    found = scan(root)
+    result = result_of(refresh(root, {}, found, limits))
+    return LoadResult(result.articles, result.problems + unlisted_problems(found)) if found.unreadable else result

@@ -104,6 +104,39 @@ def _create_key(path: Path) -> None:
         os.unlink(temp)
 
 
+# A writer's temporary file (save's `.parse-*.tmp`, the key's `.parse-key-*`) older than this is
+# one a killed process left. A live writer's is younger: save() writes it without a stop (a pause
+# of half a millisecond per chunk, then the rename), so its mtime is never more than milliseconds old.
+STALE_TEMP_AGE = 60.0
+
+
+def remove_stale_temps(cache_dir: Path, max_age: float = STALE_TEMP_AGE) -> int:
+    """Remove this user's temporary files that writers killed mid-write left in `cache_dir`, and
+    not those a live writer is writing (younger than `max_age` s); how many were removed.
+
+    Were a writer stopped (SIGSTOP) for longer than that, its temporary file goes, and its rename
+    then fails: that write is logged and made again later, as any failed cache write is."""
+    removed, limit = 0, time.time() - max_age
+    try:
+        entries = list(os.scandir(cache_dir))
+    except OSError:
+        return 0  # no cache folder yet: nothing was left in it
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(".parse-") and (name.endswith(".tmp") or name.startswith(".parse-key-"))):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() and info.st_mtime < limit:
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            continue  # renamed into place, or removed by another process, meanwhile
+    if removed:
+        log.info("removed %d temporary file(s) that stopped cache writers left in %s", removed, cache_dir)
+    return removed
+
+
 class StatePickler(pickle.Pickler):
     """Pickles file states; a Provider is written as a call of fields.shared_provider, so equal
     providers load as one shared object, as when parsing."""

@@ -9,18 +9,34 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
 from . import parsecache
 from .catalog import Catalog
+from .errors import FeedsvcError
 from .fields import Limits
-from .loader import FileState, Scan, name_in, refresh, rescan, result_of, scan, stale_names
+from .loader import (
+    FileState,
+    Scan,
+    log_unusable,
+    name_in,
+    refresh,
+    rescan,
+    result_of,
+    scan,
+    stale_names,
+    unlisted_problems,
+    with_unlisted,
+)
+from .model import Problem
 from .parallel import alongside
 from .render import RenderCache
 
@@ -29,6 +45,23 @@ log = logging.getLogger(__name__)
 Listener = Callable[[Catalog, Catalog], None]
 CACHE_WRITE_INTERVAL = 30.0  # seconds: a large cache is not rewritten on every edit
 CACHE_WRITE_PAUSE = 0.0005  # seconds the background cache write sleeps every millisecond or so
+# Seconds a reload may run before /healthz calls it stuck: a full re-parse of 100,000 files takes
+# about 20 s (BENCHMARKS.md), a blocked one never ends (RELOAD_STUCK_AFTER).
+STUCK_AFTER = 120.0
+FOLDER_RETRY = 1.0  # seconds between looks for a vanished seeds folder while following events
+
+
+@dataclass(frozen=True)
+class Health:
+    """How this process follows its folder, for /healthz: `status` is "ok", "degraded" (serving,
+    but folders cannot be listed) or "unhealthy" (reloads stuck, failing, or stopped), with why."""
+
+    status: str
+    reason: str | None
+    unreadable: tuple[Problem, ...]  # folders that cannot be listed (their last good articles are served)
+    reload_started: datetime | None  # when the last reload began
+    reload_finished: datetime | None  # when the last reload ended, well or not
+    failures: int  # reloads that failed in a row
 
 
 class FeedStore:
@@ -42,9 +75,10 @@ class FeedStore:
         cache_dir: Path | str | None = None,
         watch_events: bool = True,
         rescan_interval: float = 60.0,
+        stuck_after: float = STUCK_AFTER,
     ) -> None:
         self.seeds_dir = Path(seeds_dir)
-        self.watch_events, self.rescan_interval = watch_events, rescan_interval
+        self.watch_events, self.rescan_interval, self.stuck_after = watch_events, rescan_interval, stuck_after
         self.limits = limits
         self.cache_path = parsecache.cache_file(Path(cache_dir), self.seeds_dir) if cache_dir else None
         self._cache_written = 0.0
@@ -58,21 +92,39 @@ class FeedStore:
         self._writer: threading.Thread | None = None
         self._found: Scan | None = None
         self._cache_dirty = False  # the files changed since the cache was last written
+        self._unreadable: dict[str, str] = {}  # folders the last look could not list
+        self._attempts: dict[object, tuple[float, datetime]] = {}  # reloads under way: when each began
+        self._last_started: datetime | None = None
+        self._last_finished: datetime | None = None
+        self._failures, self._last_error = 0, ""
+        self._health_lock = threading.Lock()
         with self._reload_lock, collector_paused(freeze=True):
             found = None
             if self.cache_path:  # the stat of every file runs in a forked child while the cache is read
+                parsecache.remove_stale_temps(self.cache_path.parent)
                 read_cache = partial(parsecache.load, self.cache_path, self.seeds_dir, self.limits)
                 found, self._states = alongside(partial(scan, self.seeds_dir), read_cache)
+            cached = self._states
             self._swap(scanned=found)
+            for name, state in self._states.items():  # a cold start logged these as it parsed them
+                if state.problems and cached.get(name) is state:
+                    log_unusable(state)
         self._log_loaded()
 
     def reload(self, touched: Iterable[str] | None = None) -> bool:
         """Re-read changed files (only the `touched` paths, when file events named them); swap in
         a new catalog in one assignment if anything changed."""
-        with self._reload_lock, collector_paused():
-            old = self.catalog
-            if not self._swap(touched):
-                return False
+        attempt = self._begin()
+        try:
+            with self._reload_lock, collector_paused():
+                old = self.catalog
+                changed = self._swap(touched)
+        except BaseException as exc:
+            self._end(attempt, exc)
+            raise
+        self._end(attempt, None)
+        if not changed:
+            return False
         self._log_loaded()
         for listener in self.listeners:
             listener(old, self.catalog)
@@ -82,6 +134,8 @@ class FeedStore:
         """Scan (or, after file events, stat the `touched` paths; or take the scan given), parse
         what changed, and swap in the new catalog; False when nothing changed."""
         found, names = self._look(touched, scanned)
+        found = with_unlisted(found, self._states)  # the files of a folder that cannot be listed stay
+        self._note_unreadable(found)
         states = refresh(self.seeds_dir, self._states, found, self.limits, names)
         if self._loaded and states == self._states:
             self._found = found
@@ -109,6 +163,66 @@ class FeedStore:
             return found, None
         stamp_of = known.files.get
         return found, [name for name, stamp in found.files.items() if stamp_of(name) != stamp]
+
+    def _note_unreadable(self, found: Scan) -> None:
+        """Log each folder that cannot be listed when it becomes so, and again when it can be."""
+        before, self._unreadable = self._unreadable, found.unreadable
+        for problem in unlisted_problems(found):
+            if problem.path not in before:
+                log.warning("%s: %s; the last good articles of its files are served meanwhile", problem.path,
+                            problem.message)  # fmt: skip
+        for folder in before.keys() - found.unreadable.keys():
+            log.info("%s can be listed again", folder)
+
+    def _begin(self) -> object:
+        """Note that a reload begins (for health()); the token to end it with."""
+        attempt = object()
+        with self._health_lock:
+            self._attempts[attempt] = (time.monotonic(), now_utc())
+            self._last_started = self._attempts[attempt][1]
+        return attempt
+
+    def _end(self, attempt: object, error: BaseException | None) -> None:
+        """Note how a reload ended (for health())."""
+        with self._health_lock:
+            self._attempts.pop(attempt, None)
+            self._last_finished = now_utc()
+            if error is None:
+                self._failures, self._last_error = 0, ""
+            else:
+                self._failures, self._last_error = self._failures + 1, self.describe(error)
+
+    def describe(self, error: BaseException) -> str:
+        """An error in words fit for /healthz: no absolute path (the log has the whole story)."""
+        if isinstance(error, FeedsvcError):
+            return str(error).replace(str(self.seeds_dir), "SEEDS_DIR")
+        if isinstance(error, OSError) and error.strerror:
+            return f"{type(error).__name__}: {error.strerror}"
+        return type(error).__name__
+
+    def health(self) -> Health:
+        """Whether this process follows its folder: reloads neither stuck (running over
+        `stuck_after` seconds) nor failing, its watcher alive; and which folders cannot be listed."""
+        with self._health_lock:
+            oldest = min(self._attempts.values(), default=None)
+            failures, error = self._failures, self._last_error
+            started, finished = self._last_started, self._last_finished
+        unreadable = unlisted_problems(Scan({}, 0, self._unreadable))
+        watcher, status, reason = self._watcher, "ok", None
+        if oldest is not None and time.monotonic() - oldest[0] > self.stuck_after:
+            status = "unhealthy"
+            reason = (
+                f"a reload has been running since {oldest[1]:%Y-%m-%dT%H:%M:%SZ}, over RELOAD_STUCK_AFTER "
+                f"({self.stuck_after:g} s): this process no longer follows changes to the files; restart it"
+            )
+        elif failures:
+            status = "unhealthy"
+            reason = f"the last {failures} reload(s) failed ({error}): the articles of the last good load are served"
+        elif watcher is not None and watcher.ended_unasked():
+            status, reason = "unhealthy", "the reload thread has stopped (see the log): restart this process"
+        elif unreadable:
+            status, reason = "degraded", "; ".join(f"{p.path}: {p.message}" for p in unreadable)
+        return Health(status, reason, unreadable, started, finished, failures)
 
     def _log_loaded(self) -> None:
         log.info("loaded %d articles from %s (%d skipped, %d stale)", len(self.catalog.articles),
@@ -175,6 +289,21 @@ class FeedStore:
             self._watcher.stop()
 
 
+def now_utc() -> datetime:
+    """The current time, UTC, to the second."""
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def folder_identity(folder: Path) -> tuple[int, int] | None:
+    """(device, inode) of a folder (through links), None when it is not there: a folder deleted
+    and made again, or another renamed over it, or a link turned to another, is another folder."""
+    try:
+        info = os.stat(folder)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino) if stat.S_ISDIR(info.st_mode) else None
+
+
 @contextmanager
 def collector_paused(freeze: bool = False) -> Iterator[None]:
     """Load without the cyclic garbage collector; with `freeze`, freeze what the load made.
@@ -229,15 +358,19 @@ class Watcher(threading.Thread):
 
     def run(self) -> None:
         """Follow file events if asked and possible, else poll, until stopped."""
-        if self.events:
-            try:
-                self.follow_events()
-                return
-            except Exception as exc:  # noqa: BLE001 - no inotify (watch limit, platform): poll instead
-                self.following = False
-                log.warning("cannot follow file events in %s (%s); polling every %s s",
-                            self.store.seeds_dir, exc, self.interval)
-        self.poll()
+        try:
+            if self.events:
+                try:
+                    self.follow_events()
+                    return
+                except Exception as exc:  # noqa: BLE001 - no inotify (watch limit, platform): poll instead
+                    self.following = False
+                    log.warning("cannot follow file events in %s (%s); polling every %s s",
+                                self.store.seeds_dir, exc, self.interval)  # fmt: skip
+            self.poll()
+        except Exception:  # logged here, and /healthz reports the thread stopped
+            log.exception("the reload thread of %s stopped: this process no longer follows changes; restart it",
+                          self.store.seeds_dir)  # fmt: skip
 
     def poll(self) -> None:
         """Reload every interval, or at once when woken."""
@@ -249,30 +382,67 @@ class Watcher(threading.Thread):
                 self.store.save_cache()
 
     def follow_events(self) -> None:
-        """Reload the paths each batch of file events names; a full reload when woken or due."""
+        """Reload the paths each batch of file events names; a full reload when woken or due.
+
+        An inotify watch is on the folder it was set on, not on its path: after `rm -rf seeds &&
+        cp -r backup seeds` (or a rename over it, or a link turned) no event ever comes again, and
+        edits waited for the next full scan. So every batch (an empty one at least every second)
+        checks that the path is still the folder watched, and a new watch is set when it is not."""
         from watchfiles import watch
 
-        last_full = time.monotonic()
+        root = Path(os.path.normpath(self.store.seeds_dir))
+        last_full, replaced = time.monotonic(), False
         while not self.stopping.is_set():
+            identity = folder_identity(root)
+            if identity is None:
+                self.reload(None)  # fails while the folder is missing: logged, and /healthz tells
+                self.wait_for_folder()
+                replaced = True
+                continue
+            if replaced:  # a new folder is there already: serve it now, not after the first batch
+                self.reload(None)
+                replaced = False
             # Files changed before the watch was set up sent no event: the first batch (at the
             # latest after a second) is answered with a full reload.
             full_due = True
-            # watchfiles yields a batch once 25 ms pass without a new event (an editor's save is
-            # several events), an empty one every second without any, and returns when woken.
-            for changes in watch(self.store.seeds_dir, watch_filter=None, step=25, rust_timeout=1000,
-                                 yield_on_timeout=True, stop_event=self, raise_interrupt=False):  # fmt: skip
-                self.following = True
-                if changes and not full_due:
-                    # A failed reload forgets the paths it was given: the next one is a full one.
-                    full_due = not self.reload([path for _, path in changes])
-                elif full_due or time.monotonic() - last_full >= self.rescan_interval:
-                    full_due = not self.reload(None)
-                    last_full = time.monotonic()
-                self.store.save_cache()  # a write that was not due at the last change may be now
+            try:
+                # watchfiles yields a batch once 25 ms pass without a new event (an editor's save is
+                # several events), an empty one every second without any, and returns when woken.
+                for changes in watch(root, watch_filter=None, step=25, rust_timeout=1000, yield_on_timeout=True,
+                                     stop_event=self, raise_interrupt=False):  # fmt: skip
+                    # The folder itself deleted (a new one may have the old one's inode number
+                    # already), or another folder at its path now: watch that one instead.
+                    if any(path == str(root) for _, path in changes) or folder_identity(root) != identity:
+                        replaced = True
+                        break
+                    self.following = True
+                    if changes and not full_due:
+                        # A failed reload forgets the paths it was given: the next one is a full one.
+                        full_due = not self.reload([path for _, path in changes])
+                    elif full_due or time.monotonic() - last_full >= self.rescan_interval:
+                        full_due = not self.reload(None)
+                        last_full = time.monotonic()
+                    self.store.save_cache()  # a write that was not due at the last change may be now
+            except FileNotFoundError:
+                if folder_identity(root) is not None:
+                    raise
+                continue  # the folder vanished as the watch was being set up
             if self.wake.is_set() and not self.stopping.is_set():
                 self.wake.clear()
                 self.reload(None)
                 last_full = time.monotonic()
+
+    def wait_for_folder(self) -> None:
+        """Wait until the seeds folder is there again (looking every FOLDER_RETRY s), or until woken."""
+        while not self.stopping.is_set() and folder_identity(self.store.seeds_dir) is None:
+            if self.wake.wait(FOLDER_RETRY):
+                if not self.stopping.is_set():
+                    self.wake.clear()  # SIGHUP: the caller reloads now
+                return
+
+    def ended_unasked(self) -> bool:
+        """Whether this process's watcher thread has ended without being stopped (an error)."""
+        return self.pid == os.getpid() and self.ident is not None and not self.is_alive() and not self.stopping.is_set()
 
     def is_set(self) -> bool:
         """For watchfiles' stop_event: stop watching when woken or stopped."""

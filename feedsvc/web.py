@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 
 from .catalog import Catalog
 from .errors import AccessDenied, BadHost, FeedsvcError, PageNotFound, QueryError, TopicNotFound
-from .publish import FORMATS, MEDIA_TYPES, Query, Site, cached_feed, parse_query, request_base_url
+from .publish import FORMATS, MEDIA_TYPES, Query, Site, cached_feed, check_preview_token, parse_query, request_base_url
 from .render import Rendered
-from .store import FeedStore
+from .store import FeedStore, Health
 
 bp = Blueprint("feeds", __name__)
 log = logging.getLogger(__name__)
@@ -129,17 +129,38 @@ def opml() -> Response:
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    """What is loaded and which files were skipped, and why."""
-    catalog = current_catalog()
-    return jsonify(
-        status="ok",
-        articles=len(catalog.articles),
-        published=len(catalog.selected(include_all=False)),
-        topics=len(catalog.topic_names),
-        skipped=[{"path": p.path, "line": p.line, "reason": p.message} for p in catalog.skipped],
-        stale=[{"path": p.path, "line": p.line, "reason": p.message} for p in catalog.problems if p.path in catalog.stale],
-        warnings=sum(1 for p in catalog.problems if p.severity == "warning"),
-    )
+    """Whether this worker follows its folder (503 with the reason when it does not), what is
+    loaded, and which files were skipped and why; drafts' figures only for previews' readers."""
+    token, expected = request.args.get("token"), current_app.config["PREVIEW_TOKEN"]
+    if token is not None:
+        check_preview_token(token, expected)  # a wrong token is a 403, as on a feed
+    health = current_store().health()
+    response = jsonify(health_report(current_catalog(), health, everything=not expected or token is not None))
+    response.status_code = 503 if health.status == "unhealthy" else 200
+    return response
+
+
+def health_report(catalog: Catalog, health: Health, everything: bool) -> dict:
+    """/healthz's JSON: the public figures, and with `everything` those drafts make too (the
+    number of every article, and of every topic, drafts-only ones included)."""
+    report = {"status": health.status, "reason": health.reason,
+              "published": len(catalog.selected(include_all=False)), "topics": len(catalog.topics(include_all=False))}
+    if everything:
+        report.update(articles=len(catalog.articles), all_topics=len(catalog.topic_names))
+    stale = [p for p in catalog.problems if p.path in catalog.stale]
+    return report | {
+        "skipped": [{"path": p.path, "line": p.line, "reason": p.message} for p in catalog.skipped],
+        "stale": [{"path": p.path, "line": p.line, "reason": p.message} for p in stale],
+        "warnings": sum(1 for p in catalog.problems if p.severity == "warning"),
+        "unreadable": [{"path": p.path, "reason": p.message} for p in health.unreadable],
+        "reload": {"started": iso(health.reload_started), "finished": iso(health.reload_finished),
+                   "failures": health.failures},
+    }  # fmt: skip
+
+
+def iso(moment: datetime | None) -> str | None:
+    """An RFC 3339 UTC time, or None."""
+    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def plain_error(status: int, message: str) -> Response:

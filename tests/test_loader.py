@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import errno
+import json
 import multiprocessing
 import os
+import pwd
+import select
 import shutil
+import signal
+import socket
 import tempfile
 import threading
 import time
 import types
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -863,3 +870,207 @@ def test_an_article_longer_than_one_piece_loads_whole(tmp_path):
     (tmp_path / "long.md").write_text(front_matter(**article_fields(excerpt=excerpt)), encoding="utf-8")
     (article,) = load_folder(tmp_path, Limits(excerpt_chars=10**6)).articles
     assert article.excerpt == excerpt.strip()
+
+
+# --- files that are not regular files, and folders that cannot be listed ----------------------------
+
+FIFO_REASON = "is a FIFO (named pipe), not a regular file"
+BOUND = 5.0  # seconds: a load that has not ended by then is blocked
+
+
+def in_a_thread(work, seconds: float = BOUND):
+    """work()'s result, run on a thread that must end within `seconds` (it fails the test if not)."""
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.setdefault("value", work()), daemon=True)
+    started = time.monotonic()
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still blocked after {seconds} s"
+    return result["value"], time.monotonic() - started
+
+
+def unblock_readers(fifo: Path) -> None:
+    """Open `fifo` for writing once, so a reader blocked in open() on it (the bug) returns."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass  # no reader waits on it (ENXIO), or it is gone
+
+
+def test_a_fifo_in_the_folder_is_skipped_with_its_reason_and_the_load_ends(seeds_dir):
+    fifo = seeds_dir / "pipe.md"
+    os.mkfifo(fifo)  # nobody will ever write to it
+    try:
+        result, seconds = in_a_thread(lambda: load_folder(seeds_dir))
+    finally:
+        unblock_readers(fifo)
+    assert len(result.articles) == 5
+    (problem,) = result.skipped
+    assert problem.path == "pipe.md" and problem.message.startswith(FIFO_REASON), problem
+    assert "remove it" in problem.message
+    print(f"load of the seeds with a FIFO among them: {seconds * 1000:.1f} ms")
+
+
+def test_a_file_swapped_for_a_fifo_between_scan_and_read_is_skipped_not_waited_for(seeds_dir, write_article):
+    path = write_article("swapped.md", webUrl="https://example.com/swapped")
+    found = scan(seeds_dir)
+    assert "swapped.md" in found.files
+    path.unlink()
+    os.mkfifo(path)  # the swap lands after the scan, before the read
+    try:
+        states, _ = in_a_thread(lambda: refresh(seeds_dir, {}, found))
+    finally:
+        unblock_readers(path)
+    assert states["swapped.md"].article is None
+    assert states["swapped.md"].problems[0].message.startswith(FIFO_REASON)
+    assert sum(state.article is not None for state in states.values()) == 5
+
+
+def test_a_fifo_swapped_in_for_a_good_file_keeps_its_last_good_version_stale(seeds_dir, write_article):
+    path = write_article("swapped.md", title="Good", webUrl="https://example.com/swapped")
+    before = refresh(seeds_dir, {}, scan(seeds_dir))
+    path.unlink()
+    os.mkfifo(path)
+    try:
+        states, _ = in_a_thread(lambda: refresh(seeds_dir, before, scan(seeds_dir)))
+    finally:
+        unblock_readers(path)
+    assert states["swapped.md"].stale and states["swapped.md"].article.title == "Good"
+
+
+def test_a_socket_in_the_folder_is_skipped_as_a_socket(seeds_dir, monkeypatch):
+    monkeypatch.chdir(seeds_dir)  # a relative name: a socket's path is limited to about 100 bytes
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind("listening.md")
+        (problem,) = load_folder(seeds_dir).skipped
+    assert problem.path == "listening.md"
+    assert problem.message.startswith("is a socket, not a regular file"), problem
+
+
+def test_read_at_most_refuses_what_is_not_a_regular_file(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(feedsvc.loader.NotRegularFile, match="FIFO"):
+        feedsvc.loader.read_at_most(str(tmp_path / "fifo"), 100)
+    with pytest.raises(feedsvc.loader.NotRegularFile, match="character device"):
+        feedsvc.loader.read_at_most(os.devnull, 100)
+
+
+def test_rescan_of_a_fifo_names_it_as_a_full_scan_does(seeds_dir):
+    known = scan(seeds_dir)
+    os.mkfifo(seeds_dir / "pipe.md")
+    found = rescan(seeds_dir, known, [str(seeds_dir / "pipe.md")])
+    assert found is not None and found.files == scan(seeds_dir).files
+    assert "pipe.md" in found.files
+
+
+def world_readable_folder() -> Path:
+    """A new folder under the system's temporary folder that any user can reach (pytest's tmp_path
+    is its owner's alone, so `nobody` could not even reach a folder in it)."""
+    folder = Path(tempfile.mkdtemp(prefix="feedsvc-unlisted-"))
+    folder.chmod(0o755)
+    return folder
+
+
+def as_unprivileged(work, seconds: float = 30.0, warm_up=lambda: load_folder(SEEDS)):
+    """work()'s JSON-able result, from a forked child that mode 000 keeps out of a folder: as user
+    `nobody` when this runs as root (root reads any folder, whatever its mode), else as this user.
+    A fork, not a new interpreter: `nobody` may not be able to read this one's installation, so
+    `warm_up()` first does here what `work` will (on other files), importing what it imports lazily."""
+    uid, gid = unprivileged_ids()
+    warm_up()
+    reader, writer = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads: the child runs only `work`
+        pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(reader)
+            if os.geteuid() != uid:
+                os.setgroups([])
+                os.setgid(gid)
+                os.setuid(uid)
+            outcome = {"value": work()}
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the test
+            outcome = {"error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            try:
+                os.write(writer, json.dumps(outcome, default=str).encode())
+            finally:
+                os._exit(0)
+    os.close(writer)
+    data, deadline = b"", time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([reader], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(reader, 65536) if ready else b""
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(reader)
+        if not os.waitpid(pid, os.WNOHANG)[0]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+    assert data, f"the unprivileged child gave no answer within {seconds} s"
+    outcome = json.loads(data)
+    assert "error" not in outcome, outcome["error"]
+    return outcome["value"]
+
+
+def unprivileged_ids() -> tuple[int, int]:
+    """(uid, gid) as_unprivileged runs as."""
+    if os.geteuid() != 0:
+        return os.geteuid(), os.getegid()
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("running as root, and there is no user 'nobody' to take mode 000 seriously")
+    return nobody.pw_uid, nobody.pw_gid
+
+
+@pytest.fixture
+def unlisted_folder():
+    """(seeds, lock): a seeds folder with a.md and sub/{b,c}.md that as_unprivileged's user owns
+    (it can change their modes), and the function that takes every permission off sub/. All of
+    it is put back and removed when the test ends."""
+    uid, gid = unprivileged_ids()
+    root = world_readable_folder()
+    seeds = root / "seeds"
+    (seeds / "sub").mkdir(parents=True)
+    for name in ("a.md", "sub/b.md", "sub/c.md"):
+        (seeds / name).write_text(front_matter(**article_fields(webUrl=f"https://example.com/{name}")), encoding="utf-8")
+    for folder, names, files in os.walk(root):
+        for path in [folder, *(os.path.join(folder, name) for name in names + files)]:
+            os.chown(path, uid, gid)
+    yield seeds, lambda: (seeds / "sub").chmod(0)
+    (seeds / "sub").chmod(0o755)
+    shutil.rmtree(root)
+
+
+def test_scan_reports_a_folder_it_cannot_list_instead_of_dropping_its_files(unlisted_folder):
+    seeds, lock = unlisted_folder
+    assert set(scan(seeds).files) == {"a.md", "sub/b.md", "sub/c.md"}
+    lock()
+    found = as_unprivileged(lambda: scan(seeds).__dict__)
+    assert list(found["files"]) == ["a.md"]
+    assert found["unreadable"] == {"sub": os.strerror(errno.EACCES)}
+
+
+def test_load_folder_names_a_folder_it_cannot_list_as_a_problem(unlisted_folder):
+    seeds, lock = unlisted_folder
+    lock()
+    result = as_unprivileged(lambda: [(p.path, p.severity, p.message) for p in load_folder(seeds).problems])
+    ((path, severity, message),) = result
+    assert (path, severity) == ("sub", "error")
+    assert "cannot be listed" in message and "permission" in message
+
+
+def test_a_link_to_a_folder_is_still_left_out_by_scan(seeds_dir, tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "x.md").write_text(GOOD, encoding="utf-8")
+    (seeds_dir / "linked").symlink_to(tmp_path / "elsewhere")
+    assert not any(name.startswith("linked") for name in scan(seeds_dir).files)
+    assert load_folder(seeds_dir).problems == ()

@@ -6,11 +6,13 @@ Every wait is bounded; every watcher a test starts is parked (a long interval) w
 
 from __future__ import annotations
 
+import errno
 import gc
 import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,12 +25,14 @@ from pathlib import Path
 
 import pytest
 import watchfiles
-from conftest import article_fields, front_matter
+from conftest import SEEDS, article_fields, front_matter
 from feedcheck import ATOM
 from lxml import etree
+from test_loader import as_unprivileged, unlisted_folder  # noqa: F401 - a fixture
 
 import feedsvc.loader
 import feedsvc.parsecache
+import feedsvc.store
 from feedsvc import create_app
 from feedsvc.errors import FeedsvcError, TopicNotFound
 from feedsvc.fields import Limits
@@ -993,3 +997,364 @@ def test_a_process_that_exits_at_once_still_writes_its_parse_cache(seeds_dir, tm
     subprocess.run([sys.executable, "-c", code, str(seeds_dir), str(cache)], check=True, capture_output=True, timeout=60)
     written = feedsvc.parsecache.cache_file(cache, seeds_dir)
     assert set(feedsvc.parsecache.load(written, seeds_dir, Limits())) == set(scan(seeds_dir).files)
+
+
+# --- health(): reloads stuck, failing or stopped; folders that cannot be listed -----------------
+
+
+@pytest.fixture
+def blocked_parse(monkeypatch):
+    """Parsing `blocked.md` waits until `.release` is set (set again when the test ends);
+    `.entered` is set when a parse of it begins."""
+    held = types.SimpleNamespace(entered=threading.Event(), release=threading.Event())
+    real = feedsvc.loader.load_named
+
+    def load_named(filename: str, name: str, *args, **kwargs):
+        if name == "blocked.md":
+            held.entered.set()
+            held.release.wait(3 * WAIT)
+        return real(filename, name, *args, **kwargs)
+
+    monkeypatch.setattr(feedsvc.loader, "load_named", load_named)
+    yield held
+    held.release.set()
+
+
+def test_a_reload_running_past_the_bound_makes_the_store_unhealthy_until_it_ends(
+    seeds_dir, write_article, parked, blocked_parse
+):
+    store = FeedStore(seeds_dir, watch_events=False, stuck_after=1.0)
+    parked(store)
+    assert store.health().status == "ok"
+    store.watch(0.05)
+    write_article("blocked.md", webUrl="https://example.com/blocked")
+    assert blocked_parse.entered.wait(WAIT)
+    assert store.health().status == "ok"  # running, not yet for a second
+    assert wait_until(lambda: store.health().status == "unhealthy")
+    health = store.health()
+    assert "RELOAD_STUCK_AFTER" in health.reason and "no longer follows changes" in health.reason
+    assert health.reload_started is not None
+    assert health.reload_finished is None or health.reload_finished <= health.reload_started
+    blocked_parse.release.set()
+    assert wait_until(lambda: "https://example.com/blocked" in urls(store))
+    assert wait_until(lambda: store.health().status == "ok")
+
+
+def test_a_reload_that_runs_within_the_bound_is_healthy(seeds_dir, write_article, blocked_parse):
+    store = FeedStore(seeds_dir, stuck_after=60)
+    write_article("blocked.md", webUrl="https://example.com/blocked")
+    reload = threading.Thread(target=store.reload)
+    reload.start()
+    try:
+        assert blocked_parse.entered.wait(WAIT)
+        time.sleep(0.2)
+        assert store.health().status == "ok"
+    finally:
+        blocked_parse.release.set()
+        reload.join(WAIT)
+
+
+def failing_scan(*args, **kwargs):
+    raise OSError(errno.EIO, "Input/output error", "/srv/somewhere/secret-path")
+
+
+def test_failing_reloads_make_the_store_unhealthy_until_one_succeeds(seeds_dir, write_article, parked, monkeypatch):
+    store = FeedStore(seeds_dir, watch_events=False)
+    parked(store)
+    monkeypatch.setattr(feedsvc.store, "scan", failing_scan)
+    store.watch(0.05)
+    assert wait_until(lambda: store.health().failures >= 2)
+    health = store.health()
+    assert health.status == "unhealthy"
+    assert "failed" in health.reason and "Input/output error" in health.reason
+    assert "/srv" not in health.reason  # /healthz is public: no path; the log has it
+    assert len(store.catalog.articles) == 5  # still served
+    monkeypatch.setattr(feedsvc.store, "scan", scan)
+    write_article("after.md", webUrl="https://example.com/after")
+    assert wait_until(lambda: "https://example.com/after" in urls(store))
+    health = store.health()
+    assert (health.status, health.reason, health.failures) == ("ok", None, 0)
+
+
+def test_a_seeds_folder_that_vanishes_makes_the_store_unhealthy_until_it_is_back(tmp_path, parked):
+    folder = tmp_path / "seeds"
+    folder.mkdir()
+    (folder / "a.md").write_text(article_text(webUrl="https://example.com/a"), encoding="utf-8")
+    store = FeedStore(folder)
+    parked(store)
+    store.watch(3600)
+    folder.rename(tmp_path / "away")
+    assert wait_until(lambda: store.health().status == "unhealthy")
+    assert "does not exist" in store.health().reason and str(tmp_path) not in store.health().reason
+    assert urls(store) == {"https://example.com/a"}
+    (tmp_path / "away").rename(folder)
+    assert wait_until(lambda: store.health().status == "ok")
+
+
+def test_a_reload_thread_that_stopped_makes_the_store_unhealthy(seeds_dir, parked, monkeypatch, caplog):
+    store = FeedStore(seeds_dir, watch_events=False)
+    parked(store)
+
+    def broken_save_cache(force: bool = False) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(store, "save_cache", broken_save_cache)
+    store.watch(0.05)
+    assert wait_until(lambda: store.health().status == "unhealthy")
+    assert "reload thread has stopped" in store.health().reason
+    assert any("reload thread" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+# --- a folder the service cannot list keeps its articles -----------------------------------------
+
+
+def test_an_unlistable_folder_keeps_its_articles_and_is_reported(unlisted_folder):  # noqa: F811 - the fixture
+    seeds, lock = unlisted_folder
+    cache = seeds.parent / "cache"
+    sub = seeds / "sub"
+    published = {"https://example.com/a.md", "https://example.com/sub/b.md", "https://example.com/sub/c.md"}
+
+    def work() -> dict:
+        seen: list[str] = []
+        handler = logging.Handler()
+        handler.emit = lambda record: seen.append(record.getMessage())
+        logging.getLogger("feedsvc").addHandler(handler)
+        logging.getLogger("feedsvc").setLevel(logging.INFO)  # this child's alone
+        app = create_app({"TESTING": True, "SEEDS_DIR": str(seeds), "RELOAD_INTERVAL": 0, "CACHE_DIR": str(cache)})
+        store, client = app.extensions["feedsvc"], app.test_client()
+        store.flush()
+        steps = {"loaded": sorted(urls(store))}
+        lock()
+        store.reload()
+        store.reload()  # a second look: the folder is logged once, not at every reload
+        steps["locked"] = sorted(urls(store))
+        steps["health"] = client.get("/healthz").status_code, client.get("/healthz").get_json()
+        steps["feed"] = sorted(i["url"] for i in client.get("/feed.json?limit=500").get_json()["items"])
+        steps["warm start"] = sorted(urls(FeedStore(seeds, cache_dir=cache)))
+        steps["locked log"] = list(seen)
+        sub.chmod(0o755)
+        (sub / "c.md").unlink()
+        store.reload()
+        steps["unlocked"] = sorted(urls(store))
+        steps["unlocked health"] = client.get("/healthz").get_json()
+        steps["log"] = seen
+        return steps
+
+    def warm_up() -> None:  # the same calls, over a copy of the project's seeds
+        copy = seeds.parent / "warm-up"
+        shutil.copytree(SEEDS, copy)
+        app = create_app({"TESTING": True, "SEEDS_DIR": str(copy), "RELOAD_INTERVAL": 0, "CACHE_DIR": str(cache)})
+        app.extensions["feedsvc"].flush()
+        app.test_client().get("/healthz")
+        app.test_client().get("/feed.json?limit=500")
+        FeedStore(copy, cache_dir=cache).flush()
+        shutil.rmtree(copy)
+        shutil.rmtree(cache)
+
+    steps = as_unprivileged(work, warm_up=warm_up)
+    assert set(steps["loaded"]) == published
+    assert set(steps["locked"]) == published  # 3, not 1: sub/ could not be listed, its files are not gone
+    assert set(steps["feed"]) == published
+    assert set(steps["warm start"]) == published  # from the parse cache
+    status, health = steps["health"]
+    assert status == 200 and health["status"] == "degraded"
+    assert [item["path"] for item in health["unreadable"]] == ["sub"]
+    assert "cannot be listed" in health["reason"] and os.strerror(errno.EACCES) in health["reason"]
+    listed = [m for m in steps["locked log"] if "cannot be listed" in m]
+    assert len(listed) == 2, listed  # the store's, once for its two reloads; then the warm start's
+    assert all(m.startswith("sub: folder cannot be listed") and "last good articles" in m for m in listed)
+    assert set(steps["unlocked"]) == published - {"https://example.com/sub/c.md"}
+    assert steps["unlocked health"]["status"] == "ok" and steps["unlocked health"]["unreadable"] == []
+    assert any(m == "sub can be listed again" for m in steps["log"])
+
+
+# --- a warm start logs what a cold start logs ------------------------------------------------------
+
+
+def skip_lines(caplog) -> list[str]:
+    return sorted(r.getMessage() for r in caplog.records if r.getMessage().startswith(("skipped ", "stale ")))
+
+
+def test_a_warm_start_names_every_skipped_and_stale_file_as_a_cold_start_does(
+    seeds_dir, tmp_path, write_article, load_calls, caplog, monkeypatch
+):
+    cache = tmp_path / "parse-cache"
+    monkeypatch.setattr(feedsvc.store, "CACHE_WRITE_INTERVAL", 0)
+    write_article("notitle.md", title=None)
+    write_article("nested/badyaml.md", text=BROKEN_YAML)
+    write_article("x.md", title="Good version", webUrl="https://example.com/x")
+    caplog.set_level(logging.INFO, logger="feedsvc")
+    store = FeedStore(seeds_dir, cache_dir=cache)
+    write_article("x.md", text=BROKEN_YAML)  # stale from now on
+    store.reload()
+    store.flush()  # the start's write first: a write under way is not doubled
+    store.save_cache()
+    store.flush()
+    cold = skip_lines(caplog)
+    assert [line.split(":")[0] for line in cold] == ["skipped nested/badyaml.md", "skipped notitle.md", "stale x.md"]
+    caplog.clear()
+    load_calls.clear()
+    FeedStore(seeds_dir, cache_dir=cache)
+    assert load_calls == []  # a warm start: nothing parsed
+    assert skip_lines(caplog) == cold
+
+
+# --- temporary files a killed cache writer left ---------------------------------------------------
+
+WRITER = """
+import sys, time
+from pathlib import Path
+import feedsvc.parsecache as parsecache
+from feedsvc.fields import Limits
+from feedsvc.loader import refresh, scan
+seeds, cache = Path(sys.argv[1]), Path(sys.argv[2])
+parsecache.PAUSE_EVERY = 1  # a pause after every state: the write is under way for minutes
+parsecache.save(parsecache.cache_file(cache, seeds), seeds, Limits(), refresh(seeds, {}, scan(seeds)), pause=60)
+"""
+
+
+def start_writer(seeds: Path, cache: Path, before: set[Path]) -> tuple[subprocess.Popen, Path]:
+    """A cache writer in a process of its own, and its temporary file once it exists."""
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(seeds), str(cache)])
+    found: list[Path] = []
+    assert wait_until(lambda: found.extend(set(cache.glob(".parse-*.tmp")) - before) or found, seconds=30)
+    return writer, found[0]
+
+
+def test_a_temp_file_a_killed_cache_writer_left_is_removed_at_the_next_start(seeds_dir, tmp_path):
+    cache = tmp_path / "parse-cache"
+    FeedStore(seeds_dir, cache_dir=cache).flush()
+    killed, left = start_writer(seeds_dir, cache, set())
+    live, writing = start_writer(seeds_dir, cache, {left})
+    try:
+        killed.kill()
+        killed.wait(WAIT)
+        FeedStore(seeds_dir, cache_dir=cache).flush()
+        assert left.exists()  # younger than a minute: it could be a live writer's
+        an_hour_ago = time.time() - 3600
+        os.utime(left, (an_hour_ago, an_hour_ago))  # as when the next start comes later
+        FeedStore(seeds_dir, cache_dir=cache).flush()
+        assert not left.exists()
+        assert writing.exists() and live.poll() is None  # a live writer's temporary file is left alone
+    finally:
+        for process in (killed, live):
+            process.kill()
+            process.wait(WAIT)
+
+
+def test_remove_stale_temps_takes_only_old_temporary_files_of_the_cache(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    names = [".parse-a1b2.tmp", ".parse-key-x9y8", ".parse-fresh.tmp", "parse-0123.bin", ".parse-kept.bin", "other.tmp"]
+    for name in names:
+        (cache / name).write_bytes(b"x")
+        if name != ".parse-fresh.tmp":
+            os.utime(cache / name, (T0, T0))
+    assert feedsvc.parsecache.remove_stale_temps(cache) == 2
+    assert sorted(p.name for p in cache.iterdir()) == sorted(set(names) - {".parse-a1b2.tmp", ".parse-key-x9y8"})
+
+
+# --- the watch follows a seeds folder deleted and made again ---------------------------------------
+
+
+def recreate(kind: str, seeds: Path, backup: Path) -> None:
+    """Put `backup` in place of `seeds` as a deploy script does."""
+    if kind == "rm -rf, cp -r":
+        shutil.rmtree(seeds)
+        shutil.copytree(backup, seeds)
+    elif kind == "rename over":
+        staged = seeds.with_name("seeds.new")
+        shutil.copytree(backup, staged)
+        old = seeds.with_name("seeds.old")
+        seeds.rename(old)
+        staged.rename(seeds)
+        shutil.rmtree(old)
+    else:  # "link turned": seeds is a link to a release folder, turned to another (ln -sfn)
+        release = seeds.with_name(f"release-{time.monotonic_ns()}")
+        shutil.copytree(backup, release)
+        turned = seeds.with_name("seeds.link")
+        turned.symlink_to(release, target_is_directory=True)
+        turned.replace(seeds)
+
+
+@pytest.mark.parametrize("kind", ["rm -rf, cp -r", "rename over", "link turned"])
+def test_event_watcher_follows_a_seeds_folder_deleted_and_made_again(tmp_path, kind, parked):
+    seeds = tmp_path / "seeds"
+    if kind == "link turned":
+        (tmp_path / "release-0").mkdir()
+        seeds.symlink_to(tmp_path / "release-0", target_is_directory=True)
+    else:
+        seeds.mkdir()
+    (seeds / "a.md").write_text(article_text(title="Version 1", webUrl="https://example.com/a"), encoding="utf-8")
+    store = FeedStore(seeds, rescan_interval=60)
+    parked(store)
+    store.watch(3600)  # neither polling (an hour) nor the full scan (a minute) can make an edit live in time
+    (seeds / "a.md").write_text(article_text(title="Version 2", webUrl="https://example.com/a"), encoding="utf-8")
+    assert wait_until(lambda: titles(store)["a.md"] == "Version 2")  # events are followed
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    (backup / "a.md").write_text(article_text(title="Version 3", webUrl="https://example.com/a"), encoding="utf-8")
+
+    started = time.monotonic()
+    recreate(kind, seeds, backup)
+    assert wait_until(lambda: titles(store)["a.md"] == "Version 3", seconds=10)
+    replaced = time.monotonic() - started
+    time.sleep(0.1)
+    started = time.monotonic()
+    (seeds / "a.md").write_text(article_text(title="Version 4", webUrl="https://example.com/a"), encoding="utf-8")
+    assert wait_until(lambda: titles(store)["a.md"] == "Version 4", seconds=10)
+    edited = time.monotonic() - started
+    print(f"{kind}: the new folder live after {replaced:.2f} s; an edit in it live after {edited:.2f} s")
+    assert edited < 5
+    assert store.health().status == "ok"
+
+
+# --- a real server over a file that flips between a FIFO and a regular file ------------------------
+
+
+@pytest.mark.slow
+def test_served_workers_keep_reloading_while_a_file_flips_between_a_fifo_and_a_regular_file(seeds_dir, tmp_path):
+    from test_server import Server, served_by_every_worker
+
+    victim, spare_fifo, spare_file = seeds_dir / "flip.md", tmp_path / "flip.fifo", tmp_path / "flip.file"
+    text = article_text(title="Flipping", webUrl="https://example.com/flip")
+    victim.write_text(text, encoding="utf-8")
+    server = Server(seeds_dir)
+    stop, flips = threading.Event(), [0]
+
+    def flip() -> None:
+        while not stop.is_set():
+            os.mkfifo(spare_fifo)
+            os.replace(spare_fifo, victim)  # a FIFO, with no writer, where the file was
+            # Each time another size: mtimes move in clock ticks of milliseconds, and a file of the
+            # same stamp is not read again (no read, no race).
+            spare_file.write_text(text + "\n" * (flips[0] % 1000), encoding="utf-8")
+            os.replace(spare_file, victim)  # and the file again
+            flips[0] += 1
+
+    flipper = threading.Thread(target=flip)
+    try:
+        flipper.start()
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:  # full reloads in both workers while it flips
+            server.process.send_signal(signal.SIGHUP)
+            time.sleep(0.05)
+        stop.set()
+        flipper.join(WAIT)
+        assert flips[0] > 100
+        write_article_file(seeds_dir / "after.md", title="Added after the flipping", topics=["AI"])
+        started = time.monotonic()
+        served_by_every_worker(server, "Added after the flipping", "an article added after the flipping")
+        print(f"{flips[0]} flips; an article added afterwards was served by every worker after "
+              f"{time.monotonic() - started:.2f} s")
+        for _ in range(8):
+            status, _, body = server.request("/healthz")
+            assert status == 200 and json.loads(body)["status"] == "ok"
+    finally:
+        stop.set()
+        flipper.join(WAIT)
+        server.stop()
+
+
+def write_article_file(path: Path, **fields) -> None:
+    path.write_text(article_text(**fields, webUrl=f"https://example.com/{path.stem}", published=True), encoding="utf-8")

@@ -7,6 +7,7 @@ only for what must never appear (secrets, tracebacks, filesystem paths).
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -24,6 +25,8 @@ from lxml import etree
 from slugify import slugify
 from werkzeug.test import EnvironBuilder
 
+import feedsvc.loader
+import feedsvc.store
 from feedsvc import create_app
 from feedsvc.catalog import Catalog
 
@@ -806,6 +809,113 @@ def test_healthz_never_contains_an_absolute_path(broken_client, seeds_dir, tmp_p
     for text in all_strings(json.loads(response.data)):
         assert not text.startswith("/") and not Path(text).is_absolute(), text
         assert "\\" not in text
+
+
+# /healthz: public figures only, unless the preview token is given (or none is set)
+
+TOKEN = "preview-token-0123456789"
+
+
+@pytest.fixture
+def drafts_folder(write_article):
+    """The seeds (one published article; topics AI and Computer Vision) and a draft whose topic no
+    published article has."""
+    write_article("draft.md", published=False, topics=["Unannounced Merger"], webUrl="https://example.com/draft")
+
+
+def test_public_healthz_shows_public_figures_only(drafts_folder, make_client):
+    response = get_ok(make_client(PREVIEW_TOKEN=TOKEN), "/healthz")
+    data = response.get_json()
+    assert (data["status"], data["published"], data["topics"]) == ("ok", 1, 2)
+    assert "articles" not in data and "all_topics" not in data  # 6 articles, 3 topics: the drafts' count
+    assert "Unannounced" not in response.get_data(as_text=True)
+
+
+def test_healthz_with_the_preview_token_shows_every_figure(drafts_folder, make_client):
+    data = get_ok(make_client(PREVIEW_TOKEN=TOKEN), f"/healthz?token={TOKEN}").get_json()
+    assert (data["published"], data["topics"], data["articles"], data["all_topics"]) == (1, 2, 6, 3)
+
+
+def test_healthz_with_a_wrong_preview_token_is_403(drafts_folder, make_client):
+    response = make_client(PREVIEW_TOKEN=TOKEN).get("/healthz?token=wrong")
+    assert response.status_code == 403
+    assert TOKEN not in response.get_data(as_text=True)
+
+
+def test_healthz_without_a_preview_token_set_shows_every_figure(drafts_folder, make_client):
+    # Without PREVIEW_TOKEN, include=all shows the drafts themselves to anyone: their count is no secret.
+    data = get_ok(make_client(), "/healthz").get_json()
+    assert (data["published"], data["topics"], data["articles"], data["all_topics"]) == (1, 2, 6, 3)
+
+
+# /healthz: 503 with the reason while this worker's reloads are stuck or failing
+
+
+def test_healthz_is_503_with_the_reason_while_a_reload_is_stuck(write_article, make_client, monkeypatch):
+    release, real = threading.Event(), feedsvc.loader.load_named
+
+    def blocked(filename: str, name: str, *args, **kwargs):
+        if name == "blocked.md":
+            release.wait(20)  # a read that never returns, until the test ends
+        return real(filename, name, *args, **kwargs)
+
+    monkeypatch.setattr(feedsvc.loader, "load_named", blocked)
+    client = make_client(RELOAD_INTERVAL=0.05, WATCH_EVENTS=False, RELOAD_STUCK_AFTER=0.5)
+    store = client.application.extensions["feedsvc"]
+    try:
+        assert get_ok(client, "/healthz").get_json()["status"] == "ok"  # the first request starts the watcher
+        write_article("blocked.md", webUrl="https://example.com/blocked")
+        assert wait_for_status(client, 503)
+        data = client.get("/healthz").get_json()
+        assert data["status"] == "unhealthy" and "RELOAD_STUCK_AFTER" in data["reason"]
+        assert data["published"] == 1  # the figures of what is still served
+        release.set()
+        assert wait_for_status(client, 200)
+        assert get_ok(client, "/healthz").get_json()["reason"] is None
+    finally:
+        release.set()
+        store.stop_watching()
+
+
+def test_healthz_is_503_while_reloads_fail_and_200_once_one_succeeds(make_client, monkeypatch):
+    def failing(*args, **kwargs):
+        raise OSError(5, "Input/output error", "/srv/private/seeds")
+
+    client = make_client(RELOAD_INTERVAL=0.05, WATCH_EVENTS=False)
+    store = client.application.extensions["feedsvc"]
+    try:
+        get_ok(client, "/healthz")
+        monkeypatch.setattr(feedsvc.store, "scan", failing)
+        assert wait_for_status(client, 503)
+        response = client.get("/healthz")
+        data = response.get_json()
+        assert data["status"] == "unhealthy" and data["reload"]["failures"] >= 1
+        assert "failed" in data["reason"] and "Input/output error" in data["reason"]
+        assert "/srv" not in response.get_data(as_text=True)
+        monkeypatch.undo()
+        assert wait_for_status(client, 200)
+        assert get_ok(client, "/healthz").get_json()["reload"]["failures"] == 0
+    finally:
+        store.stop_watching()
+
+
+def wait_for_status(client, status: int, seconds: float = 10.0) -> bool:
+    """Whether /healthz answers `status` within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while client.get("/healthz").status_code != status:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_healthz_tells_when_the_last_reload_began_and_ended(client):
+    store = client.application.extensions["feedsvc"]
+    store.reload()
+    data = get_ok(client, "/healthz").get_json()
+    started, finished = (datetime.fromisoformat(data["reload"][k].replace("Z", "+00:00")) for k in ("started", "finished"))
+    assert started <= finished <= datetime.now(timezone.utc)
+    assert (data["status"], data["reason"], data["unreadable"], data["reload"]["failures"]) == ("ok", None, [], 0)
 
 
 def test_broken_files_do_not_hide_the_other_articles(broken_client):
