@@ -100,9 +100,10 @@ def split_bind(bind: str) -> tuple[str, int]:
 def serve_feedsvc_run(bind: str, workers: int) -> int:
     """`feedsvc serve` exactly: feedsvc.server.run, with create_app swapped for build()."""
     from feedsvc import server
+    from feedsvc.config import create_config
 
     host, port = split_bind(bind)
-    return server.run(None, host, port, workers, build=build)
+    return server.run(create_config({"HOST": host, "PORT": port, "WORKERS": workers}), build=build)
 
 
 def serve_gunicorn(bind: str, workers: int, worker_class: str, threads: int, access_log: bool) -> int:

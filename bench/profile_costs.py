@@ -66,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     steps = set(args.step.split(","))
 
-    from feedsvc import create_app, loader, parsecache
-    from feedsvc.fields import Limits
+    from feedsvc.web import create_app
+    from feedsvc import loader
+    from feedsvc.runtime import parsecache
+    from feedsvc.content.fields import Limits
 
     folder = corpus(args.count)
     work = Path(tempfile.mkdtemp(prefix="feedsvc-profile-"))
@@ -165,9 +167,10 @@ def timed_twice(function) -> tuple[float, float]:
 
 def growth(work: Path) -> None:
     """Scan and parse-cache load at 10k and 100k files, garbage collector on and off."""
-    from feedsvc import loader, parsecache
-    from feedsvc.fields import Limits
-    from feedsvc.store import FeedStore
+    from feedsvc import loader
+    from feedsvc.runtime import parsecache
+    from feedsvc.content.fields import Limits
+    from feedsvc.runtime.store import FeedStore
 
     print("\n== growth from 10k to 100k files (s, garbage collector on / off)")
     for count in (10_000, 100_000):

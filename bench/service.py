@@ -219,7 +219,7 @@ def article_files(folder: Path) -> list[Path]:
 
 def published_per_topic(folder: Path) -> dict[str, int]:
     """How many published articles each topic slug has: what Hugo's term feeds list (up to 50)."""
-    from feedsvc.catalog import topic_slug
+    from feedsvc.feeds.catalog import topic_slug
 
     counts: dict[str, int] = {}
     for path in article_files(folder):

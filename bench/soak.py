@@ -485,7 +485,7 @@ def parse_wrk(text: str) -> dict[str, float]:
 def self_test(corpus: Corpus) -> None:
     """The test's own assumptions, on one file: variants are valid with the same identity, breaks are invalid."""
     from feedsvc.errors import ArticleError
-    from feedsvc.loader import load_bytes
+    from feedsvc.content.files import load_bytes
 
     rng = random.Random(0)
     for sample in list(corpus.files.values())[:3]:
@@ -671,9 +671,9 @@ def run(args, work: Path, wrk: str, feedsvc: str, processes: dict) -> int:
     log_text = log.read_text(errors="replace")
     error_lines, error_blocks = server_errors(log_text)
     access_5xx = len(re.findall(r'" 5\d\d ', log_text))
-    stale_lines = [line for line in log_text.splitlines() if " WARNING feedsvc.loader: stale " in line]
+    stale_lines = [line for line in log_text.splitlines() if " WARNING feedsvc.runtime.loader: stale " in line]
     half_saved = sum(1 for line in stale_lines if "no front matter" in line or "not closed" in line)
-    skipped_lines = sum(1 for line in log_text.splitlines() if " WARNING feedsvc.loader: skipped " in line)
+    skipped_lines = sum(1 for line in log_text.splitlines() if " WARNING feedsvc.runtime.loader: skipped " in line)
     failed_reloads = sum(1 for line in log_text.splitlines() if re.search(r" ERROR feedsvc\.store: reload of .* failed", line))
     misses = [m for c in checkers for m in c.misses]
     ghosts = [g for c in checkers for g in c.ghosts]

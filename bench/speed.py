@@ -261,7 +261,7 @@ def reload_child(folder: str, edits: int) -> dict:
     periodic safety scan). Runs as `speed.py _reload DIR EDITS` in a fresh process."""
     from feedsvc import create_app
     from feedsvc import store as store_module
-    from feedsvc.catalog import topic_slug
+    from feedsvc.feeds.catalog import topic_slug
     from ttff_child import timed
 
     phases: dict[str, float] = {}

@@ -90,7 +90,8 @@ def feed_paths(app) -> list[str]:
 
 
 def feedsvc_run(root: str, cache_dir: str, feed_path: str, edit: str | None) -> dict:
-    from feedsvc import create_app, parsecache
+    from feedsvc.web import create_app
+    from feedsvc.runtime import parsecache
     from feedsvc import store as store_module
 
     imported = time.time()
@@ -160,7 +161,8 @@ def tracemalloc_run(root: str, feed_path: str) -> dict:
     import tracemalloc
     from collections import Counter
 
-    from feedsvc import create_app, loader
+    from feedsvc.web import create_app
+    from feedsvc import loader
 
     loader.PARALLEL_MIN_FILES = 10**9  # bench: parse in this process, so tracemalloc sees where objects are made
     tracemalloc.start(1)
@@ -174,7 +176,7 @@ def tracemalloc_run(root: str, feed_path: str) -> dict:
     import tempfile
     from pathlib import Path
 
-    from feedsvc import parsecache
+    from feedsvc.runtime import parsecache
 
     store = app.extensions["feedsvc"]
     with tempfile.TemporaryDirectory() as folder:

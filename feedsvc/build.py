@@ -18,8 +18,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import Catalog
-from .publish import FILE_NAMES
+from feedsvc.errors import BuildRefused
+from feedsvc.feeds.catalog import Catalog
+from feedsvc.feeds.site import FILE_NAMES
 
 log = logging.getLogger(__name__)
 SITE_FILES = ("/", "/feeds.opml", *(f"/{name}" for name in FILE_NAMES.values()))
@@ -113,7 +114,3 @@ def exchange(a: Path, b: Path) -> bool:
         return False
     at_fdcwd, rename_exchange = -100, 2
     return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
-
-
-class BuildRefused(Exception):
-    """The build stopped before swapping anything in; the old tree is untouched."""

@@ -35,5 +35,9 @@ class PageNotFound(FeedsvcError):
     """A page past the last page of a feed was asked for (HTTP 404)."""
 
 
+class BuildRefused(FeedsvcError):
+    """`feedsvc build` stopped before swapping anything in; the old tree is untouched."""
+
+
 class AccessDenied(FeedsvcError):
     """A private preview was asked for without the right token (HTTP 403)."""

@@ -27,7 +27,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 from urllib.parse import unquote_plus
@@ -38,7 +38,8 @@ from granian.http import HTTP1Settings
 from granian.log import LOGGING_CONFIG
 from granian.server import Server
 
-from .errors import FeedsvcError
+from feedsvc.errors import FeedsvcError
+from feedsvc.runtime.store import reload_on_sighup
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +53,13 @@ GRACEFUL_TIMEOUT = 10  # seconds a stopping worker has to finish its requests be
 # threads keep one slow render from holding up cached answers, while granian's default
 # (backlog / workers / 2, 256 at 2 workers) served 2-3x fewer requests/s with the access log on.
 BLOCKING_THREADS = 4
-# Seconds a connection may stay open without delivering a complete request head: a new connection
-# that sends nothing or only part of its headers, and a kept-alive one between requests. Then it is
-# closed. (`feedsvc serve --idle-timeout`, FEEDSVC_IDLE_TIMEOUT.)
-IDLE_TIMEOUT = 15.0
-# Connections each worker holds open at once (granian's backpressure); more wait in the listen
-# backlog. An idle connection costs a worker one descriptor and ~10 KB, not a Python thread (those
-# only run complete requests), so the limit is high: granian's default (backlog / workers, 512 at
-# 2 workers) let 1,100 idle sockets stall every request. (`--max-connections`, FEEDSVC_MAX_CONNECTIONS.)
-MAX_CONNECTIONS = 4096
+# IDLE_TIMEOUT (a setting, 15 s by default): seconds a connection may stay open without delivering
+# a complete request head: a new connection that sends nothing or only part of its headers, and a
+# kept-alive one between requests. Then it is closed.
+# MAX_CONNECTIONS (a setting, 4096 by default): connections each worker holds open at once
+# (granian's backpressure); more wait in the listen backlog. An idle connection costs a worker one
+# descriptor and ~10 KB, not a Python thread (those only run complete requests), so the limit is
+# high: granian's default (backlog / workers, 512 at 2 workers) let 1,100 idle sockets stall every request.
 # Descriptors a worker keeps for what is not a client connection: listening socket, log, watcher, files.
 RESERVED_FILES = 256
 WATCH_INTERVAL = 0.5  # seconds between a worker's checks that its master still lives
@@ -280,9 +279,7 @@ def raise_file_limit(max_connections: int) -> int:
     return max_connections
 
 
-def production_options(
-    host: str, port: int, workers: int, idle_timeout: float = IDLE_TIMEOUT, max_connections: int = MAX_CONNECTIONS
-) -> dict[str, Any]:
+def production_options(host: str, port: int, workers: int, idle_timeout: float, max_connections: int) -> dict[str, Any]:
     """The granian.server.Server settings `feedsvc serve` runs with."""
     return {
         "address": host.strip("[]"),  # "[::1]" as in a URL is the address ::1
@@ -349,8 +346,6 @@ def start_worker(make_app: Callable[[], Flask], master: int | None = None) -> Fl
     `master` is the pid of the process that started the worker: run in any other process, this
     also starts a WorkerMinder.
     """
-    from . import reload_on_sighup
-
     app = make_app()
     if master is not None and master != os.getpid():
         app.wsgi_app = count_requests(app.wsgi_app)
@@ -393,31 +388,22 @@ def forward_sighup(server: Server) -> None:
     signal.signal(signal.SIGHUP, forward)
 
 
-def run(
-    config: dict[str, Any] | None,
-    host: str,
-    port: int,
-    workers: int,
-    build: Callable[..., Flask] | None = None,
-    *,
-    idle_timeout: float | None = None,
-    max_connections: int | None = None,
-) -> int:
-    """Serve until SIGINT/SIGTERM (workers finish in-flight requests first); `build(config)` makes the app.
+def run(settings: Mapping[str, Any], build: Callable[..., Flask] | None = None) -> int:
+    """Serve until SIGINT/SIGTERM (workers finish in-flight requests first); `build(settings)` makes
+    the app. `settings` is a whole configuration (feedsvc.config.create_config): HOST, PORT,
+    WORKERS, IDLE_TIMEOUT and MAX_CONNECTIONS are the server's, the rest the app's.
 
-    FeedsvcError, before anything is built, when another server listens on (host, port). None
-    for a limit means its default (IDLE_TIMEOUT, MAX_CONNECTIONS).
+    FeedsvcError, before anything is built, when another server listens on (HOST, PORT).
     """
     if build is None:
-        from . import create_app as build
-    idle_timeout = idle_timeout or IDLE_TIMEOUT
-    max_connections = max_connections or MAX_CONNECTIONS
-
+        from feedsvc.web import create_app as build
+    host, port = settings["HOST"], settings["PORT"]
     claim = claim_address(host, port)  # first: a taken port fails at once, not after the app is built
     try:
-        max_connections = raise_file_limit(max_connections)
-        loader = worker_loader(partial(build, config))
-        server = Server("feedsvc:create_app", **production_options(host, port, workers, idle_timeout, max_connections))
+        max_connections = raise_file_limit(settings["MAX_CONNECTIONS"])
+        loader = worker_loader(partial(build, settings))
+        options = production_options(host, port, settings["WORKERS"], settings["IDLE_TIMEOUT"], max_connections)
+        server = Server("feedsvc:create_app", **options)
         # Startup hooks run after granian has set its own signal handlers, before any worker exists.
         server.on_startup(partial(forward_sighup, server))
         server.serve(target_loader=loader, wrap_loader=False)

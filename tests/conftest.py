@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-import feedsvc.loader
+import feedsvc.content.files
+import feedsvc.runtime.loader
 from feedsvc import create_app
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -51,15 +52,15 @@ def private_cache_dir(tmp_path: Path, monkeypatch) -> Path:
 
 @pytest.fixture
 def load_calls(monkeypatch) -> list[str]:
-    """The file names feedsvc.loader.load_named parses from now on."""
+    """The file names feedsvc.content.files.load_named parses from now on."""
     calls: list[str] = []
-    real = feedsvc.loader.load_named
+    real = feedsvc.content.files.load_named
 
     def spy(filename: str, name: str, *args, **kwargs):
         calls.append(name)
         return real(filename, name, *args, **kwargs)
 
-    monkeypatch.setattr(feedsvc.loader, "load_named", spy)
+    monkeypatch.setattr(feedsvc.runtime.loader, "load_named", spy)
     return calls
 
 

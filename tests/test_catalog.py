@@ -6,15 +6,15 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from conftest import CORPUS, SEEDS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import feedsvc.catalog
-from conftest import CORPUS, SEEDS
-from feedsvc.catalog import Catalog, Topic, build_entries, topic_slug
+import feedsvc.feeds.catalog
+from feedsvc.content.model import Article, Image, Problem, Provider, Related
 from feedsvc.errors import TopicNotFound
-from feedsvc.loader import load_folder
-from feedsvc.model import Article, Image, Problem, Provider, Related
+from feedsvc.feeds.catalog import Catalog, Topic, build_entries, topic_slug
+from feedsvc.runtime.loader import load_folder
 
 UTC = timezone.utc
 DAY1 = datetime(2021, 1, 1, tzinfo=UTC)
@@ -217,7 +217,7 @@ def test_newest_first_orders_as_the_date_url_path_key(specs):
         for i, (hours, offset, letter) in enumerate(specs)
     ]  # fmt: skip
     expected = sorted(items, key=lambda a: (-a.published.timestamp(), a.url, a.path))
-    assert feedsvc.catalog.newest_first(reversed(items), "path") == expected
+    assert feedsvc.feeds.catalog.newest_first(reversed(items), "path") == expected
 
 
 def test_build_entries_of_nothing_is_empty():
@@ -637,13 +637,13 @@ def test_inherited_catalogs_after_random_changes_answer_as_fresh_ones(start, ste
 
 def test_problems_are_computed_when_first_asked_for(monkeypatch):
     calls = []
-    real = feedsvc.catalog.duplicate_url_warnings
+    real = feedsvc.feeds.catalog.duplicate_url_warnings
 
     def counted(articles):
         calls.append(len(articles))
         return real(articles)
 
-    monkeypatch.setattr(feedsvc.catalog, "duplicate_url_warnings", counted)
+    monkeypatch.setattr(feedsvc.feeds.catalog, "duplicate_url_warnings", counted)
     error = Problem("broken.md", "no front matter", "error", 1)
     catalog = Catalog((article("a", day(2), url=SHARED), article("b", day(1), url=SHARED)), (error,))
     catalog.entries(None, True)

@@ -12,8 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from feedcheck import check_rss
+
 from feedsvc.cli import main
 
 

@@ -15,9 +15,9 @@ import pytest
 from feedcheck import ATOM, DC, MEDIA, check_feed
 from lxml import etree
 
-from feedsvc import feeds
-from feedsvc.feeds import EMPTY_FEED_DATE, FeedInfo, render
-from feedsvc.model import Article, Entry, Image, Provider, Related
+from feedsvc.content.model import Article, Entry, Image, Provider, Related
+from feedsvc.feeds import rss_atom
+from feedsvc.feeds.rss_atom import EMPTY_FEED_DATE, FeedInfo, render
 
 FORMATS = ["rss", "atom"]
 UTC = timezone.utc
@@ -34,7 +34,7 @@ def info(fmt: str) -> FeedInfo:
         self_url=f"{BASE}/topics/ai/{fmt}.xml",
         html_url=f"{BASE}/#ai",
         author="feedsvc",
-        alternates={feeds.MEDIA_TYPES[other]: f"{BASE}/topics/ai/{other}.xml"},
+        alternates={rss_atom.MEDIA_TYPES[other]: f"{BASE}/topics/ai/{other}.xml"},
     )
 
 

@@ -22,11 +22,13 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from feedsvc import create_app
-from feedsvc.catalog import Catalog
+from feedsvc.content.files import load_bytes
+from feedsvc.content.model import Article
 from feedsvc.errors import ArticleError
-from feedsvc.loader import load_bytes
-from feedsvc.model import Article
-from feedsvc.publish import Query, Site, render_feed
+from feedsvc.feeds.catalog import Catalog
+from feedsvc.feeds.query import Query
+from feedsvc.feeds.render import render_feed
+from feedsvc.feeds.site import Site
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TOKEN = "fuzz-token-Q9"

@@ -20,13 +20,15 @@ import yaml
 from conftest import PROJECT, SEEDS, article_fields, front_matter
 from feedcheck import ATOM, check_feed
 
-from feedsvc.catalog import topic_slug
 from feedsvc.cli import main
+from feedsvc.content.fields import Limits
+from feedsvc.content.files import load_bytes
+from feedsvc.content.frontmatter import MAX_NODES, split_front_matter
+from feedsvc.content.model import Problem
+from feedsvc.content.yamlsubset import MAX_DEPTH, nesting_bound
 from feedsvc.errors import ArticleError
-from feedsvc.fields import Limits
-from feedsvc.loader import MAX_NODES, load_bytes, load_folder, split_front_matter
-from feedsvc.model import Problem
-from feedsvc.yamlsubset import MAX_DEPTH, nesting_bound
+from feedsvc.feeds.catalog import topic_slug
+from feedsvc.runtime.loader import load_folder
 
 SEED_URLS = {yaml.safe_load(p.read_text(encoding="utf-8").split("---\n")[1])["webUrl"] for p in SEEDS.iterdir()}
 FIELDS = "webUrl: https://example.com/x\npublishedDateTime: 2021-01-01\n"

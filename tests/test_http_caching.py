@@ -20,7 +20,7 @@ from conftest import CORPUS, SEEDS, article_fields, front_matter
 from feedcheck import ATOM, entry_ids
 from lxml import etree
 
-import feedsvc.render
+import feedsvc.runtime.bodycache
 from feedsvc import create_app
 from feedsvc.build import public_paths
 
@@ -602,7 +602,7 @@ def test_compressed_once_per_rendered_body(client, monkeypatch):
         compressed.append(data)
         return real(data, *args, **kwargs)
 
-    monkeypatch.setattr(feedsvc.render.gzip, "compress", counting)
+    monkeypatch.setattr(feedsvc.runtime.bodycache.gzip, "compress", counting)
     cache = store_of(client).cache
     first = get_ok(client, "/topics/ai/atom.xml", headers={"Accept-Encoding": "gzip"})
     renders = cache.renders

@@ -13,9 +13,10 @@ import pytest
 from feedcheck import ATOM, is_absolute_uri
 from lxml import etree
 
-from feedsvc import create_app, jsonfeed
-from feedsvc.feeds import FeedInfo
-from feedsvc.model import Article, Entry, Provider
+from feedsvc.content.model import Article, Entry, Provider
+from feedsvc.feeds import jsonfeed
+from feedsvc.feeds.rss_atom import FeedInfo
+from feedsvc.web import create_app
 
 SLUGS = [None, "ai", "computer-vision"]
 QUERIES = ["", "?include=all", "?limit=2", "?include=all&limit=3", "?include=all&limit=2&page=2"]

@@ -21,20 +21,32 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import CORPUS, SEEDS, article_fields, front_matter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import feedsvc.loader
-import feedsvc.parallel
-from conftest import CORPUS, SEEDS, article_fields, front_matter
+import feedsvc.content.files
+import feedsvc.content.frontmatter
+import feedsvc.runtime.parallel
+from feedsvc.content.fields import Limits
+from feedsvc.content.files import load_bytes
+from feedsvc.content.frontmatter import decode, split_front_matter
+from feedsvc.content.model import Problem
+from feedsvc.content.yamlsubset import load_subset
 from feedsvc.errors import ArticleError, FeedsvcError
-from feedsvc.fields import Limits
-from feedsvc.loader import (
-    FileState, LoadResult, Scan, Stamp, decode, is_candidate, load_bytes, load_folder, load_state, parse_many,
-    parse_states, refresh, rescan, result_of, scan, split_front_matter, stale_names, usable_cores,
+from feedsvc.runtime.loader import (
+    FileState,
+    LoadResult,
+    load_folder,
+    load_state,
+    parse_many,
+    parse_states,
+    refresh,
+    result_of,
+    stale_names,
+    usable_cores,
 )
-from feedsvc.model import Problem
-from feedsvc.yamlsubset import load_subset
+from feedsvc.runtime.scan import Scan, Stamp, is_candidate, rescan, scan
 
 UTC = timezone.utc
 GOOD = front_matter(**article_fields(title="Good one", webUrl="https://example.com/good"))
@@ -597,9 +609,9 @@ def test_rescan_after_random_changes_equals_a_full_scan(steps):
 
 @pytest.fixture
 def parsed_here(monkeypatch) -> list[str]:
-    """The file names feedsvc.loader.load_named parses (in this process) from now on."""
+    """The file names feedsvc.content.files.load_named parses (in this process) from now on."""
     calls: list[str] = []
-    real = feedsvc.loader.load_named
+    real = feedsvc.content.files.load_named
 
     def spy(filename: str, name: str, *args, **kwargs):
         if os.getpid() == parent:
@@ -607,7 +619,7 @@ def parsed_here(monkeypatch) -> list[str]:
         return real(filename, name, *args, **kwargs)
 
     parent = os.getpid()
-    monkeypatch.setattr(feedsvc.loader, "load_named", spy)
+    monkeypatch.setattr(feedsvc.runtime.loader, "load_named", spy)
     return calls
 
 
@@ -695,7 +707,7 @@ def parallel(monkeypatch, parsed_here):
     2 children); records the start methods and the children asked of map_batches."""
     used: dict[str, list] = {"methods": [], "workers": []}
     real_context = multiprocessing.get_context
-    real_map = feedsvc.loader.map_batches
+    real_map = feedsvc.runtime.loader.map_batches
 
     def get_context(method):
         used["methods"].append(method)
@@ -705,7 +717,7 @@ def parallel(monkeypatch, parsed_here):
         used["workers"].append(children)
         return real_map(work, batches, children)
 
-    real_parse = feedsvc.loader.load_named
+    real_parse = feedsvc.content.files.load_named
     parent = os.getpid()
 
     def slow_here(filename, name, *args, **kwargs):
@@ -713,12 +725,12 @@ def parallel(monkeypatch, parsed_here):
             time.sleep(0.05)  # let the children start and take the first batches
         return real_parse(filename, name, *args, **kwargs)
 
-    monkeypatch.setattr(feedsvc.loader, "PARALLEL_MIN_FILES", 4)
-    monkeypatch.setattr(feedsvc.loader, "PARALLEL_BATCH", 2)
-    monkeypatch.setattr(feedsvc.loader, "usable_cores", lambda: 3)
-    monkeypatch.setattr(feedsvc.parallel, "multiprocessing", types.SimpleNamespace(get_context=get_context))
-    monkeypatch.setattr(feedsvc.loader, "map_batches", map_batches)
-    monkeypatch.setattr(feedsvc.loader, "load_named", slow_here)
+    monkeypatch.setattr(feedsvc.runtime.loader, "PARALLEL_MIN_FILES", 4)
+    monkeypatch.setattr(feedsvc.runtime.loader, "PARALLEL_BATCH", 2)
+    monkeypatch.setattr(feedsvc.runtime.loader, "usable_cores", lambda: 3)
+    monkeypatch.setattr(feedsvc.runtime.parallel, "multiprocessing", types.SimpleNamespace(get_context=get_context))
+    monkeypatch.setattr(feedsvc.runtime.loader, "map_batches", map_batches)
+    monkeypatch.setattr(feedsvc.runtime.loader, "load_named", slow_here)
     return used
 
 
@@ -765,7 +777,7 @@ def test_parse_many_of_few_files_parses_them_here(tmp_path, parallel, parsed_her
 
 
 def test_parse_many_on_one_core_parses_here(tmp_path, parallel, parsed_here, monkeypatch):
-    monkeypatch.setattr(feedsvc.loader, "usable_cores", lambda: 1)
+    monkeypatch.setattr(feedsvc.runtime.loader, "usable_cores", lambda: 1)
     jobs = parallel_jobs(tmp_path)
     assert parse_many(tmp_path, jobs, Limits()) == parse_states(tmp_path, jobs, Limits())
     assert parallel["workers"] == []
@@ -856,13 +868,13 @@ def test_read_at_most_reads_a_file_whole_across_pieces(tmp_path, size):
     path = tmp_path / "f.md"
     data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
     path.write_bytes(data)
-    assert feedsvc.loader.read_at_most(str(path), 1_000_000) == data
+    assert feedsvc.content.files.read_at_most(str(path), 1_000_000) == data
 
 
 def test_read_at_most_stops_one_byte_past_the_limit(tmp_path):
     path = tmp_path / "big.md"
     path.write_bytes(b"y" * 300_000)
-    assert feedsvc.loader.read_at_most(str(path), 100_000) == b"y" * 100_001
+    assert feedsvc.content.files.read_at_most(str(path), 100_000) == b"y" * 100_001
 
 
 def test_an_article_longer_than_one_piece_loads_whole(tmp_path):
@@ -949,10 +961,10 @@ def test_a_socket_in_the_folder_is_skipped_as_a_socket(seeds_dir, monkeypatch):
 
 def test_read_at_most_refuses_what_is_not_a_regular_file(tmp_path):
     os.mkfifo(tmp_path / "fifo")
-    with pytest.raises(feedsvc.loader.NotRegularFile, match="FIFO"):
-        feedsvc.loader.read_at_most(str(tmp_path / "fifo"), 100)
-    with pytest.raises(feedsvc.loader.NotRegularFile, match="character device"):
-        feedsvc.loader.read_at_most(os.devnull, 100)
+    with pytest.raises(feedsvc.content.files.NotRegularFile, match="FIFO"):
+        feedsvc.content.files.read_at_most(str(tmp_path / "fifo"), 100)
+    with pytest.raises(feedsvc.content.files.NotRegularFile, match="character device"):
+        feedsvc.content.files.read_at_most(os.devnull, 100)
 
 
 def test_rescan_of_a_fifo_names_it_as_a_full_scan_does(seeds_dir):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import feedsvc.parallel
-from feedsvc.parallel import alongside, map_batches
+import feedsvc.runtime.parallel
+from feedsvc.runtime.parallel import alongside, map_batches
 
 
 def needs_fork() -> None:
@@ -91,7 +91,7 @@ def test_a_child_that_stops_early_loses_no_batch(caplog):
     needs_fork()
     batches = batches_of(12)
     work = functools.partial(fail_in_child, os.getpid(), "exit")
-    with caplog.at_level(logging.WARNING, logger="feedsvc.parallel"):
+    with caplog.at_level(logging.WARNING, logger="feedsvc.runtime.parallel"):
         assert map_batches(work, batches, children=1) == squared(batches)
     assert "stopped early" in caplog.text
 
@@ -121,7 +121,7 @@ def test_alongside_raises_the_childs_error_here(tmp_path):
 
 
 def test_alongside_with_other_threads_runs_both_here(monkeypatch):
-    monkeypatch.setattr(feedsvc.parallel, "ForkedRun", None)  # would fail if called
+    monkeypatch.setattr(feedsvc.runtime.parallel, "ForkedRun", None)  # would fail if called
     release = threading.Event()
     other = threading.Thread(target=release.wait, args=(30,), name="test-other-thread")
     other.start()
@@ -160,16 +160,16 @@ def test_when_no_process_can_be_started_this_one_does_every_batch(monkeypatch, c
     def no_fork():
         raise BlockingIOError(11, "Resource temporarily unavailable")  # fork(2) at RLIMIT_NPROC
 
-    monkeypatch.setattr(feedsvc.parallel.os, "fork", no_fork)
+    monkeypatch.setattr(feedsvc.runtime.parallel.os, "fork", no_fork)
     batches = batches_of(6)
-    with caplog.at_level(logging.WARNING, logger="feedsvc.parallel"):
+    with caplog.at_level(logging.WARNING, logger="feedsvc.runtime.parallel"):
         assert map_batches(lambda batch: [n * n for n in batch], batches, children=2) == squared(batches)
     assert "cannot start a worker process" in caplog.text
 
 
 def test_with_other_threads_a_forkserver_pool_does_it(monkeypatch):
     used = []
-    monkeypatch.setattr(feedsvc.parallel, "ForkedRun", lambda *args: used.append("fork"))
+    monkeypatch.setattr(feedsvc.runtime.parallel, "ForkedRun", lambda *args: used.append("fork"))
     release = threading.Event()
     other = threading.Thread(target=release.wait, args=(30,), name="test-other-thread")
     other.start()
@@ -184,6 +184,6 @@ def test_with_other_threads_a_forkserver_pool_does_it(monkeypatch):
 
 @pytest.mark.parametrize("children, batches", [(0, batches_of(5)), (2, batches_of(1)), (2, [])])
 def test_no_children_or_one_batch_is_done_here(children, batches, monkeypatch):
-    monkeypatch.setattr(feedsvc.parallel, "ForkedRun", None)  # would fail if called
-    monkeypatch.setattr(feedsvc.parallel, "_run_in_pool", None)
+    monkeypatch.setattr(feedsvc.runtime.parallel, "ForkedRun", None)  # would fail if called
+    monkeypatch.setattr(feedsvc.runtime.parallel, "_run_in_pool", None)
     assert map_batches(lambda batch: [n * n for n in batch], batches, children) == squared(batches)

@@ -35,11 +35,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feedsvc import create_app, parsecache
-from feedsvc.fields import Limits, shared_provider
-from feedsvc.loader import FileState, Stamp, refresh, scan
-from feedsvc.model import Article, Image, Problem, Provider, Related
-from feedsvc.parsecache import (
+from feedsvc.content.fields import Limits, shared_provider
+from feedsvc.content.model import Article, Image, Problem, Provider, Related
+from feedsvc.runtime import parsecache
+from feedsvc.runtime.loader import FileState, refresh
+from feedsvc.runtime.parsecache import (
     FORMAT,
     KEY_BYTES,
     KEY_NAME,
@@ -52,7 +52,9 @@ from feedsvc.parsecache import (
     save,
     signing_key,
 )
-from feedsvc.store import FeedStore
+from feedsvc.runtime.scan import Stamp, scan
+from feedsvc.runtime.store import FeedStore
+from feedsvc.web import create_app
 
 LIMITS = Limits()
 T0_NS = 1_600_000_000_123_456_789  # 2020-09-13, with nanoseconds a float would lose
@@ -313,7 +315,7 @@ def write_hostile_cache(path: Path, seeds: Path, mark: Path, key: bytes) -> None
 
 def logged(caplog, path: Path) -> list[tuple[str, str]]:
     """What parsecache logged: (level, message), each message checked to name `path`."""
-    records = [r for r in caplog.records if r.name == "feedsvc.parsecache"]
+    records = [r for r in caplog.records if r.name == "feedsvc.runtime.parsecache"]
     assert all(str(path) in r.getMessage() for r in records)
     return [(r.levelname, r.getMessage()) for r in records]
 
@@ -324,7 +326,7 @@ def assert_ignored(
     """load gives {} (it must not raise) without unpickling anything, and logs `reason` once,
     naming the file (or `names`, the key file)."""
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="feedsvc.parsecache"), counting_unpickles() as loads:
+    with caplog.at_level(logging.INFO, logger="feedsvc.runtime.parsecache"), counting_unpickles() as loads:
         assert load(path, seeds, limits) == {}
     assert loads.call_count == 0
     level, words = reason
@@ -605,7 +607,7 @@ def test_a_truncated_or_garbled_cache_is_ignored_unread(base_cache, articles_dir
 
 def test_missing_cache_gives_nothing_and_says_nothing(cache_path, articles_dir, caplog):
     assert not cache_path.exists()
-    with caplog.at_level(logging.DEBUG, logger="feedsvc.parsecache"):
+    with caplog.at_level(logging.DEBUG, logger="feedsvc.runtime.parsecache"):
         assert load(cache_path, articles_dir, LIMITS) == {}
     assert logged(caplog, cache_path) == []
 
@@ -671,7 +673,7 @@ def test_a_malformed_cache_signed_with_this_users_key_is_ignored_not_raised(base
     # Only this user's key can sign these: save never writes them, but load must not fail on them.
     write_signed(base_cache, body(articles_dir), key_of(base_cache))
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="feedsvc.parsecache"):
+    with caplog.at_level(logging.INFO, logger="feedsvc.runtime.parsecache"):
         assert load(base_cache, articles_dir, LIMITS) == {}
     assert [(level, UNUSABLE[1] in message) for level, message in logged(caplog, base_cache)] == [("WARNING", True)]
 
@@ -769,7 +771,7 @@ def assert_key_refused(cache: Path, seeds: Path, caplog) -> None:
     before, key_before = cache.read_bytes(), (key.read_bytes(), stat.S_IMODE(key.stat().st_mode))
     assert_ignored(cache, seeds, caplog, KEY_NOT_OURS, names=key)
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="feedsvc.parsecache"):
+    with caplog.at_level(logging.INFO, logger="feedsvc.runtime.parsecache"):
         save(cache, seeds, LIMITS, changed_states())
     assert [(level, KEY_NOT_OURS[1] in message) for level, message in logged(caplog, key)] == [("WARNING", True)]
     assert cache.read_bytes() == before
@@ -868,7 +870,7 @@ def write_legacy_cache(path: Path) -> Path:
 
 def test_a_legacy_json_cache_is_never_read(cache_path, articles_dir, caplog):
     legacy = write_legacy_cache(cache_path)
-    with caplog.at_level(logging.DEBUG, logger="feedsvc.parsecache"):
+    with caplog.at_level(logging.DEBUG, logger="feedsvc.runtime.parsecache"):
         assert load(cache_path, articles_dir, LIMITS) == {}
     assert logged(caplog, cache_path) == []
     assert legacy.exists()  # load writes nothing

@@ -9,10 +9,12 @@ import pytest
 from feedcheck import ATOM
 from lxml import etree
 
-from feedsvc.catalog import Catalog
+from feedsvc.content.model import Article, Provider
 from feedsvc.errors import QueryError, TopicNotFound
-from feedsvc.model import Article, Provider
-from feedsvc.publish import Query, Site, parse_query, render_feed
+from feedsvc.feeds.catalog import Catalog
+from feedsvc.feeds.query import Query, parse_query
+from feedsvc.feeds.render import render_feed
+from feedsvc.feeds.site import Site
 
 FORMATS = {"rss": "rss.xml", "atom": "atom.xml"}
 

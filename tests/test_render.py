@@ -14,12 +14,14 @@ import pytest
 from feedcheck import ATOM, entry_ids
 from lxml import etree
 
-import feedsvc.render
-from feedsvc.catalog import Catalog
+import feedsvc.runtime.bodycache
+from feedsvc.content.model import Article
 from feedsvc.errors import PageNotFound, TopicNotFound
-from feedsvc.model import Article
-from feedsvc.publish import Query, Site, cached_feed, render_feed
-from feedsvc.render import Rendered, RenderCache
+from feedsvc.feeds.catalog import Catalog
+from feedsvc.feeds.query import Query
+from feedsvc.feeds.render import render_feed
+from feedsvc.feeds.site import Site
+from feedsvc.runtime.bodycache import RenderCache, Rendered, cached_feed
 
 BASE = "https://feeds.example.org/"
 DAY0 = datetime(2021, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -163,7 +165,7 @@ def test_repeated_gets_compress_once(monkeypatch):
         calls.append(data)
         return real(data, *args, **kwargs)
 
-    monkeypatch.setattr(feedsvc.render.gzip, "compress", counting)
+    monkeypatch.setattr(feedsvc.runtime.bodycache.gzip, "compress", counting)
     cache, owner = RenderCache(), object()
     for _ in range(20):
         rendered = cache.get("k", owner, "src", Producer(b"<feed>body</feed>"))

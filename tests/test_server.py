@@ -238,7 +238,7 @@ def edit_title(seeds_dir: Path, new_title: str, old_title: str = OLD_TITLE) -> N
 
 def loaded_lines(log: str) -> list[str]:
     """The store's 'loaded N articles' lines: one per catalog a process built."""
-    return [line for line in log.splitlines() if "feedsvc.store: loaded " in line]
+    return [line for line in log.splitlines() if "feedsvc.runtime.store: loaded " in line]
 
 
 def worker_pids(log: str) -> list[int]:
@@ -292,6 +292,7 @@ def test_signal_stops_the_server_cleanly(seeds_dir, signum):
 SLOW_SERVE = """
 import argparse, sys, time
 from feedsvc import create_app
+from feedsvc.config import create_config
 from feedsvc.server import run
 
 def build(config):
@@ -309,7 +310,7 @@ parser = argparse.ArgumentParser()
 for name in ("--seeds", "--port", "--workers"):
     parser.add_argument(name)
 args = parser.parse_args()
-sys.exit(run({"SEEDS_DIR": args.seeds}, "127.0.0.1", int(args.port), int(args.workers), build))
+sys.exit(run(create_config({"SEEDS_DIR": args.seeds, "PORT": int(args.port), "WORKERS": int(args.workers)}), build))
 """
 
 

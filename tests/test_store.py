@@ -30,14 +30,15 @@ from feedcheck import ATOM
 from lxml import etree
 from test_loader import as_unprivileged, unlisted_folder  # noqa: F401 - a fixture
 
-import feedsvc.loader
-import feedsvc.parsecache
-import feedsvc.store
+import feedsvc.content.files
+import feedsvc.runtime.parsecache
 from feedsvc import create_app
+from feedsvc.content.fields import Limits
 from feedsvc.errors import FeedsvcError, TopicNotFound
-from feedsvc.fields import Limits
-from feedsvc.loader import FileState, Stamp, refresh, scan
-from feedsvc.store import FeedStore, Watcher, build_catalog, collector_paused
+from feedsvc.runtime.loader import FileState, refresh
+from feedsvc.runtime.scan import Stamp, scan
+from feedsvc.runtime.store import FeedStore, build_catalog, collector_paused, reload_on_sighup
+from feedsvc.runtime.watcher import Watcher
 
 T0 = 1_600_000_000  # 2020-09-13T12:26:40Z: a fixed past instant for mtimes
 WAIT = 5.0  # seconds: the bound of every wait for a background reload
@@ -478,6 +479,7 @@ def join_sighup_threads() -> None:
 def test_sighup_reloads_without_a_watcher(seeds_dir, write_article, restore_sighup):
     app = create_app({"TESTING": True, "SEEDS_DIR": str(seeds_dir), "RELOAD_INTERVAL": 0})
     store = app.extensions["feedsvc"]
+    reload_on_sighup(store)  # what the server and wsgi.py do: the app factory sets no handler
     write_article("hup.md", webUrl="https://example.com/hup")
     assert "https://example.com/hup" not in urls(store)
     os.kill(os.getpid(), signal.SIGHUP)
@@ -489,6 +491,7 @@ def test_sighup_reloads_without_a_watcher(seeds_dir, write_article, restore_sigh
 def test_sighup_wakes_a_sleeping_watcher(seeds_dir, write_article, restore_sighup, parked):
     app = create_app({"TESTING": True, "SEEDS_DIR": str(seeds_dir), "RELOAD_INTERVAL": 3600, "WATCH_EVENTS": False})
     store = app.extensions["feedsvc"]
+    reload_on_sighup(store)
     parked(store)
     app.test_client().get("/healthz")  # starts the watcher, which sleeps for an hour
     watcher = store._watcher
@@ -779,7 +782,7 @@ def test_event_watcher_polls_when_events_cannot_be_had(seeds_dir, write_article,
         raise OSError(28, "inotify watch limit reached")
 
     monkeypatch.setattr(watchfiles, "watch", no_events)
-    caplog.set_level(logging.WARNING, logger="feedsvc.store")
+    caplog.set_level(logging.WARNING, logger="feedsvc.runtime.store")
     store = FeedStore(seeds_dir)
     parked(store)
     store.watch(0.05)
@@ -892,13 +895,13 @@ def test_collector_paused_leaves_a_disabled_collector_disabled(collector_state):
 def test_a_load_runs_without_the_collector_and_freezes_what_it_made(seeds_dir, monkeypatch, collector_state):
     gc.enable()
     during: list[bool] = []
-    real = feedsvc.loader.load_named
+    real = feedsvc.content.files.load_named
 
     def spy(*args, **kwargs):
         during.append(gc.isenabled())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(feedsvc.loader, "load_named", spy)
+    monkeypatch.setattr(feedsvc.runtime.loader, "load_named", spy)
     frozen = gc.get_freeze_count()
     store = FeedStore(seeds_dir)
     assert during == [False] * 5
@@ -951,7 +954,7 @@ def held_cache_writes(monkeypatch):
         held.entered.set()
         assert held.release.wait(WAIT)
 
-    monkeypatch.setattr(feedsvc.parsecache, "save", slow_save)
+    monkeypatch.setattr(feedsvc.runtime.parsecache, "save", slow_save)
     yield held
     held.release.set()
 
@@ -959,9 +962,9 @@ def held_cache_writes(monkeypatch):
 def test_parse_cache_is_written_and_flush_waits_for_it(seeds_dir, tmp_path):
     cache = tmp_path / "parse-cache"
     FeedStore(seeds_dir, cache_dir=cache).flush()
-    written = feedsvc.parsecache.cache_file(cache, seeds_dir)
+    written = feedsvc.runtime.parsecache.cache_file(cache, seeds_dir)
     assert written.is_file()
-    assert set(feedsvc.parsecache.load(written, seeds_dir, Limits())) == set(scan(seeds_dir).files)
+    assert set(feedsvc.runtime.parsecache.load(written, seeds_dir, Limits())) == set(scan(seeds_dir).files)
 
 
 def test_parse_cache_write_under_way_is_not_doubled(seeds_dir, tmp_path, write_article, held_cache_writes):
@@ -993,10 +996,10 @@ def test_parse_cache_writer_is_not_a_daemon(seeds_dir, tmp_path, held_cache_writ
 
 def test_a_process_that_exits_at_once_still_writes_its_parse_cache(seeds_dir, tmp_path):
     cache = tmp_path / "parse-cache"
-    code = "import sys; from feedsvc.store import FeedStore; FeedStore(sys.argv[1], cache_dir=sys.argv[2])"
+    code = "import sys; from feedsvc.runtime.store import FeedStore; FeedStore(sys.argv[1], cache_dir=sys.argv[2])"
     subprocess.run([sys.executable, "-c", code, str(seeds_dir), str(cache)], check=True, capture_output=True, timeout=60)
-    written = feedsvc.parsecache.cache_file(cache, seeds_dir)
-    assert set(feedsvc.parsecache.load(written, seeds_dir, Limits())) == set(scan(seeds_dir).files)
+    written = feedsvc.runtime.parsecache.cache_file(cache, seeds_dir)
+    assert set(feedsvc.runtime.parsecache.load(written, seeds_dir, Limits())) == set(scan(seeds_dir).files)
 
 
 # --- health(): reloads stuck, failing or stopped; folders that cannot be listed -----------------
@@ -1007,7 +1010,7 @@ def blocked_parse(monkeypatch):
     """Parsing `blocked.md` waits until `.release` is set (set again when the test ends);
     `.entered` is set when a parse of it begins."""
     held = types.SimpleNamespace(entered=threading.Event(), release=threading.Event())
-    real = feedsvc.loader.load_named
+    real = feedsvc.content.files.load_named
 
     def load_named(filename: str, name: str, *args, **kwargs):
         if name == "blocked.md":
@@ -1015,7 +1018,7 @@ def blocked_parse(monkeypatch):
             held.release.wait(3 * WAIT)
         return real(filename, name, *args, **kwargs)
 
-    monkeypatch.setattr(feedsvc.loader, "load_named", load_named)
+    monkeypatch.setattr(feedsvc.runtime.loader, "load_named", load_named)
     yield held
     held.release.set()
 
@@ -1061,7 +1064,7 @@ def failing_scan(*args, **kwargs):
 def test_failing_reloads_make_the_store_unhealthy_until_one_succeeds(seeds_dir, write_article, parked, monkeypatch):
     store = FeedStore(seeds_dir, watch_events=False)
     parked(store)
-    monkeypatch.setattr(feedsvc.store, "scan", failing_scan)
+    monkeypatch.setattr(feedsvc.runtime.store, "scan", failing_scan)
     store.watch(0.05)
     assert wait_until(lambda: store.health().failures >= 2)
     health = store.health()
@@ -1069,7 +1072,7 @@ def test_failing_reloads_make_the_store_unhealthy_until_one_succeeds(seeds_dir, 
     assert "failed" in health.reason and "Input/output error" in health.reason
     assert "/srv" not in health.reason  # /healthz is public: no path; the log has it
     assert len(store.catalog.articles) == 5  # still served
-    monkeypatch.setattr(feedsvc.store, "scan", scan)
+    monkeypatch.setattr(feedsvc.runtime.store, "scan", scan)
     write_article("after.md", webUrl="https://example.com/after")
     assert wait_until(lambda: "https://example.com/after" in urls(store))
     health = store.health()
@@ -1179,7 +1182,7 @@ def test_a_warm_start_names_every_skipped_and_stale_file_as_a_cold_start_does(
     seeds_dir, tmp_path, write_article, load_calls, caplog, monkeypatch
 ):
     cache = tmp_path / "parse-cache"
-    monkeypatch.setattr(feedsvc.store, "CACHE_WRITE_INTERVAL", 0)
+    monkeypatch.setattr(feedsvc.runtime.store, "CACHE_WRITE_INTERVAL", 0)
     write_article("notitle.md", title=None)
     write_article("nested/badyaml.md", text=BROKEN_YAML)
     write_article("x.md", title="Good version", webUrl="https://example.com/x")
@@ -1204,9 +1207,10 @@ def test_a_warm_start_names_every_skipped_and_stale_file_as_a_cold_start_does(
 WRITER = """
 import sys, time
 from pathlib import Path
-import feedsvc.parsecache as parsecache
-from feedsvc.fields import Limits
-from feedsvc.loader import refresh, scan
+import feedsvc.runtime.parsecache as parsecache
+from feedsvc.content.fields import Limits
+from feedsvc.runtime.loader import refresh
+from feedsvc.runtime.scan import scan
 seeds, cache = Path(sys.argv[1]), Path(sys.argv[2])
 parsecache.PAUSE_EVERY = 1  # a pause after every state: the write is under way for minutes
 parsecache.save(parsecache.cache_file(cache, seeds), seeds, Limits(), refresh(seeds, {}, scan(seeds)), pause=60)
@@ -1250,7 +1254,7 @@ def test_remove_stale_temps_takes_only_old_temporary_files_of_the_cache(tmp_path
         (cache / name).write_bytes(b"x")
         if name != ".parse-fresh.tmp":
             os.utime(cache / name, (T0, T0))
-    assert feedsvc.parsecache.remove_stale_temps(cache) == 2
+    assert feedsvc.runtime.parsecache.remove_stale_temps(cache) == 2
     assert sorted(p.name for p in cache.iterdir()) == sorted(set(names) - {".parse-a1b2.tmp", ".parse-key-x9y8"})
 
 

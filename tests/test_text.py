@@ -10,7 +10,16 @@ import yaml
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from feedsvc.text import _SUSPECT, ELLIPSIS, _has_suspect, _is_folded, cut, plain_text, prepare_for_yaml, strip_html
+from feedsvc.content.text import (
+    _SUSPECT,
+    ELLIPSIS,
+    _has_suspect,
+    _is_folded,
+    cut,
+    plain_text,
+    prepare_for_yaml,
+    strip_html,
+)
 
 # Every C0 control but tab, LF and CR; DEL; the noncharacters U+FFFE and U+FFFF.
 FORBIDDEN = [chr(c) for c in range(0x20) if chr(c) not in "\t\n\r"] + ["\x7f", "\ufffe", "\uffff"]

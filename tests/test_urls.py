@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from feedsvc.urls import _NORMAL, normalize_url, rebuild_url
+from feedsvc.content.urls import _NORMAL, normalize_url, rebuild_url
 
 # RFC 3986 appendix A, for the parts after the authority: pchar, "/" and "?" only.
 _PCHAR = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})"

@@ -17,18 +17,17 @@ import feedgen.entry
 import feedgen.feed
 import lxml.html
 import pytest
-from test_feeds import ShiftingClock
 import yaml
 from conftest import CORPUS, PROJECT, SEEDS
 from feedcheck import ATOM, DC, MEDIA, check_feed, is_absolute_uri
 from lxml import etree
 from slugify import slugify
+from test_feeds import ShiftingClock
 from werkzeug.test import EnvironBuilder
 
-import feedsvc.loader
-import feedsvc.store
+import feedsvc.content.files
 from feedsvc import create_app
-from feedsvc.catalog import Catalog
+from feedsvc.feeds.catalog import Catalog
 
 FORMATS = ["rss", "atom"]
 SLUGS = [None, "ai", "computer-vision"]
@@ -852,14 +851,14 @@ def test_healthz_without_a_preview_token_set_shows_every_figure(drafts_folder, m
 
 
 def test_healthz_is_503_with_the_reason_while_a_reload_is_stuck(write_article, make_client, monkeypatch):
-    release, real = threading.Event(), feedsvc.loader.load_named
+    release, real = threading.Event(), feedsvc.content.files.load_named
 
     def blocked(filename: str, name: str, *args, **kwargs):
         if name == "blocked.md":
             release.wait(20)  # a read that never returns, until the test ends
         return real(filename, name, *args, **kwargs)
 
-    monkeypatch.setattr(feedsvc.loader, "load_named", blocked)
+    monkeypatch.setattr(feedsvc.runtime.loader, "load_named", blocked)
     client = make_client(RELOAD_INTERVAL=0.05, WATCH_EVENTS=False, RELOAD_STUCK_AFTER=0.5)
     store = client.application.extensions["feedsvc"]
     try:
@@ -885,7 +884,7 @@ def test_healthz_is_503_while_reloads_fail_and_200_once_one_succeeds(make_client
     store = client.application.extensions["feedsvc"]
     try:
         get_ok(client, "/healthz")
-        monkeypatch.setattr(feedsvc.store, "scan", failing)
+        monkeypatch.setattr(feedsvc.runtime.store, "scan", failing)
         assert wait_for_status(client, 503)
         response = client.get("/healthz")
         data = response.get_json()

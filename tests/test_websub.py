@@ -10,22 +10,22 @@ import json
 import shutil
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 import pytest
-from test_store import wait_until
 from conftest import SEEDS
 from feedcheck import ATOM, check_feed
 from lxml import etree
+from test_store import wait_until
 
 from feedsvc import create_app
-from feedsvc.catalog import Catalog
+from feedsvc.content.model import Article
 from feedsvc.errors import FeedsvcError
-from feedsvc.model import Article
-from feedsvc.publish import Site
-from feedsvc.websub import PUBLIC_FORMATS, HubNotifier, changed_feed_urls
+from feedsvc.feeds.catalog import Catalog
+from feedsvc.feeds.site import Site
+from feedsvc.runtime.websub import PUBLIC_FORMATS, HubNotifier, changed_feed_urls
 
 BASE = "http://feeds.example.org/"
 WAIT = 5.0

@@ -27,9 +27,10 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from .fields import Limits, shared_provider
-from .loader import FileState, Stamp
-from .model import Article, Image, Problem, Provider, Related
+from feedsvc.content.fields import Limits, shared_provider
+from feedsvc.content.model import Article, Image, Problem, Provider, Related
+from feedsvc.runtime.loader import FileState
+from feedsvc.runtime.scan import Stamp
 
 log = logging.getLogger(__name__)
 FORMAT = 5  # bump when the parsing rules change (a model change is caught by MODEL): old caches are then ignored

@@ -6,8 +6,8 @@ them, and mojibake such as "â€™", in real files. Pure core: no Flask.
 
 from __future__ import annotations
 
-import re
 import html
+import re
 from functools import cache
 
 # C0 controls but tab/LF/CR, DEL, and the noncharacters U+FFFE/U+FFFF: removed before parsing.

@@ -14,10 +14,10 @@ from typing import Any
 
 from dateutil import parser as dateparser
 
-from .errors import ArticleError
-from .model import Article, Image, Problem, Provider, Related
-from .text import plain_text
-from .urls import normalize_url
+from feedsvc.content.model import Article, Image, Problem, Provider, Related
+from feedsvc.content.text import plain_text
+from feedsvc.content.urls import normalize_url
+from feedsvc.errors import ArticleError
 
 # RFC 822 section 5.1: the zone names a written date may carry (others are ambiguous).
 RFC822_ZONES = {

@@ -11,13 +11,13 @@ from datetime import datetime
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from .feeds import NEWSLETTER_COLUMN, FeedInfo
-from .model import Entry
+from feedsvc.content.model import Entry
+from feedsvc.feeds.rss_atom import NEWSLETTER_COLUMN, FeedInfo
 
 MEDIA_TYPES = {"digest-html": "text/html", "digest-txt": "text/plain"}
 _MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
 _templates = Environment(
-    loader=PackageLoader("feedsvc", "templates"),
+    loader=PackageLoader("feedsvc.feeds", "templates"),
     autoescape=select_autoescape(["html"]),
     trim_blocks=True,
     lstrip_blocks=True,

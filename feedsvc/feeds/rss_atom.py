@@ -28,8 +28,8 @@ from feedgen.util import xml_elem  # isort: skip
 import lxml.html  # isort: skip
 from lxml.html.builder import E  # isort: skip
 
-from .model import Entry
-from .text import html_text
+from feedsvc.content.model import Entry
+from feedsvc.content.text import html_text
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 # An empty feed still needs an <updated>; a fixed instant keeps its bytes the same every day.

@@ -1,6 +1,6 @@
 """Rendered bodies, compressed once and cached until the entries under them change.
 
-Pure core (no Flask). A cached body is keyed by everything that shapes it but the data (feed,
+Request-free (no Flask). A cached body is keyed by everything that shapes it but the data (feed,
 format, flags, base URL) and remembers the entries it was made from: a new catalog whose
 entries for that feed are equal reuses the body, so a reload re-renders only the feeds it
 touched.
@@ -14,6 +14,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from threading import Lock
+
+from feedsvc.feeds.catalog import Catalog
+from feedsvc.feeds.query import Query
+from feedsvc.feeds.render import feed_entries, render_body
+from feedsvc.feeds.site import Site
 
 
 @dataclass(frozen=True)
@@ -67,3 +72,12 @@ class RenderCache:
             while len(self._records) > self.max_items:
                 self._records.popitem(last=False)
         return rendered
+
+
+def cached_feed(cache: RenderCache, catalog: Catalog, site: Site, slug: str | None, fmt: str, query: Query) -> Rendered:
+    """One feed's rendered body, made again only when its entries (or name) changed."""
+    name = catalog.topic_names_for(query.include_all).get(slug, "All topics")
+    entries, pages = feed_entries(catalog, slug, query)
+    key = (site, slug, fmt, query)
+    source = (name, pages, entries)
+    return cache.get(key, catalog, source, lambda: render_body(fmt, site.feed_info(name, slug, fmt, query, pages), entries))

@@ -16,8 +16,8 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlencode
 
-from .catalog import Catalog
-from .errors import TopicNotFound
+from feedsvc.errors import TopicNotFound
+from feedsvc.feeds.catalog import Catalog
 
 log = logging.getLogger(__name__)
 PUBLIC_FORMATS = ("rss", "atom", "json")

@@ -6,8 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .feeds import FeedInfo, newsletter_html, related_summary
-from .model import Entry
+from feedsvc.content.model import Entry
+from feedsvc.feeds.rss_atom import FeedInfo, newsletter_html, related_summary
 
 MEDIA_TYPE = "application/feed+json"
 VERSION = "https://jsonfeed.org/version/1.1"

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_etags
 
-from datetime import datetime, timezone
-
-from .catalog import Catalog
-from .errors import AccessDenied, BadHost, FeedsvcError, PageNotFound, QueryError, TopicNotFound
-from .publish import FORMATS, MEDIA_TYPES, Query, Site, cached_feed, check_preview_token, parse_query, request_base_url
-from .render import Rendered
-from .store import FeedStore, Health
+from feedsvc.errors import AccessDenied, BadHost, FeedsvcError, PageNotFound, QueryError, TopicNotFound
+from feedsvc.feeds.catalog import Catalog
+from feedsvc.feeds.query import Query, check_preview_token, parse_query
+from feedsvc.feeds.site import FORMATS, MEDIA_TYPES, Site, request_base_url
+from feedsvc.runtime.bodycache import Rendered, cached_feed
+from feedsvc.runtime.store import FeedStore, Health
 
 bp = Blueprint("feeds", __name__)
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from typing import Any
 
 from werkzeug.http import http_date, parse_accept_header, parse_date, parse_etags
 
-from .store import FeedStore
+from feedsvc.runtime.store import FeedStore
 
 FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/feed+json", "text/html", "text/plain")
 # Headers a 304 leaves out, as werkzeug's make_conditional does (RFC 9110 15.4.5).

@@ -17,9 +17,9 @@ from typing import TypeVar
 
 from slugify import slugify
 
-from .errors import TopicNotFound
-from .model import Article, Entry, Problem
-from .urls import shorten
+from feedsvc.content.model import Article, Entry, Problem
+from feedsvc.content.urls import shorten
+from feedsvc.errors import TopicNotFound
 
 T = TypeVar("T", Article, Entry)
 

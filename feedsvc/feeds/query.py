@@ -1,0 +1,84 @@
+"""A request's query flags, validated: which articles (include, the preview token), how many
+entries (limit) and which page. Request-free: plain values in, a Query or QueryError out."""
+
+from __future__ import annotations
+
+import hmac
+import sys
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from feedsvc.content.urls import shorten
+from feedsvc.errors import AccessDenied, QueryError
+
+INCLUDE_VALUES = ("published", "all")
+
+
+@dataclass(frozen=True)
+class Query:
+    """The query flags that shape a feed: which articles, how many entries, which page."""
+
+    include_all: bool = False
+    limit: int = 50
+    page: int = 1
+    token: str | None = field(default=None, repr=False)  # the preview token this request proved
+
+    def canonical(self, default_limit: int) -> str:
+        """The flags that differ from the defaults, in a fixed order ("" when none).
+
+        A preview token goes only into the links of the response to the request that sent it,
+        so that reader's next poll and next page keep working.
+        """
+        pairs = [("include", "all")] if self.include_all else []
+        if self.token:
+            pairs.append(("token", self.token))
+        if self.limit != default_limit:
+            pairs.append(("limit", str(self.limit)))
+        if self.page != 1:
+            pairs.append(("page", str(self.page)))
+        return "?" + urlencode(pairs) if pairs else ""
+
+
+def single(args: dict[str, list[str]], name: str) -> str | None:
+    """The one value of a flag; given twice it is ambiguous, so an error."""
+    values = args.get(name, [])
+    if len(values) > 1:
+        raise QueryError(f"{name} is given {len(values)} times: give it once")
+    return values[0] if values else None
+
+
+def whole_number(args: dict[str, list[str]], name: str, default: int, maximum: int | None = None) -> int:
+    """A flag that must be a whole number >= 1 in ASCII digits; clamped to `maximum`."""
+    raw = single(args, name)
+    if raw is None:
+        return min(default, maximum) if maximum else default
+    try:
+        number = int(raw) if raw.isascii() and raw.isdigit() else 0
+    except ValueError:  # more digits than Python converts (sys.int_info.default_max_str_digits): huge
+        number = sys.maxsize
+    if number < 1:
+        bound = f"from 1 to {maximum}" if maximum else "of 1 or more"
+        raise QueryError(f"{name} must be a whole number {bound}, not {shorten(raw, 40)}")
+    return min(number, maximum) if maximum else number
+
+
+def parse_query(
+    args: dict[str, list[str]], default_limit: int, max_limit: int, preview_token: str | None = None
+) -> Query:
+    """Validate `include`, `limit`, `page` (and `token` for previews); other parameters are ignored."""
+    include = single(args, "include")
+    if include is not None and include not in INCLUDE_VALUES:
+        raise QueryError(f"include must be 'published' or 'all', not {shorten(include, 40)}")
+    include_all = include == "all"
+    token = check_preview_token(single(args, "token"), preview_token) if include_all else None
+    limit = whole_number(args, "limit", default_limit, max_limit)
+    return Query(include_all=include_all, limit=limit, page=whole_number(args, "page", 1), token=token)
+
+
+def check_preview_token(given: str | None, expected: str | None) -> str | None:
+    """With PREVIEW_TOKEN set, include=all needs token=<it>; compared in constant time (no timing leak)."""
+    if not expected:
+        return None
+    if given is None or not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+        raise AccessDenied("include=all is a private preview: add token=<the preview token> to the URL")
+    return given

@@ -1,0 +1,96 @@
+"""Where the service lives and what it calls itself: every URL it makes (feeds, pages, RFC 5005
+paging links), and each feed's own metadata. Request-free."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from feedsvc.errors import BadHost
+from feedsvc.feeds import digest, jsonfeed, rss_atom
+from feedsvc.feeds.query import Query
+
+FORMATS = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}  # the feeds
+
+
+FILE_NAMES = {**FORMATS, "digest-html": "digest.html", "digest-txt": "digest.txt"}  # every document of a topic
+
+
+MEDIA_TYPES = {**rss_atom.MEDIA_TYPES, "json": jsonfeed.MEDIA_TYPE, **digest.MEDIA_TYPES}
+
+
+# RFC 9110 section 7.2: Host = uri-host [":" port] (RFC 3986 sections 3.2.2, 3.2.3). Every link is
+# built on it, so only a DNS name, an IPv4 address or a bracketed IPv6 literal is taken, with a
+# port of digits: no path, user info, space or empty value.
+_HOST_HEADER = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?)(?::([0-9]{1,5}))?")
+
+
+DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def request_base_url(scheme: str, host: str | None) -> str:
+    """The base URL a request names in its Host header, normalised (RFC 3986 section 6.2: the
+    host lower-cased, the scheme's default port left out); raise BadHost when it sent none (HTTP
+    1.0 may not) or one that is not host[:port]."""
+    match = _HOST_HEADER.fullmatch(host.strip(" \t").lower()) if host and scheme in DEFAULT_PORTS else None
+    port = match.group(2) if match else None
+    if match is None or (port is not None and not 0 < int(port) < 65536):
+        raise BadHost("no valid Host header: send Host (host[:port]) or set BASE_URL (FEEDSVC_BASE_URL)")
+    return f"{scheme}://{match.group(1)}{'' if port in (None, DEFAULT_PORTS[scheme]) else ':' + port}/"
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where the service lives and what it calls itself; every URL it makes is absolute."""
+
+    base_url: str
+    title: str = "feedsvc"
+    author: str = "feedsvc"
+    default_limit: int = 50
+    max_age: int = 300
+    hub: str | None = None
+    paging: bool = True
+
+    def url(self, path: str) -> str:
+        """An absolute URL for a path of this site."""
+        return self.base_url.rstrip("/") + "/" + path.lstrip("/")
+
+    def feed_path(self, slug: str | None, fmt: str) -> str:
+        """The path of a feed (or digest): one topic's, or every topic's when slug is None."""
+        name = FILE_NAMES[fmt]
+        return f"/topics/{slug}/{name}" if slug else f"/{name}"
+
+    def feed_url(self, slug: str | None, fmt: str, query: Query | None = None) -> str:
+        """The absolute URL of a feed, with its non-default flags."""
+        flags = query.canonical(self.default_limit) if query else ""
+        return self.url(self.feed_path(slug, fmt)) + flags
+
+    def page_links(self, slug: str | None, fmt: str, query: Query, pages: int) -> dict[str, str]:
+        """RFC 5005 section 3 paging links: first, last, and previous/next where they exist."""
+        links = {"first": 1, "last": pages}
+        if query.page > 1:
+            links["previous"] = query.page - 1
+        if query.page < pages:
+            links["next"] = query.page + 1
+        return {rel: self.feed_url(slug, fmt, replace(query, page=page)) for rel, page in links.items()}
+
+    def feed_info(self, name: str, slug: str | None, fmt: str, query: Query, pages: int) -> rss_atom.FeedInfo:
+        """The feed-level fields of one feed."""
+        others = {MEDIA_TYPES[f]: self.feed_url(slug, f, query) for f in FORMATS if f != fmt}
+        return rss_atom.FeedInfo(
+            # The id names the feed, not a window on it: limit and page change nothing in it (RFC 4287 4.2.6).
+            feed_id=self.feed_url(slug, "atom", Query(query.include_all, self.default_limit)),  # no token
+            title=f"{self.title}: {name}",
+            subtitle=f"News about {name}, with related coverage" if slug else "News on every topic",
+            self_url=self.feed_url(slug, fmt, query),
+            html_url=self.url("/") + (f"#{slug}" if slug else ""),
+            author=self.author,
+            alternates=others,
+            links=(self.page_links(slug, fmt, query, pages) if self.paging else {}) | ({"hub": self.hub} if self.hub else {}),
+            ttl_minutes=self.max_age // 60 or None,  # RSS <ttl> counts minutes: none for under one
+        )
+
+
+def page_count(total: int, limit: int) -> int:
+    """How many pages `total` entries fill; an empty feed still has its first page."""
+    return max(1, -(-total // limit))
