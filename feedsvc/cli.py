@@ -13,7 +13,6 @@ from feedsvc.content.fields import Limits
 from feedsvc.errors import FeedsvcError
 from feedsvc.runtime.loader import load_folder
 
-
 BUILD_BASE_URL = "http://localhost:8000/"  # `feedsvc build` without BASE_URL: links for a local preview
 
 

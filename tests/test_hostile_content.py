@@ -23,9 +23,10 @@ from feedcheck import ATOM, check_feed
 from feedsvc.cli import main
 from feedsvc.content.fields import Limits
 from feedsvc.content.files import load_bytes
-from feedsvc.content.frontmatter import MAX_NODES, split_front_matter
+from feedsvc.content.frontmatter import split_front_matter
+from feedsvc.content.yamlload import MAX_NODES
 from feedsvc.content.model import Problem
-from feedsvc.content.yamlsubset import MAX_DEPTH, nesting_bound
+from feedsvc.content.yamlload import MAX_DEPTH, nesting_bound
 from feedsvc.errors import ArticleError
 from feedsvc.feeds.catalog import topic_slug
 from feedsvc.runtime.loader import load_folder

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import json
-import multiprocessing
 import os
 import pwd
 import select
@@ -14,7 +13,6 @@ import socket
 import tempfile
 import threading
 import time
-import types
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,24 +25,18 @@ from hypothesis import strategies as st
 
 import feedsvc.content.files
 import feedsvc.content.frontmatter
-import feedsvc.runtime.parallel
 from feedsvc.content.fields import Limits
 from feedsvc.content.files import load_bytes
 from feedsvc.content.frontmatter import decode, split_front_matter
 from feedsvc.content.model import Problem
-from feedsvc.content.yamlsubset import load_subset
 from feedsvc.errors import ArticleError, FeedsvcError
 from feedsvc.runtime.loader import (
     FileState,
     LoadResult,
     load_folder,
-    load_state,
-    parse_many,
-    parse_states,
     refresh,
     result_of,
     stale_names,
-    usable_cores,
 )
 from feedsvc.runtime.scan import Scan, Stamp, is_candidate, rescan, scan
 
@@ -280,21 +272,6 @@ def built(load) -> str:
         return repr(load())
     except (ValueError, yaml.YAMLError) as exc:
         return f"{type(exc).__name__}: {exc}"
-
-
-@pytest.mark.parametrize(
-    "items",
-    ["[]", "[AI, 1, -7, 010, 0x1F, 1_000, 1:30, 1.5, .inf, true, No, ~, '', \"x\\x01\"]",
-     "[2021-01-13, 2021-01-13T23:56:00Z]", "[2021-01-13T23:56:00+02:00, 2021-01-13 23:56:00.5]",
-     "[2021-02-30T00:00:00Z]", "[2021-01-01T25:00:00Z]", f"[{'9' * 5000}]", "[!!str 1, !!int '2', !!binary aGk=]",
-     "[a, &x b, *x]", "!!seq [a]", "!!set {a, b}", "!!omap [a: 1]", "!!pairs [a: 1]", "[&x [a], *x]", "[[a], {b: 1}]"],
-    ids=lambda items: items[:40],
-)  # fmt: skip
-def test_a_list_read_whole_is_built_as_pyyaml_builds_it(items):
-    # topics is read whole: a plain list of scalars is built without PyYAML's constructors.
-    source = f"title: t\ntopics: {items}\n"
-    expected = built(lambda: yaml.load(source, Loader=yaml.CSafeLoader)["topics"])
-    assert built(lambda: load_subset(source, {"topics": None}, 1000)["topics"]) == expected
 
 
 # --- unsafe YAML -----------------------------------------------------------------------------
@@ -681,119 +658,6 @@ def test_refresh_with_names_of_unchanged_files_parses_nothing(seeds_dir, changed
 def test_refresh_with_names_keeps_the_files_in_name_order(seeds_dir, changed_folder):
     states, found, changed = changed_folder
     assert list(refresh(seeds_dir, states, found, names=changed)) == list(found.files)
-
-
-# --- parse_many: many files are parsed on every core, this process included ------------------------
-
-
-def parallel_jobs(root: Path, count: int = 20) -> list[tuple]:
-    """`count` files, one in four broken (bad YAML, no title, not UTF-8), some stale."""
-    broken = [
-        lambda i: b"---\ntitle: [never closed\n---\n",
-        lambda i: front_matter(**article_fields(title=None, webUrl=f"https://example.com/{i}")).encode(),
-        lambda i: "---\ntitle: caf\xe9\n---\n".encode("latin-1"),
-    ]
-    for i in range(count):
-        text = front_matter(**article_fields(title=f"Article {i}", webUrl=f"https://example.com/{i}")).encode()
-        (root / f"{i:03}.md").write_bytes(broken[i // 4 % 3](i) if i % 4 == 3 else text)
-    found = scan(root)
-    old = load_state(root, "000.md", found.files["000.md"], None, Limits())  # a last good version to keep
-    return [(name, stamp, old if i % 8 == 7 else None) for i, (name, stamp) in enumerate(found.files.items())]
-
-
-@pytest.fixture
-def parallel(monkeypatch, parsed_here):
-    """parse_many goes parallel from 4 files on, in batches of 2, on 3 cores (this process and
-    2 children); records the start methods and the children asked of map_batches."""
-    used: dict[str, list] = {"methods": [], "workers": []}
-    real_context = multiprocessing.get_context
-    real_map = feedsvc.runtime.loader.map_batches
-
-    def get_context(method):
-        used["methods"].append(method)
-        return real_context(method)
-
-    def map_batches(work, batches, children):
-        used["workers"].append(children)
-        return real_map(work, batches, children)
-
-    real_parse = feedsvc.content.files.load_named
-    parent = os.getpid()
-
-    def slow_here(filename, name, *args, **kwargs):
-        if os.getpid() == parent and len(parsed_here) == 1:
-            time.sleep(0.05)  # let the children start and take the first batches
-        return real_parse(filename, name, *args, **kwargs)
-
-    monkeypatch.setattr(feedsvc.runtime.loader, "PARALLEL_MIN_FILES", 4)
-    monkeypatch.setattr(feedsvc.runtime.loader, "PARALLEL_BATCH", 2)
-    monkeypatch.setattr(feedsvc.runtime.loader, "usable_cores", lambda: 3)
-    monkeypatch.setattr(feedsvc.runtime.parallel, "multiprocessing", types.SimpleNamespace(get_context=get_context))
-    monkeypatch.setattr(feedsvc.runtime.loader, "map_batches", map_batches)
-    monkeypatch.setattr(feedsvc.runtime.loader, "load_named", slow_here)
-    return used
-
-
-def assert_parallel_equals_sequential(root: Path, jobs: list[tuple], used: dict, parsed_here: list[str]) -> None:
-    expected = parse_states(root, jobs, Limits())
-    parsed_here.clear()
-    got = parse_many(root, jobs, Limits())
-    assert [name for name, _ in got] == [name for name, _, _ in jobs]
-    assert got == expected
-    assert used["workers"] == [2]
-    # Which process parsed which batch is left to the scheduler (on a busy host this process may
-    # parse them all before a child starts): only the results and their order are asserted.
-    # Broken files are problems (stale over a last good version), whoever parsed them.
-    assert sum(state.article is None for _, state in got) == 3
-    assert sum(state.stale for _, state in got) == 2
-
-
-def test_parse_many_with_fork_equals_parsing_in_order(tmp_path, parallel, parsed_here):
-    jobs = parallel_jobs(tmp_path)
-    if threading.active_count() != 1:
-        pytest.skip(f"other threads run ({threading.enumerate()}): parse_many must not fork")
-    assert_parallel_equals_sequential(tmp_path, jobs, parallel, parsed_here)
-    assert set(parallel["methods"]) == {"fork"}
-
-
-def test_parse_many_with_forkserver_when_threads_run_equals_parsing_in_order(tmp_path, parallel, parsed_here):
-    jobs = parallel_jobs(tmp_path)
-    release = threading.Event()
-    other = threading.Thread(target=release.wait, args=(30,), name="test-other-thread")
-    other.start()
-    try:
-        assert threading.active_count() > 1
-        assert_parallel_equals_sequential(tmp_path, jobs, parallel, parsed_here)
-    finally:
-        release.set()
-        other.join(timeout=5)
-    assert parallel["methods"] == ["forkserver"]
-
-
-def test_parse_many_of_few_files_parses_them_here(tmp_path, parallel, parsed_here):
-    jobs = parallel_jobs(tmp_path, 3)
-    assert parse_many(tmp_path, jobs, Limits()) == parse_states(tmp_path, jobs, Limits())
-    assert parallel["workers"] == [] and parallel["methods"] == []
-
-
-def test_parse_many_on_one_core_parses_here(tmp_path, parallel, parsed_here, monkeypatch):
-    monkeypatch.setattr(feedsvc.runtime.loader, "usable_cores", lambda: 1)
-    jobs = parallel_jobs(tmp_path)
-    assert parse_many(tmp_path, jobs, Limits()) == parse_states(tmp_path, jobs, Limits())
-    assert parallel["workers"] == []
-
-
-def test_usable_cores_is_at_least_one():
-    assert 1 <= usable_cores() <= (os.cpu_count() or 1)
-
-
-def test_load_folder_through_the_pool_equals_a_load_here(seeds_dir, write_article, parallel):
-    for i in range(12):
-        write_article(f"p{i:02}.md", webUrl=f"https://example.com/p{i}", title=None if i == 5 else f"P {i}")
-    pooled = load_folder(seeds_dir)
-    assert parallel["workers"] == [2]
-    assert [a.path for a in pooled.articles] == sorted(a.path for a in pooled.articles)
-    assert len(pooled.articles) == 16 and [p.path for p in pooled.skipped] == ["p05.md"]
 
 
 # --- result_of and stale_names -------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The YAML front matter of an article file: found between its `---` lines, decoded, and parsed
-safely into the fields feedsvc reads. Pure core: no Flask, no feedgen."""
+safely. Pure core: no Flask, no feedgen."""
 
 from __future__ import annotations
 
@@ -8,11 +8,8 @@ import re
 import yaml
 
 from feedsvc.content.text import prepare_for_yaml
-from feedsvc.content.yamlsubset import UnsafeYaml, load_subset
+from feedsvc.content.yamlload import MAX_NODES, UnsafeYaml, load
 from feedsvc.errors import ArticleError
-
-# A real article has a few hundred values; far more means a pathological or hostile file.
-MAX_NODES = 20_000
 
 
 def split_front_matter(text: str, path: str) -> tuple[str, int]:
@@ -43,23 +40,11 @@ def decode(data: bytes, path: str) -> str:
     return prepare_for_yaml(text)
 
 
-_IMAGE = {"url": None, "width": None, "height": None}
-
-
-_PROVIDER = {"name": None, "domain": None}
-
-
-_LINK = {"title": None, "excerpt": None, "publishedDateTime": None, "webUrl": None, "provider": _PROVIDER, "images": _IMAGE}
-
-
-# The front-matter keys feedsvc reads; everything else (`secured` first) is never built.
-ARTICLE_SPEC = {**_LINK, "topics": None, "published": None, "related": _LINK}
-
-
 def parse_yaml(source: str, path: str, first_line: int) -> dict:
-    """Parse the front matter with the safe loader; the root must be a mapping."""
+    """Parse the front matter as PyYAML's safe loader would (feedsvc.content.yamlload); the root
+    must be a mapping. Nothing in it is executed; unknown keys (`secured` first) are never read."""
     try:
-        data = load_subset(source, ARTICLE_SPEC, MAX_NODES)
+        data = load(source, MAX_NODES)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + first_line if mark is not None else None

@@ -8,7 +8,6 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import partial
 from itertools import chain, compress
 from operator import attrgetter
 from pathlib import Path
@@ -17,18 +16,11 @@ from feedsvc.content.fields import Limits
 from feedsvc.content.files import load_named
 from feedsvc.content.model import Article, Problem
 from feedsvc.errors import ArticleError
-from feedsvc.runtime.parallel import map_batches
 from feedsvc.runtime.scan import Scan, Stamp, scan
 
 log = logging.getLogger(__name__)
 
 
-# Files per batch handed out to the parsing processes (about 30 ms of work each), and how many
-# files it takes to pay for starting them (a fork is ~10 ms; fewer are parsed in this process).
-PARALLEL_BATCH = 100
-
-
-PARALLEL_MIN_FILES = 500
 
 
 @dataclass(frozen=True)
@@ -106,7 +98,7 @@ def refresh(
     `names` given are looked at, when the caller knows which files can have changed."""
     candidates = found.files if names is None else [name for name in names if name in found.files]
     changed = [name for name in candidates if getattr(previous.get(name), "stamp", None) != found.files[name]]
-    parsed = dict(parse_many(root, [(name, found.files[name], previous.get(name)) for name in changed], limits))
+    parsed = dict(parse_states(root, [(name, found.files[name], previous.get(name)) for name in changed], limits))
     if names is None:
         return {name: parsed.get(name) or previous[name] for name in found.files}
     states = dict(previous)
@@ -118,24 +110,10 @@ def refresh(
 
 
 def parse_states(root: Path, jobs: list[tuple], limits: Limits) -> list[tuple[str, FileState]]:
-    """Parse a batch of (name, stamp, previous state) jobs in this process."""
+    """Parse (name, stamp, previous state) jobs in this process. One process: with yaml-rs a file
+    costs ~0.2 ms, and forking parsers to share the work made a 10,000-file load slower (2.9 s
+    against 2.2 s: pickling every result back costs what the second core saves; BENCHMARKS.md)."""
     return [(name, load_state(root, name, stamp, old, limits)) for name, stamp, old in jobs]
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (a container's CPU set, not the host's core count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def parse_many(root: Path, jobs: list[tuple], limits: Limits) -> list[tuple[str, FileState]]:
-    """Parse many files on every core, this process included, when there are enough to pay for
-    the worker processes."""
-    cores = usable_cores()
-    if cores < 2 or len(jobs) < PARALLEL_MIN_FILES:
-        return parse_states(root, jobs, limits)
-    batches = [jobs[i : i + PARALLEL_BATCH] for i in range(0, len(jobs), PARALLEL_BATCH)]
-    parsed = map_batches(partial(parse_states, root, limits=limits), batches, children=cores - 1)
-    return list(chain.from_iterable(parsed))
 
 
 def result_of(states: dict[str, FileState]) -> LoadResult:

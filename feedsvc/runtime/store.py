@@ -13,11 +13,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from feedsvc.content.fields import Limits
 from feedsvc.content.model import Problem
@@ -34,11 +36,11 @@ from feedsvc.runtime.loader import (
     unlisted_problems,
     with_unlisted,
 )
-from feedsvc.runtime.parallel import alongside
 from feedsvc.runtime.scan import Scan, name_in, rescan, scan
 from feedsvc.runtime.watcher import Watcher
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 Listener = Callable[[Catalog, Catalog], None]
@@ -104,10 +106,10 @@ class FeedStore:
         self._health_lock = threading.Lock()
         with self._reload_lock, collector_paused(freeze=True):
             found = None
-            if self.cache_path:  # the stat of every file runs in a forked child while the cache is read
+            if self.cache_path:
                 parsecache.remove_stale_temps(self.cache_path.parent)
-                read_cache = partial(parsecache.load, self.cache_path, self.seeds_dir, self.limits)
-                found, self._states = alongside(partial(scan, self.seeds_dir), read_cache)
+                found, self._states = scan_while(self.seeds_dir, partial(parsecache.load, self.cache_path,
+                                                                         self.seeds_dir, self.limits))
             cached = self._states
             self._swap(scanned=found)
             for name, state in self._states.items():  # a cold start logged these as it parsed them
@@ -291,6 +293,16 @@ class FeedStore:
         """Stop this process's watcher thread (tests, and a store being thrown away)."""
         if self._watcher is not None and self._watcher.pid == os.getpid():
             self._watcher.stop()
+
+
+def scan_while(root: Path, work: Callable[[], T]) -> tuple[Scan, T]:
+    """(scan(root), work()): the scan on a thread of its own while this one works. A scan is
+    mostly stat(2) calls, which release the GIL, so reading the parse cache meanwhile hides most
+    of it (a warm start at 10,000 files: BENCHMARKS.md). A scan that fails raises here."""
+    with ThreadPoolExecutor(1, thread_name_prefix="feedsvc-scan") as pool:
+        scanned = pool.submit(scan, root)
+        done = work()
+        return scanned.result(), done
 
 
 def now_utc() -> datetime:
