@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import errno
+import gc
 import logging
 import multiprocessing
 import os
@@ -39,7 +40,7 @@ from granian.log import LOGGING_CONFIG
 from granian.server import Server
 
 from feedsvc.errors import FeedsvcError
-from feedsvc.runtime.store import reload_on_sighup
+from feedsvc.runtime.store import FeedStore, reload_on_sighup
 
 log = logging.getLogger(__name__)
 
@@ -361,11 +362,26 @@ def start_worker(make_app: Callable[[], Flask], master: int | None = None) -> Fl
     return app
 
 
+def share_with_forks(store: FeedStore) -> None:
+    """Before the workers fork: compute what every worker's requests would otherwise each compute
+    (every public feed's entries), then freeze it all out of the collector's reach.
+
+    A forked worker shares the master's memory until it writes to a page, and taking a reference
+    writes the object's refcount: building every feed's entries in each worker touched every
+    article, and each worker ended with a private copy of the catalog (PSS of the service: 1.6x a
+    plain YAML load of the same files). Built here, the entries are shared; a request touches the
+    entries of the one page it renders. gc.freeze() keeps the collector from touching the rest."""
+    store.catalog.warm()
+    gc.collect()
+    gc.freeze()
+
+
 def worker_loader(build: Callable[[], Flask]) -> Callable[[], Flask]:
     """What each worker calls for its app: the master's, built here once, when workers are forked."""
     master = os.getpid()
     if multiprocessing.get_start_method() == "fork":  # the method granian's workers are started with
         app = build()
+        share_with_forks(app.extensions["feedsvc"])
         return partial(start_worker, lambda: app, master)  # fork copies the app: nothing is pickled
     return partial(start_worker, build, master)  # spawn pickles `build`, and each worker runs it
 

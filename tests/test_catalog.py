@@ -665,3 +665,18 @@ def test_skipped_holds_the_files_errors_but_no_warning_and_no_stale_file():
     assert catalog.problems[:3] == (error, stale, warning)
     assert [(p.path, p.severity) for p in catalog.problems[3:]] == [("b.md", "warning")]
     assert catalog.file_problems == (error, stale, warning)
+
+
+
+def test_warm_computes_what_public_requests_ask_for_as_they_would(read_only_folders):
+    result = load_folder(read_only_folders / "corpus")
+    warmed, lazy = Catalog(result.articles, result.problems), Catalog(result.articles, result.problems)
+    warmed.warm()
+    assert warmed.topics(include_all=False) == lazy.topics(include_all=False)
+    for slug in [None, *lazy.by_topic]:
+        try:
+            expected = lazy.entries(slug, include_all=False)
+        except TopicNotFound:
+            continue
+        assert warmed.entries(slug, include_all=False) == expected
+    assert warmed.problems == lazy.problems

@@ -655,6 +655,14 @@ def test_refresh_with_names_of_unchanged_files_parses_nothing(seeds_dir, changed
     assert new["keep.md"] is states["keep.md"]
 
 
+def test_refresh_that_finds_nothing_changed_gives_back_the_same_states(seeds_dir):
+    # Not a copy: copying writes every state's refcount, which un-shares a forked worker's pages.
+    found = scan(seeds_dir)
+    states = refresh(seeds_dir, {}, found)
+    assert refresh(seeds_dir, states, scan(seeds_dir), names=list(found.files)) is states
+    assert refresh(seeds_dir, states, scan(seeds_dir), names=[]) is states
+
+
 def test_refresh_with_names_keeps_the_files_in_name_order(seeds_dir, changed_folder):
     states, found, changed = changed_folder
     assert list(refresh(seeds_dir, states, found, names=changed)) == list(found.files)

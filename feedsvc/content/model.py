@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Image:
     """A picture of an article, with its size when the file gives it."""
 
@@ -22,7 +22,7 @@ class Image:
         return width, None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Provider:
     """Who published the article (a name for people, a domain for machines)."""
 
@@ -30,7 +30,7 @@ class Provider:
     domain: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Related:
     """A link an article recommends; served as an entry of its own."""
 
@@ -42,7 +42,7 @@ class Related:
     image: Image | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Article:
     """One article file, validated; the `secured` blob is never part of it."""
 
@@ -58,7 +58,7 @@ class Article:
     related: tuple[Related, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One item of a feed: an article, or a related link of one (`related_to`)."""
 
@@ -99,7 +99,7 @@ class Entry:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Problem:
     """Something wrong with one file: an error skips it, a warning only drops a part."""
 

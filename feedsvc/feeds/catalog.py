@@ -277,6 +277,14 @@ class Catalog:
                 self._entries[key] = build_entries(articles)
         return self._entries[key]
 
+    def warm(self) -> None:
+        """Compute now what public requests will ask for: every public feed's entries, the topic
+        names and the problems. Before a fork, so that forked workers share them (see
+        feedsvc.server.worker_loader) instead of each building its own copy."""
+        self.topics(include_all=False)  # every topic's public entries, and the public names
+        self.entries(None, include_all=False)
+        _ = self.problems
+
     def topics(self, include_all: bool) -> list[Topic]:
         """Every topic with selected articles, by name (as the view names it), with its entry count."""
         found = []

@@ -101,8 +101,13 @@ def refresh(
     parsed = dict(parse_states(root, [(name, found.files[name], previous.get(name)) for name in changed], limits))
     if names is None:
         return {name: parsed.get(name) or previous[name] for name in found.files}
+    removed = previous.keys() - found.files.keys()
+    if not parsed and not removed:
+        # Nothing changed: the same dict, untouched. A copy would write every state's refcount,
+        # and in a forked worker each write copies a page the master shares (most of the catalog).
+        return previous
     states = dict(previous)
-    for name in previous.keys() - found.files.keys():
+    for name in removed:
         del states[name]
     added = parsed.keys() - previous.keys()
     states.update(parsed)

@@ -143,7 +143,7 @@ class FeedStore:
         found = with_unlisted(found, self._states)  # the files of a folder that cannot be listed stay
         self._note_unreadable(found)
         states = refresh(self.seeds_dir, self._states, found, self.limits, names)
-        if self._loaded and states == self._states:
+        if self._loaded and (states is self._states or states == self._states):
             self._found = found
             return False
         first, changed = not self._loaded, states != self._states
