@@ -56,8 +56,9 @@ class Dispatch:
 
 def build(config: dict | None = None, feed_path: str = FEED_PATH):
     """The Flask app of `create_app(config)` with the constant route added; returns the app."""
-    import feedsvc
     from flask import Flask, Response
+
+    import feedsvc
 
     app = feedsvc.create_app(config)
     constant: dict[str, object] = {}

@@ -76,7 +76,12 @@ def sentence(rng: random.Random) -> str:
 def image(rng: random.Random, domain: str, tag: str) -> dict:
     """An image entry as the seeds have them."""
     width = rng.choice((640, 800, 939, 1200, 1280))
-    return {"url": f"https://cdn.{domain}/images/{tag}.jpg", "width": width, "height": width * 9 // 16, "isCached": True}
+    return {
+        "url": f"https://cdn.{domain}/images/{tag}.jpg",
+        "width": width,
+        "height": width * 9 // 16,
+        "isCached": True,
+    }
 
 
 def related_links(rng: random.Random, index: int, revision: int, published: datetime) -> list[dict]:
@@ -101,7 +106,9 @@ def related_links(rng: random.Random, index: int, revision: int, published: date
     return links
 
 
-def make_article(index: int, rng: random.Random, topics: tuple[str, ...] = TOPICS, published_share: float = 0.4) -> dict:
+def make_article(
+    index: int, rng: random.Random, topics: tuple[str, ...] = TOPICS, published_share: float = 0.4
+) -> dict:
     """The fields of article number `index`: a unique webUrl, one or two topics, ~40% published."""
     primary = topics[index % len(topics)]  # round robin: every topic gets articles
     chosen = [primary]
@@ -208,8 +215,14 @@ def file_name(index: int, rng: random.Random, ext: str = ".txt") -> str:
     return f"{index:04d}_{rng.getrandbits(64):016x}{ext}"
 
 
-def generate(outdir: Path, count: int, seed: int, topics: tuple[str, ...] = TOPICS, published_share: float = 0.4,
-             ext: str = ".txt") -> list[tuple[str, dict]]:
+def generate(
+    outdir: Path,
+    count: int,
+    seed: int,
+    topics: tuple[str, ...] = TOPICS,
+    published_share: float = 0.4,
+    ext: str = ".txt",
+) -> list[tuple[str, dict]]:
     """Write `count` article files into `outdir` (created); return (file name, fields) pairs."""
     outdir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -227,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("outdir", type=Path)
     parser.add_argument("--count", type=int, default=200, help="number of articles (default 200)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    parser.add_argument("--topics", type=int, default=len(TOPICS), help=f"how many topics, 1-{len(TOPICS)} (default all)")
+    parser.add_argument(
+        "--topics", type=int, default=len(TOPICS), help=f"how many topics, 1-{len(TOPICS)} (default all)"
+    )
     parser.add_argument("--published", type=float, default=0.4, help="share of published articles (default 0.4)")
     parser.add_argument("--ext", default=".txt", help="file name extension (default .txt, like the seeds)")
     args = parser.parse_args(argv)

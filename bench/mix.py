@@ -47,7 +47,7 @@ class Response:
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):  # noqa: D102 - a redirect is an answer, not a hop
+    def redirect_request(self, *args, **kwargs):
         return None
 
 
@@ -94,7 +94,9 @@ def build(base_url: str) -> list[Request]:
         mix.append(Request(f"/{fmt}?limit=10", (GZIP,)))
     mix += [Request("/"), Request("/", (GZIP,)), Request("/?include=all"), Request("/feeds.opml"), Request("/healthz")]
     # Revalidations: a reader polling with the ETag it has (weak comparison; gzip has its own tag).
-    revalidate = [f"/topics/{slug}/{FORMATS[n % 3]}" for n, slug in enumerate(published)] + [f"/{fmt}" for fmt in FORMATS]
+    revalidate = [f"/topics/{slug}/{FORMATS[n % 3]}" for n, slug in enumerate(published)] + [
+        f"/{fmt}" for fmt in FORMATS
+    ]
     for path in revalidate:
         for coding in ((), (GZIP,)):
             etag = fetch(base_url, path, coding).headers.get("etag")
@@ -135,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     write(mix, args.out)
     lines = sum(r.weight for r in mix)
     revalidations = sum(r.weight for r in mix if r.expect == 304)
-    print(f"mix: {len(mix)} distinct requests, {lines} lines ({revalidations} If-None-Match revalidations) in {args.out}",
-          file=sys.stderr)
+    print(
+        f"mix: {len(mix)} distinct requests, {lines} lines ({revalidations} If-None-Match revalidations) in {args.out}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -19,12 +19,17 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
 
 BENCH = Path(__file__).resolve().parent
 STYLE = {
-    "baseline": {"label": "baseline: sequential CSafeLoader load", "color": "#777777", "marker": "s", "linestyle": "--"},
+    "baseline": {
+        "label": "baseline: sequential CSafeLoader load",
+        "color": "#777777",
+        "marker": "s",
+        "linestyle": "--",
+    },
     "cold": {"label": "feedsvc cold (no parse cache)", "color": "#1f77b4", "marker": "o", "linestyle": "-"},
     "warm": {"label": "feedsvc warm (parse cache)", "color": "#2ca02c", "marker": "^", "linestyle": "-"},
 }

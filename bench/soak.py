@@ -62,8 +62,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-import gen_corpus  # noqa: E402
-import mix  # noqa: E402
+import gen_corpus
+import mix
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 FORMATS = ("feed.json", "rss.xml", "atom.xml")
@@ -165,8 +165,9 @@ def break_text(text: str, rng: random.Random, flavour: str | None = None) -> tup
 def seed_variant(text: str, rng: random.Random, revision: int) -> str:
     """A new version of a seed file with the same identity: another title."""
     title = gen_corpus.headline(rng) + f" (revision {revision})"
-    return re.sub(r"^title:.*$", lambda _: "title: " + json.dumps(title, ensure_ascii=False), text, count=1,
-                  flags=re.MULTILINE)
+    return re.sub(
+        r"^title:.*$", lambda _: "title: " + json.dumps(title, ensure_ascii=False), text, count=1, flags=re.MULTILINE
+    )
 
 
 def front_matter(text: str) -> dict:
@@ -208,7 +209,9 @@ class Corpus:
     def choose_anchors(self) -> None:
         """One file a topic (published if any) is never deleted, so no topic feed vanishes."""
         for slug in sorted({s for t in self.files.values() for s in t.slugs}):
-            candidates = sorted((t for t in self.files.values() if slug in t.slugs), key=lambda t: (not t.published, t.name))
+            candidates = sorted(
+                (t for t in self.files.values() if slug in t.slugs), key=lambda t: (not t.published, t.name)
+            )
             candidates[0].anchor = True
 
     def live(self) -> list[Tracked]:
@@ -342,8 +345,9 @@ class Miss:
 class Checker(threading.Thread):
     """Polls feeds and compares them with what the corpus says they must hold."""
 
-    def __init__(self, number: int, base: str, corpus: Corpus, slugs: list[str], stop: threading.Event,
-                 start_time: float) -> None:
+    def __init__(
+        self, number: int, base: str, corpus: Corpus, slugs: list[str], stop: threading.Event, start_time: float
+    ) -> None:
         super().__init__(name=f"checker-{number}", daemon=True)
         self.number, self.base, self.corpus, self.slugs, self.stop = number, base, corpus, slugs, stop
         self.start_time = start_time
@@ -377,7 +381,7 @@ class Checker(threading.Thread):
             return
         t1 = now()
         self.checks += 1
-        label = url[len(self.base):] + (" (gzip)" if use_gzip else "")
+        label = url[len(self.base) :] + (" (gzip)" if use_gzip else "")
         if status != 200:
             self.errors.append(f"{label}: status {status}: {body[:200]!r}")
             return
@@ -406,8 +410,11 @@ class Checker(threading.Thread):
             time.sleep(delay)
             try:
                 status, body = get(url, use_gzip)
-                seen.append(f"+{delay}s: {'present' if wanted in entry_ids(fmt, body)[0] else 'missing'}"
-                            if status == 200 else f"+{delay}s: status {status}")
+                seen.append(
+                    f"+{delay}s: {'present' if wanted in entry_ids(fmt, body)[0] else 'missing'}"
+                    if status == 200
+                    else f"+{delay}s: status {status}"
+                )
             except (OSError, ValueError, ET.ParseError) as exc:
                 seen.append(f"+{delay}s: {exc}")
         return ", ".join(seen)
@@ -484,8 +491,8 @@ def parse_wrk(text: str) -> dict[str, float]:
 
 def self_test(corpus: Corpus) -> None:
     """The test's own assumptions, on one file: variants are valid with the same identity, breaks are invalid."""
-    from feedsvc.errors import ArticleError
     from feedsvc.content.files import load_bytes
+    from feedsvc.errors import ArticleError
 
     rng = random.Random(0)
     for sample in list(corpus.files.values())[:3]:
@@ -506,14 +513,16 @@ def self_test(corpus: Corpus) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=int(os.environ.get("DURATION", 30)), help="seconds (default 30)")
+    parser.add_argument(
+        "--duration", type=int, default=int(os.environ.get("DURATION", "30")), help="seconds (default 30)"
+    )
     parser.add_argument("--count", type=int, default=200, help="generated articles to start with (default 200)")
     parser.add_argument("--from-seeds", action="store_true", help="start from a copy of the project's seeds instead")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the corpus and the changes (default 1)")
     parser.add_argument("--interval", type=float, default=0.5, help="FEEDSVC_RELOAD_INTERVAL (default 0.5)")
-    parser.add_argument("--connections", type=int, default=int(os.environ.get("CONNECTIONS", 64)))
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("THREADS", 2)))
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("FEEDSVC_WORKERS", 2)))
+    parser.add_argument("--connections", type=int, default=int(os.environ.get("CONNECTIONS", "64")))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("THREADS", "2")))
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("FEEDSVC_WORKERS", "2")))
     parser.add_argument("--checkers", type=int, default=2, help="polling threads (default 2)")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (corpus, server log, wrk output)")
     args = parser.parse_args(argv)
@@ -523,7 +532,11 @@ def main(argv: list[str] | None = None) -> int:
     if not wrk:
         print("soak: wrk is not installed (not on PATH): e.g. 'apt-get install -y wrk'", file=sys.stderr)
         return 2
-    feedsvc = os.environ.get("FEEDSVC") or shutil.which("feedsvc", path=str(Path(sys.executable).parent)) or shutil.which("feedsvc")
+    feedsvc = (
+        os.environ.get("FEEDSVC")
+        or shutil.which("feedsvc", path=str(Path(sys.executable).parent))
+        or shutil.which("feedsvc")
+    )
     if not feedsvc:
         print("soak: no feedsvc command: install the project (see README) or set FEEDSVC", file=sys.stderr)
         return 2
@@ -532,7 +545,9 @@ def main(argv: list[str] | None = None) -> int:
     processes: dict[str, subprocess.Popen] = {}  # what run() started: stopped here, whatever happens
 
     def watchdog() -> None:  # the run is bounded, whatever hangs
-        print(f"soak: FAIL: still running {args.duration + 150} s after the start; stopping", file=sys.stderr, flush=True)
+        print(
+            f"soak: FAIL: still running {args.duration + 150} s after the start; stopping", file=sys.stderr, flush=True
+        )
         for process in list(processes.values()):
             if process.poll() is None:
                 process.kill()
@@ -583,17 +598,39 @@ def run(args, work: Path, wrk: str, feedsvc: str, processes: dict) -> int:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = work / "server.log"
-    env = dict(os.environ, FEEDSVC_RELOAD_INTERVAL=str(args.interval), FEEDSVC_MAX_LIMIT=str(BIG_LIMIT),
-               FEEDSVC_WORKERS=str(args.workers))
+    env = dict(
+        os.environ,
+        FEEDSVC_RELOAD_INTERVAL=str(args.interval),
+        FEEDSVC_MAX_LIMIT=str(BIG_LIMIT),
+        FEEDSVC_WORKERS=str(args.workers),
+    )
     # The parse cache of this throw-away folder goes with it (not one more file in ~/.cache/feedsvc).
     env.setdefault("FEEDSVC_CACHE_DIR", str(work / "cache"))
     env.pop("FEEDSVC_PREVIEW_TOKEN", None)  # the checkers read previews (include=all) without a token
-    print(f"soak: {len(corpus.files)} articles in {folder}; feedsvc serve on {base} ({args.workers} workers, "
-          f"reload every {args.interval} s)", flush=True)
+    print(
+        f"soak: {len(corpus.files)} articles in {folder}; feedsvc serve on {base} ({args.workers} workers, "
+        f"reload every {args.interval} s)",
+        flush=True,
+    )
     with open(log, "wb") as log_stream:
-        server = subprocess.Popen([feedsvc, "serve", "--seeds", str(folder), "--host", "127.0.0.1", "--port", str(port),
-                                   "--workers", str(args.workers)], stdout=log_stream, stderr=subprocess.STDOUT,
-                                  env=env, start_new_session=True)
+        server = subprocess.Popen(
+            [
+                feedsvc,
+                "serve",
+                "--seeds",
+                str(folder),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(args.workers),
+            ],
+            stdout=log_stream,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     processes["server"] = server
     wait_ready(base, server, log)
 
@@ -619,14 +656,32 @@ def run(args, work: Path, wrk: str, feedsvc: str, processes: dict) -> int:
     mix.write(requests, mix_file)
     wrk_out = work / "wrk.out"
     with open(wrk_out, "wb") as wrk_stream:
-        wrk_process = subprocess.Popen([wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s",
-                                        "--timeout", "2s", "--latency", "-s", str(BENCH / "mix.lua"), base, "--",
-                                        str(mix_file)], stdout=wrk_stream, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+        wrk_process = subprocess.Popen(
+            [
+                wrk,
+                f"-t{args.threads}",
+                f"-c{args.connections}",
+                f"-d{args.duration}s",
+                "--timeout",
+                "2s",
+                "--latency",
+                "-s",
+                str(BENCH / "mix.lua"),
+                base,
+                "--",
+                str(mix_file),
+            ],
+            stdout=wrk_stream,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     processes["wrk"] = wrk_process
     load_start = now()
-    print(f"soak: wrk -t{args.threads} -c{args.connections} -d{args.duration}s ({len(requests)} distinct requests); "
-          f"changing files every second; {args.checkers} checkers", flush=True)
+    print(
+        f"soak: wrk -t{args.threads} -c{args.connections} -d{args.duration}s ({len(requests)} distinct requests); "
+        f"changing files every second; {args.checkers} checkers",
+        flush=True,
+    )
 
     stop = threading.Event()
     checkers = [Checker(n, base, corpus, slugs, stop, started) for n in range(args.checkers)]
@@ -674,7 +729,9 @@ def run(args, work: Path, wrk: str, feedsvc: str, processes: dict) -> int:
     stale_lines = [line for line in log_text.splitlines() if " WARNING feedsvc.runtime.loader: stale " in line]
     half_saved = sum(1 for line in stale_lines if "no front matter" in line or "not closed" in line)
     skipped_lines = sum(1 for line in log_text.splitlines() if " WARNING feedsvc.runtime.loader: skipped " in line)
-    failed_reloads = sum(1 for line in log_text.splitlines() if re.search(r" ERROR feedsvc\.store: reload of .* failed", line))
+    failed_reloads = sum(
+        1 for line in log_text.splitlines() if re.search(r" ERROR feedsvc\.store: reload of .* failed", line)
+    )
     misses = [m for c in checkers for m in c.misses]
     ghosts = [g for c in checkers for g in c.ghosts]
     check_errors = [e for c in checkers for e in c.errors]
@@ -685,32 +742,46 @@ def run(args, work: Path, wrk: str, feedsvc: str, processes: dict) -> int:
     live = corpus.live()
 
     print()
-    print(f"== soak summary ({args.duration}s, {args.connections} connections, {args.workers} workers, "
-          f"reload every {args.interval}s, {'seeds' if args.from_seeds else f'{args.count} generated articles'}, seed {args.seed})")
+    print(
+        f"== soak summary ({args.duration}s, {args.connections} connections, {args.workers} workers, "
+        f"reload every {args.interval}s, {'seeds' if args.from_seeds else f'{args.count} generated articles'}, seed {args.seed})"
+    )
     if result:
         print(f"requests:        {int(result['requests'])} ({result['rps']:.1f} requests/s)")
-        print(f"latency:         p50 {result['p50_us'] / 1000:.1f} ms, p90 {result['p90_us'] / 1000:.1f} ms, "
-              f"p99 {result['p99_us'] / 1000:.1f} ms, max {result['max_us'] / 1000:.1f} ms")
-        print(f"statuses:        2xx {int(result['s2xx'])}, 304 {int(result['s304'])}, other 3xx {int(result['s3xx'])}, "
-              f"4xx {int(result['s4xx'])}, 5xx {int(result['s5xx'])}")
-        print(f"socket errors:   connect {int(result['connect'])}, read {int(result['read'])}, "
-              f"write {int(result['write'])}, timeout {int(result['timeout'])}")
+        print(
+            f"latency:         p50 {result['p50_us'] / 1000:.1f} ms, p90 {result['p90_us'] / 1000:.1f} ms, "
+            f"p99 {result['p99_us'] / 1000:.1f} ms, max {result['max_us'] / 1000:.1f} ms"
+        )
+        print(
+            f"statuses:        2xx {int(result['s2xx'])}, 304 {int(result['s304'])}, other 3xx {int(result['s3xx'])}, "
+            f"4xx {int(result['s4xx'])}, 5xx {int(result['s5xx'])}"
+        )
+        print(
+            f"socket errors:   connect {int(result['connect'])}, read {int(result['read'])}, "
+            f"write {int(result['write'])}, timeout {int(result['timeout'])}"
+        )
     else:
         print("wrk:             no result line\n" + wrk_text[-2000:])
-    print(f"file changes:    {sum(corpus.changes[k] for k in ('rewrite', 'add', 'delete', 'break', 'fix'))} in {ticks} s "
-          f"(rewrite {corpus.changes['rewrite']}, add {corpus.changes['add']}, delete {corpus.changes['delete']}, "
-          f"break {corpus.changes['break']}, fix {corpus.changes['fix']}); {len(live)} files at the end, "
-          f"{sum(1 for t in live if t.broken)} broken")
-    print(f"server saw:      {len(stale_lines)} stale loads (a broken or half-saved file; {half_saved} empty/unclosed), "
-          f"{skipped_lines} skipped loads (new files caught half-saved)")
+    print(
+        f"file changes:    {sum(corpus.changes[k] for k in ('rewrite', 'add', 'delete', 'break', 'fix'))} in {ticks} s "
+        f"(rewrite {corpus.changes['rewrite']}, add {corpus.changes['add']}, delete {corpus.changes['delete']}, "
+        f"break {corpus.changes['break']}, fix {corpus.changes['fix']}); {len(live)} files at the end, "
+        f"{sum(1 for t in live if t.broken)} broken"
+    )
+    print(
+        f"server saw:      {len(stale_lines)} stale loads (a broken or half-saved file; {half_saved} empty/unclosed), "
+        f"{skipped_lines} skipped loads (new files caught half-saved)"
+    )
     print(f"checks:          {checks} feed fetches, {entries} expected entries verified")
     print(f"misses:          {len(misses)} (entries missing while they must be served)")
     print(f"ghosts:          {len(ghosts)} (deleted articles still served)")
     print(f"checker errors:  {len(check_errors)}")
     print(f"failed reloads:  {failed_reloads} (a reload that raised: the worker kept its previous catalog)")
-    print(f"server log:      {len(error_blocks)} error records, {access_5xx} 5xx in the access log; "
-          f"/healthz at the end: {health.get('articles')} articles, {len(health.get('stale', []))} stale, "
-          f"{len(health.get('skipped', []))} skipped")
+    print(
+        f"server log:      {len(error_blocks)} error records, {access_5xx} 5xx in the access log; "
+        f"/healthz at the end: {health.get('articles')} articles, {len(health.get('stale', []))} stale, "
+        f"{len(health.get('skipped', []))} skipped"
+    )
     for miss in misses[:20]:
         print(f"  MISS at {miss.when}s {miss.feed}: {miss.url} ({miss.name}, {miss.reason}); afterwards: {miss.later}")
         print(f"       history: {miss.history}")

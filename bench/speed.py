@@ -32,6 +32,7 @@ machine) and written beside every sample.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -59,7 +60,7 @@ GB = 1_000_000_000
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT))
 
-import gen_corpus  # noqa: E402
+import gen_corpus
 
 
 def log(message: str) -> None:
@@ -111,12 +112,20 @@ def machine() -> dict:
     """What this ran on."""
     model = ""
     try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     memory = ""
     try:
-        memory = next(line.split(":", 1)[1].strip() for line in open("/proc/meminfo") if line.startswith("MemTotal"))
+        memory = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
     except (OSError, StopIteration):
         pass
     versions = {}
@@ -127,7 +136,11 @@ def machine() -> dict:
             versions[name] = version(name)
         except Exception:  # noqa: BLE001 - not installed
             versions[name] = None
-    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.splitlines()[:1] if shutil.which("wrk") else []
+    wrk = (
+        subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False).stdout.splitlines()[:1]
+        if shutil.which("wrk")
+        else []
+    )
     return {
         "cpu": model, "cores": os.cpu_count(), "memory": memory, "kernel": platform.release(),
         "python": platform.python_version(), "packages": versions, "wrk": wrk[0] if wrk else None,
@@ -164,8 +177,12 @@ def source() -> str:
     if os.environ.get("BENCH_SOURCE"):
         return os.environ["BENCH_SOURCE"]
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "feedsvc"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "feedsvc"], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
         return commit + (" + uncommitted changes in feedsvc/" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -259,10 +276,11 @@ def reload_child(folder: str, edits: int) -> dict:
     write due` (that reload also starts the parse-cache write, as it does every 30 s), `full scan`
     (watcher stopped; store.reload() with a scan of every file: the polling fallback and the
     periodic safety scan). Runs as `speed.py _reload DIR EDITS` in a fresh process."""
+    from ttff_child import timed
+
     from feedsvc import create_app
     from feedsvc import store as store_module
     from feedsvc.feeds.catalog import topic_slug
-    from ttff_child import timed
 
     phases: dict[str, float] = {}
     for name in ("scan", "rescan", "refresh", "build_catalog"):
@@ -272,7 +290,9 @@ def reload_child(folder: str, edits: int) -> dict:
     store, client = app.extensions["feedsvc"], app.test_client()
     catalog = store.catalog
     names = ("rss.xml", "atom.xml", "feed.json")
-    paths = [f"/topics/{t.slug}/{n}" for t in catalog.topics(include_all=False) for n in names] + [f"/{n}" for n in names]
+    paths = [f"/topics/{t.slug}/{n}" for t in catalog.topics(include_all=False) for n in names] + [
+        f"/{n}" for n in names
+    ]
     for path in paths:  # the first request also starts the watcher
         assert client.get(path).status_code == 200, path
     deadline = time.monotonic() + 10
@@ -292,7 +312,9 @@ def reload_child(folder: str, edits: int) -> dict:
 
     store.reload = spy
     # The newest published article with one topic: on the first page of its topic and of all topics.
-    article = max((a for a in catalog.articles if a.is_published and len(a.topics) == 1), key=lambda a: (a.published, a.path))
+    article = max(
+        (a for a in catalog.articles if a.is_published and len(a.topics) == 1), key=lambda a: (a.published, a.path)
+    )
     slug = topic_slug(article.topics[0])
     feed = f"/topics/{slug}/rss.xml"
     expected = {f"/topics/{slug}/{n}" for n in names} | {f"/{n}" for n in names}
@@ -355,7 +377,7 @@ def reload_series(edits: int, work: Path) -> dict:
     shutil.copytree(corpus(10_000), folder)
     noise = Noise.check()
     proc = subprocess.run([PY, str(Path(__file__).resolve()), "_reload", str(folder), str(edits)], capture_output=True,
-                          text=True, timeout=900, cwd=ROOT, env=child_env())  # fmt: skip
+                          text=True, timeout=900, cwd=ROOT, env=child_env(), check=False)  # fmt: skip
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
         raise RuntimeError(f"reload child failed:\n{proc.stderr[-3000:]}")
@@ -411,7 +433,7 @@ class Server:
             "bjoern": floor + ["bjoern", "--bind", self.bind, "--workers", str(workers)],
         }  # fmt: skip
         self.command = commands[kind]
-        self.stream = open(self.log_path, "wb")
+        self.stream = open(self.log_path, "wb")  # noqa: SIM115 - the server writes to it until stop() closes it
         self.proc = subprocess.Popen(self.command, stdout=self.stream, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
                                      start_new_session=True)  # fmt: skip
         self.wait_ready()
@@ -467,7 +489,10 @@ def parse_wrk(text: str) -> dict:
     rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
     if not rps:
         raise RuntimeError(f"no result from wrk:\n{text}")
-    latency = {f"p{p}_ms": round(float(v) * _UNITS[u], 3) for p, v, u in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)}
+    latency = {
+        f"p{p}_ms": round(float(v) * _UNITS[u], 3)
+        for p, v, u in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", text, re.MULTILINE)
+    }
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     requests = re.search(r"(\d+) requests in", text)
@@ -482,7 +507,7 @@ def wrk(url: str, seconds: int, connections: int = 64, threads: int = 2, close: 
     """wrk's figures for one URL; `close` sends `Connection: close` (a new connection per request)."""
     header = ["-H", "Connection: close"] if close else []
     proc = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "--latency", *header, url],
-                          capture_output=True, text=True, timeout=seconds + 60)  # fmt: skip
+                          capture_output=True, text=True, timeout=seconds + 60, check=False)  # fmt: skip
     result = parse_wrk(proc.stdout)
     if result["non_2xx"]:
         raise RuntimeError(f"{url}: {result['non_2xx']} non-2xx responses")
@@ -529,7 +554,7 @@ def servers_series(worker_counts: list[int], rounds: int, seconds: int, work: Pa
     for kind in SERVER_KINDS:
         module = {"gunicorn sync, no access log": "gunicorn", "gunicorn gthread x4, no access log": "gunicorn",
                   "bjoern": "bjoern"}.get(kind)  # fmt: skip
-        if module and subprocess.run([PY, "-c", f"import {module}"], capture_output=True).returncode != 0:
+        if module and subprocess.run([PY, "-c", f"import {module}"], capture_output=True, check=False).returncode != 0:
             log(f"{kind}: not installed, left out (pip install -e '.[bench]')")
             continue
         kinds.append(kind)
@@ -613,7 +638,11 @@ def figures(results: dict) -> list[dict]:
         })  # fmt: skip
     scale = results.get("scale")
     if scale:
-        peak = max(max(s["peak_rss_mib"]["cold"], s["peak_rss_mib"]["warm"]) for s in scale["sizes"] if s["articles"] == scale["largest"])
+        peak = max(
+            max(s["peak_rss_mib"]["cold"], s["peak_rss_mib"]["warm"])
+            for s in scale["sizes"]
+            if s["articles"] == scale["largest"]
+        )
         rows.append({
             "figure": f"peak RSS, {scale['largest']} articles: load, serve, reload",
             "value": f"{peak * 2**20 / 1e6:.0f} MB", "baseline": "1000 MB (goal)", "ratio": round(peak * 2**20 / GB, 3),
@@ -621,8 +650,14 @@ def figures(results: dict) -> list[dict]:
         })  # fmt: skip
         for kind in ("cold", "warm"):
             sizes = scale["sizes"]
-            steps = [later["per_article_ms"][kind] / earlier["per_article_ms"][kind] for earlier, later in zip(sizes, sizes[1:])]
-            control = [later["per_article_ms"]["baseline"] / earlier["per_article_ms"]["baseline"] for earlier, later in zip(sizes, sizes[1:])]
+            steps = [
+                later["per_article_ms"][kind] / earlier["per_article_ms"][kind]
+                for earlier, later in itertools.pairwise(sizes)
+            ]
+            control = [
+                later["per_article_ms"]["baseline"] / earlier["per_article_ms"]["baseline"]
+                for earlier, later in itertools.pairwise(sizes)
+            ]
             rows.append({
                 "figure": f"time to first feed per article, {kind} (growth per 10x; baseline's in brackets)",
                 "value": " / ".join(f"{s['articles'] // 1000}k {s['per_article_ms'][kind]:.3f} ms" for s in sizes),
@@ -647,7 +682,9 @@ def print_table(rows: list[dict]) -> None:
     print(f"\n{'figure':<{width}}  {'value':>24}  {'baseline':<40}  {'ratio':>6}  {'goal':<18}  result")
     for r in rows:
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.3f}"
-        print(f"{r['figure']:<{width}}  {r['value']:>24}  {r['baseline']:<40}  {ratio:>6}  {r['goal']:<18}  {verdict(r['pass'])}")
+        print(
+            f"{r['figure']:<{width}}  {r['value']:>24}  {r['baseline']:<40}  {ratio:>6}  {r['goal']:<18}  {verdict(r['pass'])}"
+        )
 
 
 def scale_series(sizes: list[int], rounds_for, work: Path, known: dict | None) -> dict:
@@ -684,7 +721,7 @@ def tracemalloc_sample(count: int) -> dict:
     """What 10k loaded articles are made of (tracemalloc, parsed in-process; object census)."""
     Noise.check()
     proc = subprocess.run([PY, str(BENCH / "ttff_child.py"), "tracemalloc", str(corpus(count)), FEED_PATH],
-                          capture_output=True, text=True, timeout=1800, cwd=ROOT, env=child_env())  # fmt: skip
+                          capture_output=True, text=True, timeout=1800, cwd=ROOT, env=child_env(), check=False)  # fmt: skip
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
         raise RuntimeError(f"tracemalloc child failed:\n{proc.stderr[-3000:]}")
@@ -700,9 +737,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer and shorter rounds (a few minutes)")
     parser.add_argument("--only", default="floor,startup,reload,scale,servers", help="comma-separated parts to run")
     parser.add_argument("--out", type=Path, default=OUT / "results.json")
-    parser.add_argument("--quiet-limit", type=float, default=Noise.limit,
-                        help="wait before a measurement while others use more than this share of the CPU (default 0.15)")
-    parser.add_argument("--quiet-wait", type=float, default=Noise.max_wait, help="wait at most this long, s (default 90)")
+    parser.add_argument(
+        "--quiet-limit",
+        type=float,
+        default=Noise.limit,
+        help="wait before a measurement while others use more than this share of the CPU (default 0.15)",
+    )
+    parser.add_argument(
+        "--quiet-wait", type=float, default=Noise.max_wait, help="wait at most this long, s (default 90)"
+    )
     parser.add_argument("--merge", action="store_true", help="keep the parts of an existing results file not run now")
     args = parser.parse_args(argv)
     Noise.limit, Noise.max_wait = args.quiet_limit, args.quiet_wait
@@ -729,8 +772,17 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     if "startup" in parts and "scale" not in parts and results.get("scale"):
         # The scale's point at the start-up size is the start-up part: refresh it from the new one.
-        steps.append(("rescale", lambda: summarize_scale(
-            [results["startup"] if run["articles"] == results["startup"]["articles"] else run for run in results["scale"]["runs"]])))
+        steps.append(
+            (
+                "rescale",
+                lambda: summarize_scale(
+                    [
+                        results["startup"] if run["articles"] == results["startup"]["articles"] else run
+                        for run in results["scale"]["runs"]
+                    ]
+                ),
+            )
+        )
         parts.add("rescale")
     try:
         for name, step in steps:

@@ -90,9 +90,9 @@ def feed_paths(app) -> list[str]:
 
 
 def feedsvc_run(root: str, cache_dir: str, feed_path: str, edit: str | None) -> dict:
-    from feedsvc.web import create_app
     from feedsvc.runtime import parsecache
-    from feedsvc import store as store_module
+    from feedsvc.runtime import store as store_module
+    from feedsvc.web import create_app
 
     imported = time.time()
     phases: dict[str, float] = {}
@@ -162,9 +162,7 @@ def tracemalloc_run(root: str, feed_path: str) -> dict:
     from collections import Counter
 
     from feedsvc.web import create_app
-    from feedsvc import loader
 
-    loader.PARALLEL_MIN_FILES = 10**9  # bench: parse in this process, so tracemalloc sees where objects are made
     tracemalloc.start(1)
     app = create_app({"SEEDS_DIR": root, "CACHE_DIR": "", "RELOAD_INTERVAL": 0})
     client = app.test_client()
@@ -199,7 +197,10 @@ def tracemalloc_run(root: str, feed_path: str) -> dict:
         for s in snapshot.statistics("lineno")[:15]
     ]  # fmt: skip
     by_file = [
-        {"file": s.traceback[0].filename.split("site-packages/")[-1].split("/work/main/")[-1], "mib": round(s.size / 2**20, 2)}
+        {
+            "file": s.traceback[0].filename.split("site-packages/")[-1].split("/work/main/")[-1],
+            "mib": round(s.size / 2**20, 2),
+        }
         for s in snapshot.statistics("filename")[:10]
     ]
     gc.collect()

@@ -69,17 +69,32 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--host", dest="HOST", help="address to listen on (HOST, 127.0.0.1)")
     serve_cmd.add_argument("--port", type=int, dest="PORT", help="port to listen on (PORT, 8000)")
     serve_cmd.add_argument("--workers", type=int, dest="WORKERS", help="worker processes (WORKERS, 2)")
-    serve_cmd.add_argument("--idle-timeout", type=float, metavar="SECONDS", dest="IDLE_TIMEOUT",
-                           help="close a connection that has not sent a complete request head in this time: new, "
-                                "half-sent or kept alive (IDLE_TIMEOUT, 15)")
-    serve_cmd.add_argument("--max-connections", type=int, metavar="N", dest="MAX_CONNECTIONS",
-                           help="open connections per worker; more wait in the listen backlog (MAX_CONNECTIONS, 4096)")
+    serve_cmd.add_argument(
+        "--idle-timeout",
+        type=float,
+        metavar="SECONDS",
+        dest="IDLE_TIMEOUT",
+        help="close a connection that has not sent a complete request head in this time: new, "
+        "half-sent or kept alive (IDLE_TIMEOUT, 15)",
+    )
+    serve_cmd.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        dest="MAX_CONNECTIONS",
+        help="open connections per worker; more wait in the listen backlog (MAX_CONNECTIONS, 4096)",
+    )
     build_cmd = commands.add_parser("build", help="write every public route as static files")
     build_cmd.add_argument("outdir", type=Path)
-    build_cmd.add_argument("--base-url", dest="BASE_URL",
-                           help=f"absolute URL the files will be served from; links and ids use it (BASE_URL, {BUILD_BASE_URL})")
+    build_cmd.add_argument(
+        "--base-url",
+        dest="BASE_URL",
+        help=f"absolute URL the files will be served from; links and ids use it (BASE_URL, {BUILD_BASE_URL})",
+    )
     build_cmd.add_argument("--seeds", type=Path, dest="SEEDS_DIR", help="folder of article files (SEEDS_DIR)")
-    build_cmd.add_argument("--strict", action="store_true", help="exit 1, keeping the old tree, when any file has errors")
+    build_cmd.add_argument(
+        "--strict", action="store_true", help="exit 1, keeping the old tree, when any file has errors"
+    )
     check_cmd = commands.add_parser("check", help="report every problem in a folder of article files")
     check_cmd.add_argument("folder", nargs="?", type=Path, default=None, help="default: the configured seeds folder")
     return parser

@@ -51,7 +51,16 @@ def default_config() -> dict[str, Any]:
 
 # Read as they are; every other FEEDSVC_* value is JSON-decoded where it parses (60, true, null),
 # as Flask's Config.from_prefixed_env does: a token "20240611" must stay text.
-TEXT_SETTINGS = ("SEEDS_DIR", "BASE_URL", "SITE_TITLE", "FEED_AUTHOR", "CACHE_DIR", "PREVIEW_TOKEN", "WEBSUB_HUB", "HOST")
+TEXT_SETTINGS = (
+    "SEEDS_DIR",
+    "BASE_URL",
+    "SITE_TITLE",
+    "FEED_AUTHOR",
+    "CACHE_DIR",
+    "PREVIEW_TOKEN",
+    "WEBSUB_HUB",
+    "HOST",
+)
 
 
 def limits_of(config: Mapping[str, Any]) -> Limits:

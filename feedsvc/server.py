@@ -356,7 +356,7 @@ def start_worker(make_app: Callable[[], Flask], master: int | None = None) -> Fl
     reload_on_sighup(store)
     try:
         store.reload()
-    except Exception:  # noqa: BLE001 - a worker that cannot catch up still serves the data it has
+    except Exception:
         log.exception("catching up with %s failed; the watcher will try again", store.seeds_dir)
     store.watch(app.config["RELOAD_INTERVAL"])
     return app

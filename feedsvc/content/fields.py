@@ -129,7 +129,9 @@ def _parse_date_text(text: str, path: str, field: str) -> datetime:
     try:
         return _parse_written_date(text)
     except (ValueError, OverflowError, dateparser.UnknownTimezoneWarning):
-        raise ArticleError(path, f"{field} {describe(text)} is not a date: use ISO 8601, e.g. 2021-01-13T23:56:00Z", field=field) from None
+        raise ArticleError(
+            path, f"{field} {describe(text)} is not a date: use ISO 8601, e.g. 2021-01-13T23:56:00Z", field=field
+        ) from None
 
 
 def _parse_written_date(text: str) -> datetime:
@@ -234,7 +236,7 @@ def to_images(value: Any, warnings: Warnings) -> tuple[Image, ...]:
 def to_related(value: Any, default_date: datetime, limits: Limits = Limits()) -> Related:
     """One related link; raise ValueError saying why it cannot be used."""
     if not isinstance(value, dict):
-        raise ValueError("must be a mapping with title and webUrl")
+        raise ValueError("must be a mapping with title and webUrl")  # noqa: TRY004 - a reason for the file's author, caught as ValueError
     title = optional_text(value.get("title"), limits.title_chars)
     if not title:
         raise ValueError("has no title")

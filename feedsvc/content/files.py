@@ -89,5 +89,7 @@ def load_named(filename: str, name: str, limits: Limits) -> tuple[Article, list[
         reason = f"is a {kind}, not a regular file: remove it, or put the article in a regular file" if kind else None
         raise ArticleError(name, reason or f"cannot be read ({exc.strerror})") from None
     if len(data) > limits.file_bytes:
-        raise ArticleError(name, f"file is over the size limit of {limits.file_bytes} bytes (MAX_FILE_BYTES): split or trim it")
+        raise ArticleError(
+            name, f"file is over the size limit of {limits.file_bytes} bytes (MAX_FILE_BYTES): split or trim it"
+        )
     return load_bytes(data, name, limits)

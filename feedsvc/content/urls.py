@@ -22,7 +22,9 @@ _HOST = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a
 # escape, no empty query (urlunsplit drops a final "?"): it is returned as `rebuild_url` would
 # give it, without the cost of splitting and re-encoding.
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_NORMAL = re.compile(rf"https?://{_LABEL}(?:\.{_LABEL})*(/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{{2}})*)?(?<!\?)")
+_NORMAL = re.compile(
+    rf"https?://{_LABEL}(?:\.{_LABEL})*(/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{{2}})*)?(?<!\?)"
+)
 
 
 def normalize_url(raw: object) -> str:

@@ -85,8 +85,24 @@ def nesting_bound(source: str) -> int:
 # YAML 1.1 tags the safe constructor knows (https://yaml.org/type/); anything else is refused.
 SAFE_TAGS = frozenset(
     "tag:yaml.org,2002:" + name
-    for name in ("null", "bool", "int", "float", "str", "binary", "timestamp", "omap", "pairs", "set", "seq", "map", "merge", "value")
+    for name in (
+        "null",
+        "bool",
+        "int",
+        "float",
+        "str",
+        "binary",
+        "timestamp",
+        "omap",
+        "pairs",
+        "set",
+        "seq",
+        "map",
+        "merge",
+        "value",
+    )
 )
+
 
 class UnsafeYaml(ValueError):
     """The document holds a disallowed tag or expands past the node limit."""
@@ -166,8 +182,11 @@ def needs_pyyaml(source: str) -> bool:
     utf8 = source.encode("utf-8", "surrogatepass")
     if utf8.translate(None, _ALLOWED_BYTES):
         return True
-    if not source.isascii() and (b"\xc2" in utf8 or b"\xe2" in utf8 or b"\xef" in utf8 or b"\xed" in utf8) \
-            and _BAD_NON_ASCII.search(source):
+    if (
+        not source.isascii()
+        and (b"\xc2" in utf8 or b"\xe2" in utf8 or b"\xef" in utf8 or b"\xed" in utf8)
+        and _BAD_NON_ASCII.search(source)
+    ):
         return True
     lines = "\n" + source
     for check in _CHECKS:

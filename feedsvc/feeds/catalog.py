@@ -136,7 +136,11 @@ def duplicate_url_warnings(articles: tuple[Article, ...]) -> list[Problem]:
     for same in shared.values():
         winner, *losers = newest_first(same, "path")
         problems.extend(
-            Problem(a.path, f"webUrl {a.url} is also the webUrl of {winner.path}: one entry is served, from the newest selected file", "warning")
+            Problem(
+                a.path,
+                f"webUrl {a.url} is also the webUrl of {winner.path}: one entry is served, from the newest selected file",
+                "warning",
+            )
             for a in losers
         )
     return problems
@@ -270,9 +274,8 @@ class Catalog:
         if key not in self._entries:
             candidates = self.articles if slug is None else self.by_topic.get(slug, ())
             articles = [a for a in candidates if include_all or a.is_published]
-            if slug is not None:
-                if not articles:
-                    raise TopicNotFound(f"no topic {shorten(slug, 60)}: see / for the list of topics")
+            if slug is not None and not articles:
+                raise TopicNotFound(f"no topic {shorten(slug, 60)}: see / for the list of topics")
             with self._lock:
                 self._entries[key] = build_entries(articles)
         return self._entries[key]

@@ -15,7 +15,7 @@ from feedsvc.content.model import Entry
 from feedsvc.feeds.rss_atom import NEWSLETTER_COLUMN, FeedInfo
 
 MEDIA_TYPES = {"digest-html": "text/html", "digest-txt": "text/plain"}
-_MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 _templates = Environment(
     loader=PackageLoader("feedsvc.feeds", "templates"),
     autoescape=select_autoescape(["html"]),

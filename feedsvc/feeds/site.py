@@ -86,7 +86,8 @@ class Site:
             html_url=self.url("/") + (f"#{slug}" if slug else ""),
             author=self.author,
             alternates=others,
-            links=(self.page_links(slug, fmt, query, pages) if self.paging else {}) | ({"hub": self.hub} if self.hub else {}),
+            links=(self.page_links(slug, fmt, query, pages) if self.paging else {})
+            | ({"hub": self.hub} if self.hub else {}),
             ttl_minutes=self.max_age // 60 or None,  # RSS <ttl> counts minutes: none for under one
         )
 

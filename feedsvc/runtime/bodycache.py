@@ -80,4 +80,6 @@ def cached_feed(cache: RenderCache, catalog: Catalog, site: Site, slug: str | No
     entries, pages = feed_entries(catalog, slug, query)
     key = (site, slug, fmt, query)
     source = (name, pages, entries)
-    return cache.get(key, catalog, source, lambda: render_body(fmt, site.feed_info(name, slug, fmt, query, pages), entries))
+    return cache.get(
+        key, catalog, source, lambda: render_body(fmt, site.feed_info(name, slug, fmt, query, pages), entries)
+    )

@@ -21,8 +21,6 @@ from feedsvc.runtime.scan import Scan, Stamp, scan
 log = logging.getLogger(__name__)
 
 
-
-
 @dataclass(frozen=True)
 class LoadResult:
     """Everything one pass over a folder gave: the good articles and every problem."""

@@ -108,8 +108,9 @@ class FeedStore:
             found = None
             if self.cache_path:
                 parsecache.remove_stale_temps(self.cache_path.parent)
-                found, self._states = scan_while(self.seeds_dir, partial(parsecache.load, self.cache_path,
-                                                                         self.seeds_dir, self.limits))
+                found, self._states = scan_while(
+                    self.seeds_dir, partial(parsecache.load, self.cache_path, self.seeds_dir, self.limits)
+                )
             cached = self._states
             self._swap(scanned=found)
             for name, state in self._states.items():  # a cold start logged these as it parsed them
@@ -231,8 +232,13 @@ class FeedStore:
         return Health(status, reason, unreadable, started, finished, failures)
 
     def _log_loaded(self) -> None:
-        log.info("loaded %d articles from %s (%d skipped, %d stale)", len(self.catalog.articles),
-                 self.seeds_dir, len(self.catalog.skipped), len(self.catalog.stale))
+        log.info(
+            "loaded %d articles from %s (%d skipped, %d stale)",
+            len(self.catalog.articles),
+            self.seeds_dir,
+            len(self.catalog.skipped),
+            len(self.catalog.stale),
+        )
 
     def next_last_modified(self, newest_mtime_ns: int, changed: bool) -> datetime:
         """Last-Modified for the new catalog: the tree's newest mtime, but never backwards, and

@@ -144,7 +144,7 @@ class Watcher(threading.Thread):
         try:
             self.store.reload(touched)
             return True
-        except Exception:  # noqa: BLE001 - a failed reload must never stop serving
+        except Exception:
             log.exception("reload of %s failed; still serving the previous catalog", self.store.seeds_dir)
             return False
 

@@ -46,7 +46,12 @@ class HubNotifier:
     """
 
     def __init__(
-        self, hub_url: str, attempts: int = 5, first_delay: float = 1.0, timeout: float = 10.0, lock_path: str | None = None
+        self,
+        hub_url: str,
+        attempts: int = 5,
+        first_delay: float = 1.0,
+        timeout: float = 10.0,
+        lock_path: str | None = None,
     ) -> None:
         self.hub_url, self.attempts, self.first_delay, self.timeout = hub_url, attempts, first_delay, timeout
         self.lock_path = lock_path

@@ -26,7 +26,9 @@ def websub_listener(config: Mapping[str, Any]) -> Callable[[Catalog, Catalog], N
         raise FeedsvcError("WEBSUB_HUB needs BASE_URL (FEEDSVC_BASE_URL): the hub is told absolute feed URLs")
     site = Site(config["BASE_URL"], default_limit=config["DEFAULT_LIMIT"])
     key = hashlib.sha256(str(Path(config["SEEDS_DIR"]).resolve()).encode()).hexdigest()[:16]
-    notifier = HubNotifier(config["WEBSUB_HUB"], lock_path=str(Path(tempfile.gettempdir()) / f"feedsvc-websub-{key}.lock"))
+    notifier = HubNotifier(
+        config["WEBSUB_HUB"], lock_path=str(Path(tempfile.gettempdir()) / f"feedsvc-websub-{key}.lock")
+    )
     return lambda old, new: notifier.publish(changed_feed_urls(site, old, new))
 
 
@@ -38,13 +40,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(create_config(config))
     store = FeedStore(
-        app.config["SEEDS_DIR"], app.config["RENDER_CACHE_SIZE"], limits_of(app.config), app.config["CACHE_DIR"] or None,
-        watch_events=app.config["WATCH_EVENTS"], rescan_interval=app.config["RESCAN_INTERVAL"],
+        app.config["SEEDS_DIR"],
+        app.config["RENDER_CACHE_SIZE"],
+        limits_of(app.config),
+        app.config["CACHE_DIR"] or None,
+        watch_events=app.config["WATCH_EVENTS"],
+        rescan_interval=app.config["RESCAN_INTERVAL"],
         stuck_after=app.config["RELOAD_STUCK_AFTER"],
     )
     app.extensions["feedsvc"] = store
     if app.config["WEBSUB_HUB"]:
         store.listeners.append(websub_listener(app.config))
+
     # Started lazily, and again in each forked worker: a thread does not survive fork().
     def watch() -> None:
         store.watch(app.config["RELOAD_INTERVAL"])

@@ -114,8 +114,18 @@ class ResponseCache:
             if hasattr(result, "close"):
                 result.close()
         undated = [h for h in headers if h[0].lower() != "date"]
-        self.keep(key, Kept(catalog, undated, [h for h in undated if h[0].lower() not in _NOT_IN_304], body,
-                            fields.get("etag", ""), parse_date(fields.get("last-modified")), "date" in fields))
+        self.keep(
+            key,
+            Kept(
+                catalog,
+                undated,
+                [h for h in undated if h[0].lower() not in _NOT_IN_304],
+                body,
+                fields.get("etag", ""),
+                parse_date(fields.get("last-modified")),
+                "date" in fields,
+            ),
+        )
         return [body]
 
     def keep(self, key: tuple, kept: Kept) -> None:

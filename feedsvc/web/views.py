@@ -143,8 +143,12 @@ def healthz() -> Response:
 def health_report(catalog: Catalog, health: Health, everything: bool) -> dict:
     """/healthz's JSON: the public figures, and with `everything` those drafts make too (the
     number of every article, and of every topic, drafts-only ones included)."""
-    report = {"status": health.status, "reason": health.reason,
-              "published": len(catalog.selected(include_all=False)), "topics": len(catalog.topics(include_all=False))}
+    report = {
+        "status": health.status,
+        "reason": health.reason,
+        "published": len(catalog.selected(include_all=False)),
+        "topics": len(catalog.topics(include_all=False)),
+    }
     if everything:
         report.update(articles=len(catalog.articles), all_topics=len(catalog.topic_names))
     stale = [p for p in catalog.problems if p.path in catalog.stale]
