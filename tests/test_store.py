@@ -1362,3 +1362,21 @@ def test_served_workers_keep_reloading_while_a_file_flips_between_a_fifo_and_a_r
 
 def write_article_file(path: Path, **fields) -> None:
     path.write_text(article_text(**fields, webUrl=f"https://example.com/{path.stem}", published=True), encoding="utf-8")
+
+
+EXITING_WITH_A_WATCHER = """
+import atexit, sys, threading, time
+atexit.register(lambda: print("at exit:", sorted(t.name for t in threading.enumerate())))  # runs last (LIFO)
+from feedsvc.runtime.store import FeedStore
+store = FeedStore(sys.argv[1], cache_dir=None)
+store.watch(0.2)
+time.sleep(0.5)
+"""
+
+
+def test_a_process_that_exits_stops_its_watchers_first(seeds_dir):
+    # A daemon thread cut off inside watchfiles' Rust code at exit aborted the process (status 134).
+    done = subprocess.run([sys.executable, "-c", EXITING_WITH_A_WATCHER, str(seeds_dir)],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "at exit: ['MainThread']" in done.stdout, done.stdout

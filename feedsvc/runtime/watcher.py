@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import stat
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,6 +48,13 @@ class Watcher(threading.Thread):
         self.wake = threading.Event()  # SIGHUP: a full reload now
         self.stopping = threading.Event()
         self.following = False  # whether file events are being followed (else polling)
+
+    def start(self) -> None:
+        """Start the thread, and have it stopped before the interpreter exits (see stop_all)."""
+        if not RUNNING:
+            atexit.register(stop_all)
+        RUNNING.add(self)
+        super().start()
 
     def run(self) -> None:
         """Follow file events if asked and possible, else poll, until stopped."""
@@ -152,3 +161,21 @@ class Watcher(threading.Thread):
         """Stop following changes (the thread ends within about 50 ms)."""
         self.stopping.set()
         self.wake.set()
+
+
+# Every watcher started in this process. At exit a daemon thread is not joined: it is cut off
+# where it next touches the interpreter, and one cut off inside watchfiles' Rust code aborted the
+# whole process ("FATAL: exception not rethrown", exit status 134, with watchfiles 1.0). So each
+# is stopped and joined first: atexit runs while daemon threads still run (Python's finalization).
+RUNNING: weakref.WeakSet[Watcher] = weakref.WeakSet()
+STOP_TIMEOUT = 2.0  # seconds an exiting process waits for its watchers in all
+
+
+def stop_all() -> None:
+    """Stop every watcher of this process and wait for them, at most STOP_TIMEOUT in all."""
+    watchers = [watcher for watcher in list(RUNNING) if watcher.pid == os.getpid()]
+    for watcher in watchers:
+        watcher.stop()
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for watcher in watchers:
+        watcher.join(max(0.0, deadline - time.monotonic()))
