@@ -22,7 +22,7 @@ from pathlib import Path
 
 import lxml.html
 import pytest
-from conftest import article_fields, front_matter
+from helpers import article_fields, front_matter
 
 from feedsvc import create_app
 

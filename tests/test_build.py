@@ -18,10 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, article_fields, front_matter
-from feedcheck import ATOM, check_atom, check_feed, check_rss
+from helpers import ATOM, CORPUS, Server, article_fields, check_atom, check_feed, check_rss, front_matter
 from lxml import etree
-from test_server import Server
 
 from feedsvc import create_app
 from feedsvc.build import build

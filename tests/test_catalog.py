@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from conftest import CORPUS, SEEDS
+from helpers import CORPUS, SEEDS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

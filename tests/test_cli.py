@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from feedcheck import check_rss
+from helpers import check_rss, free_port, wait_for
 
 from feedsvc.cli import main
 
@@ -60,26 +57,6 @@ def test_check_defaults_to_configured_folder(seeds_dir: Path, monkeypatch, capsy
     (seeds_dir / "broken.md").write_text("---\n")
     assert main(["check"]) == 1
     assert capsys.readouterr().out.startswith("broken.md:1: error")
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(url: str, seconds: float = 20.0) -> bytes:
-    """GET url, retrying while the server starts."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return response.read()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def test_serve_runs_granian_and_stops_cleanly_on_sigterm(seeds_dir: Path) -> None:

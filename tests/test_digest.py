@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import lxml.html
 import pytest
-from feedcheck import MEDIA, is_absolute_uri
+from helpers import MEDIA, get_ok, is_absolute_uri
 from lxml import etree
 
 from feedsvc import create_app
@@ -43,12 +43,6 @@ def digest_path(slug: str | None, kind: str) -> str:
 
 def feed_path(slug: str | None, name: str) -> str:
     return f"/topics/{slug}/{name}" if slug else f"/{name}"
-
-
-def get_ok(client, url: str, **kwargs):
-    response = client.get(url, **kwargs)
-    assert response.status_code == 200, (url, response.status_code, response.data[:300])
-    return response
 
 
 def fragment_table(body: bytes) -> lxml.html.HtmlElement:

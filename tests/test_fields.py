@@ -7,7 +7,7 @@ import warnings as pywarnings
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-from conftest import article_fields
+from helpers import article_fields
 
 from feedsvc.content.fields import Warnings, as_list, clean_text, describe, parse_article, to_bool, to_topics, to_utc
 from feedsvc.content.model import Image, Provider, Related

@@ -15,8 +15,7 @@ from urllib.parse import quote, urlencode
 import lxml.html
 import pytest
 import yaml
-from conftest import SEEDS
-from feedcheck import check_feed
+from helpers import SEEDS, check_feed
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from lxml import etree

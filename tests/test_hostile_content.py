@@ -17,8 +17,7 @@ import lxml.etree
 import lxml.html
 import pytest
 import yaml
-from conftest import PROJECT, SEEDS, article_fields, front_matter
-from feedcheck import ATOM, check_feed
+from helpers import ATOM, PROJECT, SEEDS, article_fields, check_feed, front_matter
 
 from feedsvc.cli import main
 from feedsvc.content.fields import Limits

@@ -16,8 +16,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import CORPUS, SEEDS, article_fields, front_matter
-from feedcheck import ATOM, entry_ids
+from helpers import ATOM, CORPUS, SEEDS, article_fields, entry_ids, feed_path, front_matter, get_ok, set_mtime
 from lxml import etree
 
 import feedsvc.runtime.bodycache
@@ -29,18 +28,7 @@ SLUGS = [None, "ai", "computer-vision"]
 T0 = 1_600_000_000  # 2020-09-13T12:26:40Z: mtimes are set from here, never from the clock
 
 
-def feed_path(slug: str | None, fmt: str) -> str:
-    name = "feed.json" if fmt == "json" else f"{fmt}.xml"
-    return f"/topics/{slug}/{name}" if slug else f"/{name}"
-
-
 FEEDS = [feed_path(s, f) + q for s in SLUGS for f in FORMATS for q in ("", "?include=all", "?limit=1")]
-
-
-def get_ok(client, url: str, **kwargs):
-    response = client.get(url, **kwargs)
-    assert response.status_code == 200, (url, response.status_code, response.data[:200])
-    return response
 
 
 def http_date(seconds: float) -> str:
@@ -69,11 +57,6 @@ def set_tree_mtime(folder: Path, seconds: float) -> None:
     for path in folder.rglob("*"):
         os.utime(path, ns=(ns, ns))
     os.utime(folder, ns=(ns, ns))
-
-
-def set_mtime(path: Path, seconds: float) -> None:
-    ns = int(seconds * 1_000_000_000)
-    os.utime(path, ns=(ns, ns))
 
 
 def store_of(client):

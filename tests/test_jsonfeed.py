@@ -10,7 +10,7 @@ from email.utils import parsedate_to_datetime
 
 import lxml.html
 import pytest
-from feedcheck import ATOM, is_absolute_uri
+from helpers import ATOM, is_absolute_uri
 from lxml import etree
 
 from feedsvc.content.model import Article, Entry, Provider

@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import errno
-import json
 import multiprocessing
 import os
-import pwd
-import select
 import shutil
-import signal
 import socket
 import tempfile
 import threading
 import time
 import types
-import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CORPUS, SEEDS, article_fields, front_matter
+from helpers import CORPUS, SEEDS, article_fields, as_unprivileged, front_matter, set_mtime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -378,15 +373,6 @@ def test_loaded_problem_str_names_file_and_line(seeds_dir, write_article):
 # --- rescan: the previous scan brought up to date for the paths file events named ---------------
 
 T0 = 1_600_000_000  # 2020-09-13T12:26:40Z: a fixed past instant for mtimes
-
-
-def set_mtime(path: Path, seconds: float) -> None:
-    ns = int(seconds * 1_000_000_000)
-    os.utime(path, ns=(ns, ns))
-
-
-def article_text(**overrides) -> str:
-    return front_matter(**article_fields(**overrides))
 
 
 def rescanned(root: Path, previous: Scan, *paths: Path) -> Scan | None:
@@ -973,93 +959,6 @@ def test_rescan_of_a_fifo_names_it_as_a_full_scan_does(seeds_dir):
     found = rescan(seeds_dir, known, [str(seeds_dir / "pipe.md")])
     assert found is not None and found.files == scan(seeds_dir).files
     assert "pipe.md" in found.files
-
-
-def world_readable_folder() -> Path:
-    """A new folder under the system's temporary folder that any user can reach (pytest's tmp_path
-    is its owner's alone, so `nobody` could not even reach a folder in it)."""
-    folder = Path(tempfile.mkdtemp(prefix="feedsvc-unlisted-"))
-    folder.chmod(0o755)
-    return folder
-
-
-def as_unprivileged(work, seconds: float = 30.0, warm_up=lambda: load_folder(SEEDS)):
-    """work()'s JSON-able result, from a forked child that mode 000 keeps out of a folder: as user
-    `nobody` when this runs as root (root reads any folder, whatever its mode), else as this user.
-    A fork, not a new interpreter: `nobody` may not be able to read this one's installation, so
-    `warm_up()` first does here what `work` will (on other files), importing what it imports lazily."""
-    uid, gid = unprivileged_ids()
-    warm_up()
-    reader, writer = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads: the child runs only `work`
-        pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        try:
-            os.close(reader)
-            if os.geteuid() != uid:
-                os.setgroups([])
-                os.setgid(gid)
-                os.setuid(uid)
-            outcome = {"value": work()}
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the test
-            outcome = {"error": f"{type(exc).__name__}: {exc}"}
-        finally:
-            try:
-                os.write(writer, json.dumps(outcome, default=str).encode())
-            finally:
-                os._exit(0)
-    os.close(writer)
-    data, deadline = b"", time.monotonic() + seconds
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([reader], [], [], max(0.0, deadline - time.monotonic()))
-            chunk = os.read(reader, 65536) if ready else b""
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        os.close(reader)
-        if not os.waitpid(pid, os.WNOHANG)[0]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            os.waitpid(pid, 0)
-    assert data, f"the unprivileged child gave no answer within {seconds} s"
-    outcome = json.loads(data)
-    assert "error" not in outcome, outcome["error"]
-    return outcome["value"]
-
-
-def unprivileged_ids() -> tuple[int, int]:
-    """(uid, gid) as_unprivileged runs as."""
-    if os.geteuid() != 0:
-        return os.geteuid(), os.getegid()
-    try:
-        nobody = pwd.getpwnam("nobody")
-    except KeyError:
-        pytest.skip("running as root, and there is no user 'nobody' to take mode 000 seriously")
-    return nobody.pw_uid, nobody.pw_gid
-
-
-@pytest.fixture
-def unlisted_folder():
-    """(seeds, lock): a seeds folder with a.md and sub/{b,c}.md that as_unprivileged's user owns
-    (it can change their modes), and the function that takes every permission off sub/. All of
-    it is put back and removed when the test ends."""
-    uid, gid = unprivileged_ids()
-    root = world_readable_folder()
-    seeds = root / "seeds"
-    (seeds / "sub").mkdir(parents=True)
-    for name in ("a.md", "sub/b.md", "sub/c.md"):
-        (seeds / name).write_text(front_matter(**article_fields(webUrl=f"https://example.com/{name}")), encoding="utf-8")
-    for folder, names, files in os.walk(root):
-        for path in [folder, *(os.path.join(folder, name) for name in names + files)]:
-            os.chown(path, uid, gid)
-    yield seeds, lambda: (seeds / "sub").chmod(0)
-    (seeds / "sub").chmod(0o755)
-    shutil.rmtree(root)
 
 
 def test_scan_reports_a_folder_it_cannot_list_instead_of_dropping_its_files(unlisted_folder):

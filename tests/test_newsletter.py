@@ -15,7 +15,7 @@ import json
 import feedparser
 import lxml.html
 import pytest
-from feedcheck import ATOM, MEDIA, is_absolute_uri
+from helpers import ATOM, MEDIA, is_absolute_uri
 from lxml import etree
 
 from feedsvc import create_app

@@ -26,9 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT
-from test_cli import free_port
-from test_server import OLD_TITLE, PUBLISHED, Server, rss_titles
+from helpers import OLD_TITLE, PROJECT, PUBLISHED, Server, free_port, rss_titles
 
 NGINX = next((p for p in ("/usr/sbin/nginx", shutil.which("nginx") or "") if p and os.access(p, os.X_OK)), None)
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (/usr/sbin/nginx): apt-get install -y nginx")

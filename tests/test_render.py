@@ -11,7 +11,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from feedcheck import ATOM, entry_ids
+from helpers import ATOM, entry_ids
 from lxml import etree
 
 import feedsvc.runtime.bodycache

@@ -17,11 +17,9 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import lxml.html
 import pytest
-from conftest import PROJECT, SEEDS
-from feedcheck import ATOM, check_feed
+from helpers import ATOM, PROJECT, SEEDS, check_feed, free_port
 from granian.log import log_request_builder
 from lxml import etree
-from test_cli import free_port
 
 from feedsvc.server import ACCESS_LOG_FORMAT, RedactTokens, redact
 

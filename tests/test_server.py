@@ -28,80 +28,25 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from conftest import SEEDS
-from feedcheck import ATOM, check_rss
+from helpers import (
+    ATOM,
+    EDIT_DEADLINE,
+    OLD_TITLE,
+    PUBLISHED,
+    SEEDS,
+    RecordingHub,
+    Server,
+    check_rss,
+    rss_titles,
+    serve_command,
+    served_by_every_worker,
+    wait_until,
+)
 from lxml import etree
-from test_cli import free_port, wait_for
-from test_store import wait_until
-from test_websub import RecordingHub
 
 from feedsvc import create_app
 from feedsvc.errors import FeedsvcError
 from feedsvc.server import RedactTokens, claim_address, escape_log_text, start_worker, worker_loader
-
-FEEDSVC = Path(sys.executable).with_name("feedsvc")
-RELOAD_INTERVAL = "0.3"
-EDIT_DEADLINE = 10.0  # seconds for an edit on disk to reach every worker
-
-
-def serve_command() -> list[str]:
-    """`feedsvc serve --host 127.0.0.1`, from this virtual environment."""
-    command = [str(FEEDSVC)] if FEEDSVC.exists() else [sys.executable, "-m", "feedsvc.cli"]
-    return [*command, "serve", "--host", "127.0.0.1"]
-
-
-class Server:
-    """One `feedsvc serve` process."""
-
-    def __init__(self, seeds: Path, env: dict[str, str] | None = None, command: list[str] | None = None) -> None:
-        """`command` (default `feedsvc serve`) is given --seeds, --port and --workers 2."""
-        self.seeds, self.port = seeds, free_port()
-        if command is None:
-            command = serve_command()
-        command = [*command, "--seeds", str(seeds), "--port", str(self.port), "--workers", "2"]
-        cache = seeds.parent / "parse-cache"  # never the user's ~/.cache
-        environment = {**os.environ, "FEEDSVC_RELOAD_INTERVAL": RELOAD_INTERVAL, "FEEDSVC_CACHE_DIR": str(cache),
-                       "FEEDSVC_MAX_AGE": "300", **(env or {})}
-        # A file, not a pipe: a pipe nobody reads while the server logs would fill and block it.
-        self.log = seeds.parent / f"server-{self.port}.log"
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
-        self.output = ""
-        try:
-            wait_for(self.url("/healthz"), seconds=20)
-        except BaseException:
-            self.stop()
-            raise
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def request(self, path: str, headers: dict[str, str] | None = None, method: str = "GET"):
-        """(status, headers, raw body bytes) as a client sees them on the wire."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            connection.request(method, path, headers=headers or {})
-            response = connection.getresponse()
-            return response.status, response.headers, response.read()
-        finally:
-            connection.close()
-
-    def log_text(self) -> str:
-        """What the server has written so far (stdout and stderr)."""
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        """SIGTERM (or `signum`), then wait (bounded) for a clean exit; the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.output = self.log_text()
-        return self.process.returncode
-
 
 @pytest.fixture
 def server(seeds_dir):
@@ -121,26 +66,6 @@ def shared_server(tmp_path_factory):
     yield running
     code = running.stop()
     assert code == 0, running.output[-3000:]
-
-
-def rss_titles(body: bytes) -> list[str]:
-    return [item.findtext("title") for item in etree.fromstring(body).iter("item")]
-
-
-def served_by_every_worker(server, title: str, what: str) -> dict:
-    """Wait until /topics/ai/rss.xml has `title` in 8 answers in a row (so from every worker); its headers."""
-    deadline, in_a_row = time.monotonic() + EDIT_DEADLINE, 0
-    while in_a_row < 8:
-        assert time.monotonic() < deadline, f"{what} did not reach every worker within {EDIT_DEADLINE}s"
-        status, headers, body = server.request("/topics/ai/rss.xml")
-        assert status == 200
-        in_a_row = in_a_row + 1 if title in rss_titles(body) else 0
-        time.sleep(0.05)
-    return headers
-
-
-PUBLISHED = "003_b297a05077328abf.txt"
-OLD_TITLE = "The LAPD Just Banned Its Officers From Using Third-Party Facial Recognition Software"
 
 
 def test_feed_over_http_is_valid_with_validators(shared_server):

@@ -25,10 +25,18 @@ from pathlib import Path
 
 import pytest
 import watchfiles
-from conftest import SEEDS, article_fields, front_matter
-from feedcheck import ATOM
+from helpers import (
+    ATOM,
+    SEEDS,
+    WAIT,
+    Server,
+    article_text,
+    as_unprivileged,
+    served_by_every_worker,
+    set_mtime,
+    wait_until,
+)
 from lxml import etree
-from test_loader import as_unprivileged, unlisted_folder  # noqa: F401 - a fixture
 
 import feedsvc.content.files
 import feedsvc.runtime.parsecache
@@ -41,35 +49,12 @@ from feedsvc.runtime.store import FeedStore, build_catalog, collector_paused, re
 from feedsvc.runtime.watcher import Watcher
 
 T0 = 1_600_000_000  # 2020-09-13T12:26:40Z: a fixed past instant for mtimes
-WAIT = 5.0  # seconds: the bound of every wait for a background reload
-
-
-def wait_until(predicate, seconds: float = WAIT, step: float = 0.02) -> bool:
-    """Poll predicate until it holds or the time is up; its last value."""
-    deadline = time.monotonic() + seconds
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return bool(predicate())
-        time.sleep(step)
-
-
-def set_mtime(path: Path, seconds: float) -> None:
-    ns = int(seconds * 1_000_000_000)
-    os.utime(path, ns=(ns, ns))
-
-
 def urls(store: FeedStore, include_all: bool = True) -> set[str]:
     return {a.url for a in store.catalog.selected(include_all)}
 
 
 def titles(store: FeedStore) -> dict[str, str]:
     return {a.path: a.title for a in store.catalog.articles}
-
-
-def article_text(**overrides) -> str:
-    return front_matter(**article_fields(**overrides))
 
 
 @pytest.fixture
@@ -1318,8 +1303,6 @@ def test_event_watcher_follows_a_seeds_folder_deleted_and_made_again(tmp_path, k
 
 @pytest.mark.slow
 def test_served_workers_keep_reloading_while_a_file_flips_between_a_fifo_and_a_regular_file(seeds_dir, tmp_path):
-    from test_server import Server, served_by_every_worker
-
     victim, spare_fifo, spare_file = seeds_dir / "flip.md", tmp_path / "flip.fifo", tmp_path / "flip.file"
     text = article_text(title="Flipping", webUrl="https://example.com/flip")
     victim.write_text(text, encoding="utf-8")

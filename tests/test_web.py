@@ -18,11 +18,9 @@ import feedgen.feed
 import lxml.html
 import pytest
 import yaml
-from conftest import CORPUS, PROJECT, SEEDS
-from feedcheck import ATOM, DC, MEDIA, check_feed, is_absolute_uri
+from helpers import ATOM, CORPUS, DC, MEDIA, PROJECT, SEEDS, ShiftingClock, check_feed, get_ok, is_absolute_uri
 from lxml import etree
 from slugify import slugify
-from test_feeds import ShiftingClock
 from werkzeug.test import EnvironBuilder
 
 import feedsvc.content.files
@@ -77,12 +75,6 @@ def test_the_seeds_are_what_these_tests_assume():
 
 def feed_path(slug: str | None, fmt: str) -> str:
     return f"/topics/{slug}/{fmt}.xml" if slug else f"/{fmt}.xml"
-
-
-def get_ok(client, url: str, **kwargs):
-    response = client.get(url, **kwargs)
-    assert response.status_code == 200, (url, response.status_code, response.get_data(as_text=True))
-    return response
 
 
 def items(fmt: str, root: etree._Element) -> list[etree._Element]:

@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
 
 import pytest
-from conftest import SEEDS
-from feedcheck import ATOM, check_feed
+from helpers import ATOM, SEEDS, RecordingHub, check_feed, feed_path, wait_until
 from lxml import etree
-from test_store import wait_until
 
 from feedsvc import create_app
 from feedsvc.content.model import Article
@@ -28,54 +24,8 @@ from feedsvc.feeds.site import Site
 from feedsvc.runtime.websub import PUBLIC_FORMATS, HubNotifier, changed_feed_urls
 
 BASE = "http://feeds.example.org/"
-WAIT = 5.0
 FORMATS = ["rss", "atom", "json"]
 SLUGS = [None, "ai", "computer-vision"]
-
-
-class RecordingHub:
-    """A WebSub hub that records every POST and answers with the queued statuses (then 204)."""
-
-    def __init__(self, statuses: list[int] | None = None) -> None:
-        self.statuses = list(statuses or [])
-        self.posts: list[dict] = []
-        self.lock = threading.Lock()
-        hub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with hub.lock:
-                    status = hub.statuses.pop(0) if hub.statuses else 204
-                    hub.posts.append({
-                        "at": time.monotonic(),
-                        "path": self.path,
-                        "content_type": self.headers.get("Content-Type"),
-                        "form": parse_qs(body.decode("ascii"), keep_blank_values=True),
-                        "status": status,
-                    })
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format, *args) -> None:  # noqa: A002 - quiet
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hub"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       name="test-hub", daemon=True)
-        self.thread.start()
-
-    def notified(self) -> list[str]:
-        """The hub.url of every POST so far, in order."""
-        with self.lock:
-            return [post["form"]["hub.url"][0] for post in self.posts]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=WAIT)
 
 
 @pytest.fixture
@@ -104,11 +54,6 @@ def closed_port_url() -> str:
     port = server.server_port
     server.server_close()
     return f"http://127.0.0.1:{port}/hub"
-
-
-def feed_path(slug: str | None, fmt: str) -> str:
-    name = "feed.json" if fmt == "json" else f"{fmt}.xml"
-    return f"/topics/{slug}/{name}" if slug else f"/{name}"
 
 
 def expected_urls(*slugs: str | None) -> set[str]:
