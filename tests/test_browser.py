@@ -27,9 +27,12 @@ from helpers import article_fields, front_matter
 from feedsvc import create_app
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and os.access(p, os.X_OK)), None)
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="headless Chromium is not installed (/usr/bin/chromium): apt-get install -y chromium"
-)
+pytestmark = [
+    pytest.mark.slow,  # a headless Chromium for each test
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="headless Chromium is not installed (/usr/bin/chromium): apt-get install -y chromium"
+    ),
+]
 WIDTH = 600
 CHROMIUM_TIMEOUT = 90  # seconds for one headless run, start to exit
 IMAGES = {  # path -> (width, height, colour)

@@ -127,6 +127,7 @@ def test_build_writes_every_public_route_as_the_app_answers_it(tmp_path, capsys,
     assert leftovers(outdir) == []
 
 
+@pytest.mark.slow
 def test_build_is_byte_identical_to_a_real_feedsvc_serve(tmp_path, capsys, with_a_draft_topic):
     base = "http://feeds.example.net/"
     outdir = tmp_path / "site"

@@ -59,6 +59,7 @@ def test_check_defaults_to_configured_folder(seeds_dir: Path, monkeypatch, capsy
     assert capsys.readouterr().out.startswith("broken.md:1: error")
 
 
+@pytest.mark.slow
 def test_serve_runs_granian_and_stops_cleanly_on_sigterm(seeds_dir: Path) -> None:
     port = free_port()
     command = [sys.executable, "-m", "feedsvc.cli", "serve", "--seeds", str(seeds_dir), "--port", str(port)]

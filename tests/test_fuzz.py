@@ -141,6 +141,7 @@ FILE = st.builds(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(FILE)
 def test_front_matter_fragments_give_an_article_or_an_article_error(data):
@@ -189,6 +190,7 @@ ARTICLE = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(ARTICLE)
 def test_every_loaded_article_renders_as_valid_feeds(fields):
@@ -220,6 +222,7 @@ PARAMS = st.lists(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.sampled_from(sorted(FEEDS)), PARAMS, st.sampled_from(["open", "token"]), st.booleans())
 @example("/rss.xml", [("include", "all"), ("token", TOKEN)], "token", False)
@@ -238,6 +241,7 @@ RAW_QUERY = st.text(alphabet=st.sampled_from(list("includemitpagtokn=&;%+.-_~!$'
                     max_size=200)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.sampled_from(sorted(FEEDS)), RAW_QUERY, st.sampled_from(["open", "token"]))
 @example("/rss.xml", "include=all&token=%", "open")
@@ -247,6 +251,7 @@ def test_any_raw_query_string_is_answered_soundly(clients, path, query, app):
     assert_answer_is_sound(clients[app].get(path + "?" + query), FEEDS[path])
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=25)
 @given(st.text(min_size=1, max_size=30).map(lambda t: (t * (10_000 // len(t) + 1))[:10_000]))
 def test_huge_query_strings_are_answered_soundly(clients, junk):

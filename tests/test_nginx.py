@@ -29,7 +29,10 @@ import pytest
 from helpers import OLD_TITLE, PROJECT, PUBLISHED, Server, free_port, rss_titles
 
 NGINX = next((p for p in ("/usr/sbin/nginx", shutil.which("nginx") or "") if p and os.access(p, os.X_OK)), None)
-pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (/usr/sbin/nginx): apt-get install -y nginx")
+pytestmark = [
+    pytest.mark.slow,  # a real nginx in front of a real `feedsvc serve`
+    pytest.mark.skipif(NGINX is None, reason="nginx is not installed (/usr/sbin/nginx): apt-get install -y nginx"),
+]
 CONFIG = PROJECT / "deploy" / "nginx.conf"
 MAX_AGE = 2  # seconds; nginx counts whole seconds, so an entry expires 2 to 3 s after it was stored
 EXPIRY_DEADLINE = 10.0  # seconds for a cached entry to expire (with margin)

@@ -529,6 +529,7 @@ def fetch(url: str, headers: dict[str, str] | None = None) -> int:
         return error.code
 
 
+@pytest.mark.slow
 def test_served_access_log_redacts_the_token(seeds_dir: Path, tmp_path: Path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"

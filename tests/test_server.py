@@ -68,6 +68,7 @@ def shared_server(tmp_path_factory):
     assert code == 0, running.output[-3000:]
 
 
+@pytest.mark.slow
 def test_feed_over_http_is_valid_with_validators(shared_server):
     server = shared_server
     status, headers, body = server.request("/topics/ai/rss.xml")
@@ -80,6 +81,7 @@ def test_feed_over_http_is_valid_with_validators(shared_server):
     assert int(headers["Content-Length"]) == len(body)
 
 
+@pytest.mark.slow
 def test_if_none_match_is_304_over_http(shared_server):
     server = shared_server
     status, headers, body = server.request("/topics/ai/atom.xml")
@@ -94,6 +96,7 @@ def test_if_none_match_is_304_over_http(shared_server):
     assert status == 200 and body
 
 
+@pytest.mark.slow
 def test_if_modified_since_is_304_over_http(shared_server):
     server = shared_server
     _, headers, _ = server.request("/feed.json")
@@ -101,6 +104,7 @@ def test_if_modified_since_is_304_over_http(shared_server):
     assert status == 304 and body == b""
 
 
+@pytest.mark.slow
 def test_gzip_as_a_real_client_sees_it(shared_server):
     server = shared_server
     status, plain_headers, plain = server.request("/topics/ai/rss.xml", {"Accept-Encoding": "identity"})
@@ -117,6 +121,7 @@ def test_gzip_as_a_real_client_sees_it(shared_server):
     assert status == 304 and body == b""
 
 
+@pytest.mark.slow
 def test_head_over_http(shared_server):
     server = shared_server
     _, get_headers, body = server.request("/topics/ai/feed.json", {"Accept-Encoding": "gzip"})
@@ -126,6 +131,7 @@ def test_head_over_http(shared_server):
         assert headers[name] == get_headers[name], name
 
 
+@pytest.mark.slow
 def test_edit_on_disk_reaches_every_worker(server, seeds_dir):
     status, headers, body = server.request("/topics/ai/rss.xml")
     assert OLD_TITLE in rss_titles(body)
@@ -138,6 +144,7 @@ def test_edit_on_disk_reaches_every_worker(server, seeds_dir):
     assert status == 200  # the old tag no longer matches
 
 
+@pytest.mark.slow
 def test_added_and_removed_files_over_http(server, seeds_dir):
     text = (seeds_dir / PUBLISHED).read_text(encoding="utf-8")
     added = seeds_dir / "zz-added.txt"
@@ -171,6 +178,7 @@ def worker_pids(log: str) -> list[int]:
     return [int(pid) for pid in re.findall(r"Spawning worker-\d+ with PID: (\d+)", log)]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="workers are spawned: each builds its own app")
 def test_app_is_built_once_in_the_master_before_the_workers_fork(shared_server):
     log = shared_server.log_text()
@@ -181,6 +189,7 @@ def test_app_is_built_once_in_the_master_before_the_workers_fork(shared_server):
         assert Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1] == str(shared_server.process.pid)
 
 
+@pytest.mark.slow
 def test_sighup_reaches_every_worker(seeds_dir):
     running = Server(seeds_dir, {"FEEDSVC_RELOAD_INTERVAL": "0"})  # no watcher: only SIGHUP reloads
     try:
@@ -200,6 +209,7 @@ def test_sighup_reaches_every_worker(seeds_dir):
     assert code == 0, running.output[-3000:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_the_server_cleanly(seeds_dir, signum):
     running = Server(seeds_dir)
@@ -239,6 +249,7 @@ sys.exit(run(create_config({"SEEDS_DIR": args.seeds, "PORT": int(args.port), "WO
 """
 
 
+@pytest.mark.slow
 def test_sigterm_lets_in_flight_requests_finish(seeds_dir):
     running = Server(seeds_dir, command=[sys.executable, "-c", SLOW_SERVE])
     answers: list = []
@@ -258,6 +269,7 @@ def test_sigterm_lets_in_flight_requests_finish(seeds_dir):
     assert '"GET /topics/ai/rss.xml?slow=1 HTTP/1.1" 200 ' in running.output
 
 
+@pytest.mark.slow
 def test_websub_notifications_are_sent_under_feedsvc_serve(seeds_dir):
     hub = RecordingHub()
     base = "http://feeds.example.org"

@@ -416,6 +416,7 @@ def test_app_starts_the_watcher_on_its_first_request(seeds_dir, write_article, p
     assert healthz(client)["articles"] == 6
 
 
+@pytest.mark.slow
 def test_watcher_survives_a_failing_reload(seeds_dir, write_article, parked, monkeypatch):
     store = FeedStore(seeds_dir)
     parked(store)
@@ -794,6 +795,7 @@ def test_stop_watching_ends_the_watcher_thread(seeds_dir, parked, events):
     assert not watcher.is_alive()
 
 
+@pytest.mark.slow
 def test_event_watcher_follows_a_failed_reload_with_a_full_one(seeds_dir, write_article, parked, monkeypatch):
     store = FeedStore(seeds_dir)
     parked(store)
@@ -1266,6 +1268,7 @@ def recreate(kind: str, seeds: Path, backup: Path) -> None:
         turned.replace(seeds)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rm -rf, cp -r", "rename over", "link turned"])
 def test_event_watcher_follows_a_seeds_folder_deleted_and_made_again(tmp_path, kind, parked):
     seeds = tmp_path / "seeds"
