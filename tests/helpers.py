@@ -36,6 +36,8 @@ import yaml
 from lxml import etree
 
 from feedsvc.runtime.loader import load_folder
+from feedsvc.runtime.store import FeedStore
+from feedsvc.runtime.watcher import Watcher
 
 PROJECT = Path(__file__).resolve().parent.parent
 SEEDS = PROJECT / "seeds"
@@ -202,6 +204,15 @@ def get_ok(client, url: str, **kwargs):
     response = client.get(url, **kwargs)
     assert response.status_code == 200, (url, response.status_code, response.data[:300])
     return response
+
+
+def watcher_of(store: FeedStore) -> Watcher | None:
+    """The reload thread following `store` in this process, None when there is none: found among
+    the live threads (threading.enumerate() lists those started and not yet ended), as the store
+    keeps its own out of reach."""
+    found = [thread for thread in threading.enumerate() if isinstance(thread, Watcher) and thread.store is store]
+    assert len(found) <= 1, f"more than one watcher follows one store: {found}"
+    return found[0] if found else None
 
 
 # --- waits ---------------------------------------------------------------------------------------

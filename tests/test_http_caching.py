@@ -685,7 +685,13 @@ def test_render_cache_size_bounds_the_cache(xy_client, make_client):
     cache = store_of(client).cache
     for url in ("/topics/xray/rss.xml", "/topics/yankee/rss.xml", "/topics/ai/rss.xml"):
         get_ok(client, url)
-    assert cache.renders == 3 and len(cache._records) == 2
+    assert cache.renders == 3
+    # The two later ones are held: asked for gzipped (another response to the fast path, the same
+    # body to the render cache, which keeps both codings), neither is rendered again. Least
+    # recently used first, so the order stays.
+    for url in ("/topics/yankee/rss.xml", "/topics/ai/rss.xml"):
+        get_ok(client, url, headers={"Accept-Encoding": "gzip"})
+    assert cache.renders == 3
     get_ok(client, "/topics/xray/rss.xml")  # the least recently used: dropped, rendered again
     assert cache.renders == 4
     get_ok(client, "/topics/ai/rss.xml")

@@ -41,6 +41,7 @@ from helpers import (
     serve_command,
     served_by_every_worker,
     wait_until,
+    watcher_of,
 )
 from lxml import etree
 
@@ -607,7 +608,8 @@ def test_start_worker_catches_up_watches_and_reloads_on_sighup(seeds_dir):
     assert start_worker(lambda: app) is app
     assert "Changed before the worker started" in ai_titles(app)  # caught up before serving
     store = app.extensions["feedsvc"]
-    assert store._watcher is not None and store._watcher.is_alive() and store._watcher.pid == os.getpid()
+    watcher = watcher_of(store)
+    assert watcher is not None and watcher.is_alive() and watcher.pid == os.getpid()
     edit_title(seeds_dir, "Changed and signalled", "Changed before the worker started")
     os.kill(os.getpid(), signal.SIGHUP)  # start_worker's handler wakes the watcher
     deadline = time.monotonic() + EDIT_DEADLINE
@@ -639,4 +641,4 @@ def test_spawned_workers_each_build_their_own_app(seeds_dir, monkeypatch):
     assert apps[0] is not apps[1]
     for app in apps:
         assert OLD_TITLE in ai_titles(app)
-        assert app.extensions["feedsvc"]._watcher.is_alive()
+        assert watcher_of(app.extensions["feedsvc"]).is_alive()

@@ -35,6 +35,7 @@ from helpers import (
     served_by_every_worker,
     set_mtime,
     wait_until,
+    watcher_of,
 )
 from lxml import etree
 
@@ -357,8 +358,7 @@ def test_stale_state_in_the_loader(seeds_dir, write_article):
 def test_build_catalog_lists_stale_files_and_keeps_their_articles(seeds_dir, write_article):
     write_article("b.md", title="B", webUrl="https://example.com/b")
     write_article("a.md", title="A", webUrl="https://example.com/a")
-    store = FeedStore(seeds_dir)
-    states = dict(store._states)
+    states = refresh(seeds_dir, {}, scan(seeds_dir))
     states["a.md"] = FileState(Stamp(1, 1), states["a.md"].article, states["a.md"].problems, stale=True)
     when = datetime.fromtimestamp(T0, tz=timezone.utc)
     catalog = build_catalog(states, when)
@@ -373,16 +373,16 @@ def test_build_catalog_lists_stale_files_and_keeps_their_articles(seeds_dir, wri
 def test_watch_with_zero_interval_starts_nothing(seeds_dir):
     store = FeedStore(seeds_dir)
     store.watch(0)
-    assert store._watcher is None
+    assert watcher_of(store) is None
 
 
 def test_watch_starts_one_thread_per_process(seeds_dir, parked):
     store = FeedStore(seeds_dir)
     parked(store)
     store.watch(0.2)
-    watcher = store._watcher
+    watcher = watcher_of(store)
     store.watch(0.2)
-    assert store._watcher is watcher
+    assert watcher_of(store) is watcher
     assert isinstance(watcher, Watcher) and watcher.daemon and watcher.is_alive()
     assert watcher.pid == os.getpid()
 
@@ -407,9 +407,9 @@ def test_app_starts_the_watcher_on_its_first_request(seeds_dir, write_article, p
     store = app.extensions["feedsvc"]
     parked(store)
     client = app.test_client()
-    assert store._watcher is None
+    assert watcher_of(store) is None
     assert client.get("/healthz").status_code == 200
-    assert store._watcher is not None and store._watcher.interval == 0.2
+    assert watcher_of(store) is not None and watcher_of(store).interval == 0.2
 
     write_article("w.md", title="Watched", topics=["Watching"], webUrl="https://example.com/watched")
     assert wait_until(lambda: client.get("/topics/watching/rss.xml").status_code == 200)
@@ -433,7 +433,7 @@ def test_watcher_survives_a_failing_reload(seeds_dir, write_article, parked, mon
     write_article("w.md", webUrl="https://example.com/after-failure")
     assert wait_until(lambda: "https://example.com/after-failure" in urls(store))
     assert len(failures) == 2
-    assert store._watcher.is_alive()
+    assert watcher_of(store).is_alive()
 
 
 def test_watcher_keeps_the_old_catalog_when_the_folder_disappears(tmp_path, write_article, parked):
@@ -446,7 +446,7 @@ def test_watcher_keeps_the_old_catalog_when_the_folder_disappears(tmp_path, writ
     folder.rename(tmp_path / "moved")
     store.watch(0.05)
     time.sleep(0.3)
-    assert store.catalog is catalog and store._watcher.is_alive()
+    assert store.catalog is catalog and watcher_of(store).is_alive()
     (tmp_path / "moved").rename(folder)
     (folder / "b.md").write_text(article_text(webUrl="https://example.com/b"), encoding="utf-8")
     assert wait_until(lambda: "https://example.com/b" in urls(store))
@@ -480,7 +480,7 @@ def test_sighup_wakes_a_sleeping_watcher(seeds_dir, write_article, restore_sighu
     reload_on_sighup(store)
     parked(store)
     app.test_client().get("/healthz")  # starts the watcher, which sleeps for an hour
-    watcher = store._watcher
+    watcher = watcher_of(store)
     assert watcher is not None
     time.sleep(0.1)
     write_article("hup.md", webUrl="https://example.com/hup")
@@ -488,7 +488,7 @@ def test_sighup_wakes_a_sleeping_watcher(seeds_dir, write_article, restore_sighu
     assert "https://example.com/hup" not in urls(store)
     os.kill(os.getpid(), signal.SIGHUP)
     assert wait_until(lambda: "https://example.com/hup" in urls(store))
-    assert store._watcher is watcher
+    assert watcher_of(store) is watcher
     assert not [t for t in threading.enumerate() if t.name == "feedsvc-sighup"]
 
 
@@ -740,7 +740,7 @@ def test_event_watcher_makes_an_edit_live_from_its_event(seeds_dir, write_articl
     calls = record_reloads(store, monkeypatch)
     store.watch(3600)  # polling would take an hour: only events can make the edit live
     assert wait_until(lambda: full_reloads(calls))  # the first batch: a full reload
-    assert store._watcher.following
+    assert watcher_of(store).following
     write_article("w.md", title="After the edit", webUrl="https://example.com/w")
     assert wait_until(lambda: titles(store)["w.md"] == "After the edit")
     # Made live by a reload of the paths the event named, not by a full one.
@@ -760,7 +760,7 @@ def test_event_watcher_picks_up_a_file_written_before_its_watch_exists(seeds_dir
     monkeypatch.setattr(watchfiles, "watch", late_watch)
     store.watch(3600)
     assert wait_until(lambda: "https://example.com/early" in urls(store))
-    assert store._watcher.following
+    assert watcher_of(store).following
 
 
 def test_event_watcher_polls_when_events_cannot_be_had(seeds_dir, write_article, parked, monkeypatch, caplog):
@@ -776,7 +776,7 @@ def test_event_watcher_polls_when_events_cannot_be_had(seeds_dir, write_article,
     assert wait_until(lambda: "https://example.com/polled" in urls(store))
     write_article("w.md", title="Polled, edited", webUrl="https://example.com/polled")
     assert wait_until(lambda: titles(store)["w.md"] == "Polled, edited")
-    assert store._watcher.is_alive() and not store._watcher.following
+    assert watcher_of(store).is_alive() and not watcher_of(store).following
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("cannot follow file events" in m and "inotify watch limit reached" in m and "polling every 0.05 s" in m
                for m in messages), messages
@@ -787,7 +787,7 @@ def test_stop_watching_ends_the_watcher_thread(seeds_dir, parked, events):
     store = FeedStore(seeds_dir, watch_events=events)
     parked(store)
     store.watch(3600)
-    watcher = store._watcher
+    watcher = watcher_of(store)
     if events:
         assert wait_until(lambda: watcher.following)  # inside watchfiles' loop
     store.stop_watching()
@@ -807,7 +807,7 @@ def test_event_watcher_follows_a_failed_reload_with_a_full_one(seeds_dir, write_
     failed = [i for i, (_, result) in enumerate(calls) if result == "failed"]
     assert len(failed) == 1
     assert full_reloads(calls[failed[0] + 1:])[:1] == [True]  # the next reload was a full one, and found it
-    assert store._watcher.is_alive() and store._watcher.following
+    assert watcher_of(store).is_alive() and watcher_of(store).following
 
 
 def test_request_reload_in_events_mode_rescans_what_no_event_named(seeds_dir, tmp_path, write_article, parked):
@@ -825,7 +825,7 @@ def test_request_reload_in_events_mode_rescans_what_no_event_named(seeds_dir, tm
     assert titles(store)["link.md"] == "Outside, first"  # the event reload looked at marker.md only
     store.request_reload()
     assert wait_until(lambda: titles(store)["link.md"] == "Outside, edited")
-    assert store._watcher.is_alive()
+    assert watcher_of(store).is_alive()
     assert not [t for t in threading.enumerate() if t.name == "feedsvc-sighup"]
 
 
@@ -833,7 +833,7 @@ def test_request_reload_after_stop_watching_still_reloads(seeds_dir, write_artic
     store = FeedStore(seeds_dir)
     parked(store)
     store.watch(3600)
-    watcher = store._watcher
+    watcher = watcher_of(store)
     store.stop_watching()
     watcher.join(timeout=WAIT)
     write_article("late.md", webUrl="https://example.com/late")
