@@ -345,7 +345,7 @@ class RecordingHub:
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:  # http.server's naming
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with hub.lock:
                     status = hub.statuses.pop(0) if hub.statuses else 204
@@ -360,7 +360,7 @@ class RecordingHub:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, format, *args) -> None:  # noqa: A002 - quiet
+            def log_message(self, format, *args) -> None:  # quiet
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -83,7 +83,7 @@ class FixtureServer:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            def do_GET(self) -> None:  # the http.server API
                 outer.requested.append(self.path)
                 found = outer.files.get(self.path)
                 if found is None:
@@ -137,7 +137,9 @@ def chromium(url: str, profile: Path, *extra: str, height: int = 2000) -> str:
         "--disable-extensions", "--hide-scrollbars", f"--user-data-dir={profile}", f"--window-size={WIDTH},{height}",
         "--virtual-time-budget=5000", *extra, url,
     ]
-    completed = subprocess.run(command, capture_output=True, timeout=CHROMIUM_TIMEOUT, stdin=subprocess.DEVNULL)
+    completed = subprocess.run(
+        command, capture_output=True, timeout=CHROMIUM_TIMEOUT, stdin=subprocess.DEVNULL, check=False
+    )
     assert completed.returncode == 0, completed.stderr.decode(errors="replace")[-3000:]
     return completed.stdout.decode("utf-8", errors="replace")
 
@@ -155,7 +157,7 @@ def digest_fragment(tmp_path: Path, fixture_server: FixtureServer) -> str:
     """The app's digest of articles whose pictures live on the fixture server."""
     seeds = tmp_path / "newsletter-seeds"
     seeds.mkdir()
-    image = lambda path: {"url": fixture_server.url + path, "width": IMAGES[path][0], "height": IMAGES[path][1]}  # noqa: E731
+    image = lambda path: {"url": fixture_server.url + path, "width": IMAGES[path][0], "height": IMAGES[path][1]}
     articles = {
         "wide.md": article_fields(title="A wide picture, scaled down to the column", topics=["Newsletter"],
                                   webUrl="https://news.example.com/wide", publishedDateTime="2021-03-05T09:00:00Z",

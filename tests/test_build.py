@@ -267,7 +267,7 @@ def feedsvc_command() -> list[str]:
 def test_strict_build_of_a_folder_with_errors_exits_1_and_keeps_the_old_tree(tmp_path, seeds_dir):
     outdir = tmp_path / "site"
     command = [*feedsvc_command(), "build", str(outdir), "--base-url", BASE, "--seeds", str(seeds_dir), "--strict"]
-    first = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    first = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert first.returncode == 0, first.stderr
     set_mtimes(outdir, T0)
     before, contents = stats(outdir), files_of(outdir)
@@ -275,13 +275,13 @@ def test_strict_build_of_a_folder_with_errors_exits_1_and_keeps_the_old_tree(tmp
     (seeds_dir / "broken.md").write_text("---\ntitle: [unclosed\n---\n", encoding="utf-8")
     # a valid change too: a strict build that refuses must not half-apply it
     write(seeds_dir, "new.md", title="Would be new", topics=["AI"], webUrl="https://news.example.com/new")
-    refused = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert refused.returncode == 1
     assert "feedsvc build: error:" in refused.stderr and "1 file(s) have errors" in refused.stderr
     assert stats(outdir) == before and files_of(outdir) == contents
     assert leftovers(outdir) == []
 
-    lenient = subprocess.run(command[:-1], capture_output=True, text=True, timeout=120)
+    lenient = subprocess.run(command[:-1], capture_output=True, text=True, timeout=120, check=False)
     assert lenient.returncode == 0, lenient.stderr
     assert b"Would be new" in files_of(outdir)["topics/ai/rss.xml"]
     assert leftovers(outdir) == []

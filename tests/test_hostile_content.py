@@ -694,8 +694,10 @@ def test_two_files_with_the_same_web_url_give_one_entry_and_a_warning(seeds_dir,
     assert client.get("/healthz").get_json()["warnings"] == 1
     assert main(["check", str(seeds_dir)]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "b-second.md: warning: webUrl https://example.com/dup is also the webUrl of a-first.md: "
-        "one entry is served, from the newest selected file"
+        (
+            "b-second.md: warning: webUrl https://example.com/dup is also the webUrl of a-first.md: "
+            "one entry is served, from the newest selected file"
+        )
     ]
 
 

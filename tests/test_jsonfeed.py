@@ -247,8 +247,9 @@ INFO = FeedInfo(feed_id="https://f.example/atom.xml", title="T", subtitle="S", s
 
 
 def entry(n: int, **overrides) -> Entry:
-    fields = dict(url=f"https://news.example.com/{n}", title=f"Title {n}", published=WHEN, excerpt=f"Excerpt {n}",
-                  provider=Provider("Example News", "example.com"), image=None, categories=("AI",))
+    fields = {"url": f"https://news.example.com/{n}", "title": f"Title {n}", "published": WHEN,
+              "excerpt": f"Excerpt {n}", "provider": Provider("Example News", "example.com"), "image": None,
+              "categories": ("AI",)}
     fields.update(overrides)
     return Entry(**fields)
 

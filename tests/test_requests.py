@@ -17,8 +17,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import lxml.html
 import pytest
-from helpers import ATOM, PROJECT, SEEDS, check_feed, free_port
 from granian.log import log_request_builder
+from helpers import ATOM, PROJECT, SEEDS, check_feed, free_port
 from lxml import etree
 
 from feedsvc.server import ACCESS_LOG_FORMAT, RedactTokens, redact
@@ -101,7 +101,7 @@ def test_without_preview_token_include_all_is_open(client):
 
 
 def test_without_preview_token_a_given_token_is_not_echoed(client):
-    for fmt, path in PATHS.items():
+    for path in PATHS.values():
         response = client.get(f"/{path}?include=all&token={TOKEN}")
         assert response.status_code == 200
         assert not leaks_token(response, TOKEN)
@@ -186,7 +186,7 @@ OTHER_REQUESTS = [
 @pytest.mark.parametrize("gzip", [False, True])
 def test_token_never_reaches_the_responses_to_other_requests(token_client, gzip):
     headers = {"Accept-Encoding": "gzip"} if gzip else {}
-    for fmt, path in PATHS.items():  # previews first: what they cached must not leak
+    for path in PATHS.values():  # previews first: what they cached must not leak
         for topic in ("", "/topics/ai"):
             assert token_client.get(f"{topic}/{path}?include=all&token={TOKEN}", headers=headers).status_code == 200
     token_client.get(f"/?include=all&token={TOKEN}")

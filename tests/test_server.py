@@ -49,6 +49,7 @@ from feedsvc import create_app
 from feedsvc.errors import FeedsvcError
 from feedsvc.server import RedactTokens, claim_address, escape_log_text, start_worker, worker_loader
 
+
 @pytest.fixture
 def server(seeds_dir):
     """A server of its own, over seeds the test may edit."""
@@ -125,7 +126,7 @@ def test_gzip_as_a_real_client_sees_it(shared_server):
 @pytest.mark.slow
 def test_head_over_http(shared_server):
     server = shared_server
-    _, get_headers, body = server.request("/topics/ai/feed.json", {"Accept-Encoding": "gzip"})
+    _, get_headers, _ = server.request("/topics/ai/feed.json", {"Accept-Encoding": "gzip"})
     status, headers, empty = server.request("/topics/ai/feed.json", {"Accept-Encoding": "gzip"}, method="HEAD")
     assert status == 200 and empty == b""
     for name in ("Content-Type", "Content-Length", "Content-Encoding", "ETag", "Cache-Control"):

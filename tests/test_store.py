@@ -197,7 +197,7 @@ def test_touching_a_file_parses_it_again_but_changes_nothing_visible(seeds_dir, 
     store = FeedStore(seeds_dir)
     articles = store.catalog.articles
     load_calls.clear()
-    target = sorted(seeds_dir.iterdir())[0]
+    target = min(seeds_dir.iterdir())
     set_mtime(target, T0)
     store.reload()
     assert load_calls == [target.name]
@@ -207,7 +207,7 @@ def test_touching_a_file_parses_it_again_but_changes_nothing_visible(seeds_dir, 
 def test_reload_after_removal_parses_nothing(seeds_dir, load_calls):
     store = FeedStore(seeds_dir)
     load_calls.clear()
-    sorted(seeds_dir.iterdir())[0].unlink()
+    min(seeds_dir.iterdir()).unlink()
     assert store.reload() is True
     assert load_calls == []
     assert len(store.catalog.articles) == 4
@@ -576,7 +576,7 @@ def test_reload_is_atomic_under_concurrent_requests(seeds_dir, make_client):
             response = client.get(path)
             assert response.status_code == 200
             body = response.data
-            assert response.headers["ETag"] == '"%s"' % hashlib.blake2b(body, digest_size=16).hexdigest()
+            assert response.headers["ETag"] == f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
             found = atomic_urls(fmt, body)
             version = next((v for v, expected in VERSION_URLS.items() if found == expected), None)
             assert version is not None, f"{path}: a mix of versions: {sorted(found)}"
@@ -1098,7 +1098,7 @@ def test_a_reload_thread_that_stopped_makes_the_store_unhealthy(seeds_dir, parke
 # --- a folder the service cannot list keeps its articles -----------------------------------------
 
 
-def test_an_unlistable_folder_keeps_its_articles_and_is_reported(unlisted_folder):  # noqa: F811 - the fixture
+def test_an_unlistable_folder_keeps_its_articles_and_is_reported(unlisted_folder):
     seeds, lock = unlisted_folder
     cache = seeds.parent / "cache"
     sub = seeds / "sub"

@@ -277,7 +277,7 @@ def test_each_reload_notifies_again(seeds_dir, write_article, hub):
         write_article("x.md", title=f"Version {n}", topics=["Xray"], webUrl="https://example.com/x",
                       publishedDateTime="2022-01-01T00:00:00Z")
         store.reload()
-        assert wait_until(lambda: len(hub.notified()) == 6 * (n + 1))
+        assert wait_until(lambda n=n: len(hub.notified()) == 6 * (n + 1))
     assert sorted(hub.notified()) == sorted(list(expected_urls(None, "xray")) * 3)
 
 
