@@ -119,7 +119,9 @@ def unlisted_folder():
     seeds = root / "seeds"
     (seeds / "sub").mkdir(parents=True)
     for name in ("a.md", "sub/b.md", "sub/c.md"):
-        (seeds / name).write_text(front_matter(**article_fields(webUrl=f"https://example.com/{name}")), encoding="utf-8")
+        (seeds / name).write_text(
+            front_matter(**article_fields(webUrl=f"https://example.com/{name}")), encoding="utf-8"
+        )
     for folder, names, files in os.walk(root):
         for path in [folder, *(os.path.join(folder, name) for name in names + files)]:
             os.chown(path, uid, gid)

@@ -119,7 +119,11 @@ def check_atom(body: bytes) -> etree._Element:
         assert is_absolute_uri(link.get("href")), f"relative or invalid link {link.get('href')!r}"
     for entry in root.iter(f"{ATOM}entry"):
         assert feed_has_author or entry.find(f"{ATOM}author") is not None, "entry without author"
-        alternates = [(l.get("type"), l.get("hreflang")) for l in entry.findall(f"{ATOM}link") if l.get("rel") in (None, "alternate")]
+        alternates = [
+            (l.get("type"), l.get("hreflang"))
+            for l in entry.findall(f"{ATOM}link")
+            if l.get("rel") in (None, "alternate")
+        ]
         assert len(alternates) == len(set(alternates)), "two alternate links of one type"
     check_media(root)
     return root
@@ -276,8 +280,13 @@ class Server:
             command = serve_command()
         command = [*command, "--seeds", str(seeds), "--port", str(self.port), "--workers", "2"]
         cache = seeds.parent / "parse-cache"  # never the user's ~/.cache
-        environment = {**os.environ, "FEEDSVC_RELOAD_INTERVAL": RELOAD_INTERVAL, "FEEDSVC_CACHE_DIR": str(cache),
-                       "FEEDSVC_MAX_AGE": "300", **(env or {})}
+        environment = {
+            **os.environ,
+            "FEEDSVC_RELOAD_INTERVAL": RELOAD_INTERVAL,
+            "FEEDSVC_CACHE_DIR": str(cache),
+            "FEEDSVC_MAX_AGE": "300",
+            **(env or {}),
+        }
         # A file, not a pipe: a pipe nobody reads while the server logs would fill and block it.
         self.log = seeds.parent / f"server-{self.port}.log"
         with self.log.open("wb") as log:
@@ -349,13 +358,15 @@ class RecordingHub:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with hub.lock:
                     status = hub.statuses.pop(0) if hub.statuses else 204
-                    hub.posts.append({
-                        "at": time.monotonic(),
-                        "path": self.path,
-                        "content_type": self.headers.get("Content-Type"),
-                        "form": parse_qs(body.decode("ascii"), keep_blank_values=True),
-                        "status": status,
-                    })
+                    hub.posts.append(
+                        {
+                            "at": time.monotonic(),
+                            "path": self.path,
+                            "content_type": self.headers.get("Content-Type"),
+                            "form": parse_qs(body.decode("ascii"), keep_blank_values=True),
+                            "status": status,
+                        }
+                    )
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -365,8 +376,9 @@ class RecordingHub:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hub"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       name="test-hub", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name="test-hub", daemon=True
+        )
         self.thread.start()
 
     def notified(self) -> list[str]:

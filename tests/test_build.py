@@ -33,8 +33,9 @@ T0 = 1_600_000_000  # a fixed past mtime, so that "not rewritten" is visible in 
 
 def app_for(seeds: Path, base: str = BASE):
     """The app a build of `seeds` must agree with: same base URL, no paging, no reloading."""
-    return create_app({"TESTING": True, "SEEDS_DIR": str(seeds), "BASE_URL": base, "FEED_PAGING": False,
-                       "RELOAD_INTERVAL": 0})
+    return create_app(
+        {"TESTING": True, "SEEDS_DIR": str(seeds), "BASE_URL": base, "FEED_PAGING": False, "RELOAD_INTERVAL": 0}
+    )
 
 
 def route(name: str) -> str:
@@ -61,8 +62,11 @@ def expected_names(client) -> set[str]:
     """The files a build must write, from the public OPML's topic feeds (not from the builder's list)."""
     response = client.get("/feeds.opml")
     assert response.status_code == 200
-    slugs = {o.get("xmlUrl").split("/")[-2] for o in etree.fromstring(response.data).iter("outline")
-             if "/topics/" in o.get("xmlUrl")}
+    slugs = {
+        o.get("xmlUrl").split("/")[-2]
+        for o in etree.fromstring(response.data).iter("outline")
+        if "/topics/" in o.get("xmlUrl")
+    }
     assert slugs
     return set(SITE_FILES) | {f"topics/{slug}/{name}" for slug in slugs for name in TOPIC_FILES}
 
@@ -94,8 +98,14 @@ def write(folder: Path, name: str, **overrides) -> Path:
 @pytest.fixture
 def with_a_draft_topic(seeds_dir: Path) -> Path:
     """The seeds plus a draft in a topic nothing published is in."""
-    write(seeds_dir, "zz-draft.md", title="A draft nobody may see", published=False, topics=["Embargoed Plans"],
-          webUrl="https://news.example.com/embargoed")
+    write(
+        seeds_dir,
+        "zz-draft.md",
+        title="A draft nobody may see",
+        published=False,
+        topics=["Embargoed Plans"],
+        webUrl="https://news.example.com/embargoed",
+    )
     return seeds_dir
 
 
@@ -121,7 +131,8 @@ def test_build_writes_every_public_route_as_the_app_answers_it(tmp_path, capsys,
     rels = {link.get("rel") for link in root.findall(f"{ATOM}link")}
     assert "next" not in rels and "first" not in rels and "last" not in rels  # a static host ignores ?page=
     assert {l.get("href") for l in root.findall(f"{ATOM}link") if l.get("rel") == "self"} == {
-        BASE + "topics/ai/atom.xml"}
+        BASE + "topics/ai/atom.xml"
+    }
     check_feed("rss", tree["topics/computer-vision/rss.xml"])
     assert b'href="https://static.example.org/news/topics/ai/rss.xml"' in tree["index.html"]
     assert leftovers(outdir) == []
@@ -165,12 +176,30 @@ def test_rebuild_without_changes_rewrites_nothing(tmp_path, capsys, seeds_dir):
 def two_topics(tmp_path: Path) -> Path:
     folder = tmp_path / "two-topics"
     folder.mkdir()
-    write(folder, "alpha-1.md", title="Alpha one", topics=["Alpha"], webUrl="https://a.example/1",
-          publishedDateTime="2021-02-03T10:00:00Z")
-    write(folder, "alpha-2.md", title="Alpha two", topics=["Alpha"], webUrl="https://a.example/2",
-          publishedDateTime="2021-02-02T10:00:00Z")
-    write(folder, "beta-1.md", title="Beta one", topics=["Beta"], webUrl="https://b.example/1",
-          publishedDateTime="2021-02-01T10:00:00Z")
+    write(
+        folder,
+        "alpha-1.md",
+        title="Alpha one",
+        topics=["Alpha"],
+        webUrl="https://a.example/1",
+        publishedDateTime="2021-02-03T10:00:00Z",
+    )
+    write(
+        folder,
+        "alpha-2.md",
+        title="Alpha two",
+        topics=["Alpha"],
+        webUrl="https://a.example/2",
+        publishedDateTime="2021-02-02T10:00:00Z",
+    )
+    write(
+        folder,
+        "beta-1.md",
+        title="Beta one",
+        topics=["Beta"],
+        webUrl="https://b.example/1",
+        publishedDateTime="2021-02-01T10:00:00Z",
+    )
     return folder
 
 
@@ -179,8 +208,14 @@ def test_changed_article_rewrites_only_the_files_it_shows_in(tmp_path, capsys, t
     assert run_build(capsys, outdir, two_topics)[0] == 0
     set_mtimes(outdir, T0)
     before, old = stats(outdir), files_of(outdir)
-    write(two_topics, "alpha-1.md", title="Alpha one, corrected", topics=["Alpha"], webUrl="https://a.example/1",
-          publishedDateTime="2021-02-03T10:00:00Z")
+    write(
+        two_topics,
+        "alpha-1.md",
+        title="Alpha one, corrected",
+        topics=["Alpha"],
+        webUrl="https://a.example/1",
+        publishedDateTime="2021-02-03T10:00:00Z",
+    )
     started = time.time_ns()
     code, err = run_build(capsys, outdir, two_topics)
     assert code == 0, err
@@ -188,8 +223,14 @@ def test_changed_article_rewrites_only_the_files_it_shows_in(tmp_path, capsys, t
     assert set(after) == set(before)
 
     differs = {name for name in new if new[name] != old[name]}
-    assert differs == {"rss.xml", "atom.xml", "feed.json", "digest.html", "digest.txt",
-                       *(f"topics/alpha/{name}" for name in TOPIC_FILES)}
+    assert differs == {
+        "rss.xml",
+        "atom.xml",
+        "feed.json",
+        "digest.html",
+        "digest.txt",
+        *(f"topics/alpha/{name}" for name in TOPIC_FILES),
+    }
     rewritten = {name for name in after if after[name] != before[name]}
     assert rewritten == differs
     for name in differs:
@@ -210,8 +251,14 @@ def test_a_reader_never_sees_a_missing_or_partial_file_during_rebuilds(tmp_path,
     second = tmp_path / "second-version"
     shutil.copytree(two_topics, second)
     for number, name in ((1, "alpha-1.md"), (2, "alpha-2.md")):
-        write(second, name, title=f"Alpha {number}, second version " + "long text " * 200, topics=["Alpha"],
-              webUrl=f"https://a.example/{number}", publishedDateTime=f"2021-02-0{4 - number}T10:00:00Z")
+        write(
+            second,
+            name,
+            title=f"Alpha {number}, second version " + "long text " * 200,
+            topics=["Alpha"],
+            webUrl=f"https://a.example/{number}",
+            publishedDateTime=f"2021-02-0{4 - number}T10:00:00Z",
+        )
     apps = [app_for(two_topics), app_for(second)]
     outdir = tmp_path / "site"
     build(apps[0], outdir)

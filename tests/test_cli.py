@@ -31,10 +31,16 @@ def test_check_corpus_sample_is_clean(corpus_dir: Path, capsys) -> None:
         ("no-front.md", "just text\n", "no-front.md:1: error: no front matter"),
         ("open.md", "---\ntitle: x\n", "open.md:1: error: front matter is not closed"),
         ("bad-yaml.md", "---\ntitle: [unclosed\n---\n", "bad-yaml.md:3: error: invalid YAML"),
-        ("sub/no-title.md", "---\nwebUrl: https://a.example/\npublishedDateTime: 2021-01-01\n---\n", "sub/no-title.md: error: title is missing"),
+        (
+            "sub/no-title.md",
+            "---\nwebUrl: https://a.example/\npublishedDateTime: 2021-01-01\n---\n",
+            "sub/no-title.md: error: title is missing",
+        ),
     ],
 )
-def test_check_reports_each_problem_as_path_line_severity(write_article, seeds_dir, capsys, name, text, expected) -> None:
+def test_check_reports_each_problem_as_path_line_severity(
+    write_article, seeds_dir, capsys, name, text, expected
+) -> None:
     write_article(name, text=text)
     assert main(["check", str(seeds_dir)]) == 1
     lines = capsys.readouterr().out.splitlines()

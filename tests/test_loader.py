@@ -168,7 +168,11 @@ def test_split_front_matter_without_opening_dashes_is_an_error_on_line_one():
         ("title: no front matter\n", 1, "no front matter: the first line must be '---'"),
         ("\n---\ntitle: x\n---\n", 1, "no front matter: the first line must be '---'"),
         ("", 1, "no front matter: the first line must be '---'"),
-        ("---\ntitle: x\nwebUrl: https://example.com/\n", 1, "front matter is not closed: add a '---' line after the last field"),
+        (
+            "---\ntitle: x\nwebUrl: https://example.com/\n",
+            1,
+            "front matter is not closed: add a '---' line after the last field",
+        ),
         ("---\n- a\n- b\n---\n", None, "front matter must be a mapping of fields (title: ..., webUrl: ...)"),
         ("---\njust a sentence\n---\n", None, "front matter must be a mapping of fields (title: ..., webUrl: ...)"),
         ("---\n---\n", None, "front matter must be a mapping of fields (title: ..., webUrl: ...)"),
@@ -187,7 +191,7 @@ def test_unusable_file_is_skipped_with_a_problem(seeds_dir, write_article, text,
         (["title: ok", "webUrl: [unclosed", "publishedDateTime: 2021-01-01"], 4),
         (["title: ok", "webUrl: https://example.com/", "  bad: indent"], 4),
         (["title: ok", "\tx: 1"], 3),
-        (["title: \"unclosed"], 2),
+        (['title: "unclosed'], 2),
     ],
     ids=["unclosed-flow", "bad-indent", "tab", "unclosed-quote"],
 )
@@ -202,7 +206,9 @@ def test_invalid_yaml_gives_a_reason_and_the_file_line(seeds_dir, write_article,
 @pytest.mark.parametrize("prefix", [b"\xef\xbb\xbf", b""], ids=["bom", "no-bom"])
 @pytest.mark.parametrize("newline", [b"\n", b"\r\n"], ids=["lf", "crlf"])
 def test_invalid_yaml_line_is_the_same_with_bom_or_crlf(seeds_dir, prefix, newline):
-    (seeds_dir / "bad.md").write_bytes(prefix + newline.join([b"---", b"title: ok", b"webUrl: [x", b"a: 1", b"---", b""]))
+    (seeds_dir / "bad.md").write_bytes(
+        prefix + newline.join([b"---", b"title: ok", b"webUrl: [x", b"a: 1", b"---", b""])
+    )
     assert only_problem(seeds_dir).line == 4
 
 
@@ -257,12 +263,17 @@ def test_impossible_unquoted_date_is_a_problem_not_a_crash(seeds_dir, write_arti
 
 @pytest.mark.parametrize("value", ["!!int abc", "!!bool abc", "!!timestamp abc"])
 def test_bad_tagged_value_is_a_problem_not_a_crash(seeds_dir, write_article, value):
-    write_article("tagged.md", text=f"---\ntitle: {value}\nwebUrl: https://example.com/\npublishedDateTime: 2021-01-01\n---\n")
+    write_article(
+        "tagged.md", text=f"---\ntitle: {value}\nwebUrl: https://example.com/\npublishedDateTime: 2021-01-01\n---\n"
+    )
     assert only_problem(seeds_dir).path == "tagged.md"
 
 
 def test_date_out_of_utc_range_is_a_problem_not_a_crash(seeds_dir, write_article):
-    write_article("year1.md", text="---\ntitle: x\nwebUrl: https://example.com/\npublishedDateTime: 0001-01-01T00:00:00+01:00\n---\n")
+    write_article(
+        "year1.md",
+        text="---\ntitle: x\nwebUrl: https://example.com/\npublishedDateTime: 0001-01-01T00:00:00+01:00\n---\n",
+    )
     assert only_problem(seeds_dir).path == "year1.md"
 
 
@@ -300,8 +311,11 @@ def test_a_list_read_whole_is_built_as_pyyaml_builds_it(items):
 )
 def test_python_object_tags_are_refused_not_executed(seeds_dir, tmp_path, write_article, tag):
     marker = tmp_path / "executed"
-    write_article("evil.md", text=f"---\ntitle: {tag} [\"touch {marker}\"]\nwebUrl: https://example.com/\n"
-                                   "publishedDateTime: 2021-01-01\n---\n")
+    write_article(
+        "evil.md",
+        text=f'---\ntitle: {tag} ["touch {marker}"]\nwebUrl: https://example.com/\n'
+        "publishedDateTime: 2021-01-01\n---\n",
+    )
     problem = only_problem(seeds_dir)
     assert not marker.exists()
     assert (problem.path, problem.line, problem.severity) == ("evil.md", 2, "error")
@@ -319,7 +333,19 @@ def test_python_name_tag_is_refused(seeds_dir, write_article):
 
 @pytest.mark.parametrize(
     "name",
-    [".#x.md", "x.md~", ".x.swp", ".x.md.swp", "x.md.swp", "x.md.swo", "#x.md#", ".hidden.md", "x.md.bak", "x.md.orig", "x.tmp"],
+    [
+        ".#x.md",
+        "x.md~",
+        ".x.swp",
+        ".x.md.swp",
+        "x.md.swp",
+        "x.md.swo",
+        "#x.md#",
+        ".hidden.md",
+        "x.md.bak",
+        "x.md.orig",
+        "x.tmp",
+    ],
 )
 def test_hidden_files_and_editor_leftovers_are_not_read(seeds_dir, write_article, name):
     write_article(name, webUrl="https://example.com/leftover")
@@ -426,7 +452,8 @@ def test_rescan_with_nothing_touched_is_the_previous_scan(seeds_dir):
 
 
 @pytest.mark.parametrize(
-    "name", [".x.md", "x.md~", "x.md.swp", "#x.md#", ".#x.md", "x.md.tmp", ".git/x.md", "sub/.cache/x.md", ".hidden/sub/x.md"]
+    "name",
+    [".x.md", "x.md~", "x.md.swp", "#x.md#", ".#x.md", "x.md.tmp", ".git/x.md", "sub/.cache/x.md", ".hidden/sub/x.md"],
 )
 def test_rescan_ignores_hidden_paths_and_editor_leftovers(seeds_dir, write_article, name):
     previous = scan(seeds_dir)
@@ -556,7 +583,17 @@ def test_rescan_leaves_out_a_file_inside_a_linked_folder(seeds_dir, tmp_path):
 # Random edits, additions and removals among a few names (some hidden, some leftovers, some in
 # subfolders): bringing the scan up to date from the touched paths alone (or, when rescan asks
 # for it, by a full scan, as the store does) always gives what a full scan gives.
-NAMES = ["a.md", "b.txt", "sub/c.md", "sub/deeper/d.md", ".hidden.md", "e.md~", "#f.md#", ".git/g.md", "sub/.cache/h.md"]
+NAMES = [
+    "a.md",
+    "b.txt",
+    "sub/c.md",
+    "sub/deeper/d.md",
+    ".hidden.md",
+    "e.md~",
+    "#f.md#",
+    ".git/g.md",
+    "sub/.cache/h.md",
+]
 STEPS = st.lists(
     st.lists(st.tuples(st.sampled_from(["write", "remove", "touch"]), st.sampled_from(NAMES), st.integers(0, 40)),
              min_size=1, max_size=4),
@@ -814,8 +851,12 @@ def test_result_of_gives_the_served_articles_and_every_problem():
 
 def test_stale_names_are_the_stale_files_by_name():
     article, _ = load_bytes(GOOD.encode(), "x.md")
-    states = {"z.md": state(article, stale=True), "a.md": state(article), "m.md": state(article, stale=True),
-              "b.md": state(None)}
+    states = {
+        "z.md": state(article, stale=True),
+        "a.md": state(article),
+        "m.md": state(article, stale=True),
+        "b.md": state(None),
+    }
     assert stale_names(states) == ("m.md", "z.md")
 
 
@@ -838,7 +879,9 @@ related:
 """
 
 
-@pytest.mark.parametrize("text", [MERGED, MERGED.replace("<<: *base", "!!merge <<: *base")], ids=["implicit", "explicit"])
+@pytest.mark.parametrize(
+    "text", [MERGED, MERGED.replace("<<: *base", "!!merge <<: *base")], ids=["implicit", "explicit"]
+)
 def test_merge_keys_are_applied_as_pyyaml_applies_them(text):
     article, _ = load_bytes(text.encode(), "m.md")
     assert article.provider.name == "Merged News" and article.provider.domain == "example.com"

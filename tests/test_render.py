@@ -273,8 +273,12 @@ def test_repeat_requests_render_once(site):
 
 def test_each_feed_format_and_query_is_its_own_body(site):
     cache, cat = RenderCache(), catalog(*X_ARTICLES, *Y_ARTICLES)
-    keys = [(slug, fmt, query) for slug in (None, "xray", "yankee") for fmt in FORMATS
-            for query in (Query(), Query(include_all=True), Query(limit=1), Query(limit=1, page=2))]
+    keys = [
+        (slug, fmt, query)
+        for slug in (None, "xray", "yankee")
+        for fmt in FORMATS
+        for query in (Query(), Query(include_all=True), Query(limit=1), Query(limit=1, page=2))
+    ]
     bodies = {key: cached_feed(cache, cat, site, *key).body for key in keys}
     assert cache.renders == len(keys)
     assert len(set(bodies.values())) == len(keys)
@@ -293,7 +297,9 @@ def test_other_base_url_is_another_body(site):
 def test_reload_changing_only_x_rerenders_only_x(site):
     cache = RenderCache()
     old = catalog(*X_ARTICLES, *Y_ARTICLES)
-    before = {(slug, fmt): cached_feed(cache, old, site, slug, fmt, Query()) for slug in ("xray", "yankee") for fmt in FORMATS}
+    before = {
+        (slug, fmt): cached_feed(cache, old, site, slug, fmt, Query()) for slug in ("xray", "yankee") for fmt in FORMATS
+    }
     renders = cache.renders
 
     edited = [article(1, "Xray", title="Article 1, corrected"), *X_ARTICLES[1:]]

@@ -119,7 +119,9 @@ def test_gzip_as_a_real_client_sees_it(shared_server):
     assert int(headers["Content-Length"]) == len(raw) < len(plain)
     assert gzip.decompress(raw) == plain
     assert headers["ETag"] != plain_headers["ETag"]
-    status, _, body = server.request("/topics/ai/rss.xml", {"Accept-Encoding": "gzip", "If-None-Match": headers["ETag"]})
+    status, _, body = server.request(
+        "/topics/ai/rss.xml", {"Accept-Encoding": "gzip", "If-None-Match": headers["ETag"]}
+    )
     assert status == 304 and body == b""
 
 
@@ -150,8 +152,10 @@ def test_edit_on_disk_reaches_every_worker(server, seeds_dir):
 def test_added_and_removed_files_over_http(server, seeds_dir):
     text = (seeds_dir / PUBLISHED).read_text(encoding="utf-8")
     added = seeds_dir / "zz-added.txt"
-    added.write_text(text.replace(OLD_TITLE, "A brand new article").replace("gizmodo.com/the-lapd", "gizmodo.com/new-lapd"),
-                     encoding="utf-8")
+    added.write_text(
+        text.replace(OLD_TITLE, "A brand new article").replace("gizmodo.com/the-lapd", "gizmodo.com/new-lapd"),
+        encoding="utf-8",
+    )
     deadline = time.monotonic() + EDIT_DEADLINE
     while "A brand new article" not in rss_titles(server.request("/topics/ai/rss.xml")[2]):
         assert time.monotonic() < deadline
@@ -344,8 +348,10 @@ def has_ipv6_loopback() -> bool:
         return False
 
 
-HOSTS = [("127.0.0.1", "127.0.0.1"), pytest.param("::1", "[::1]", marks=pytest.mark.skipif(
-    not has_ipv6_loopback(), reason="no IPv6 loopback"))]
+HOSTS = [
+    ("127.0.0.1", "127.0.0.1"),
+    pytest.param("::1", "[::1]", marks=pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback")),
+]
 
 
 @pytest.mark.parametrize(("host", "in_url"), HOSTS)
@@ -508,8 +514,10 @@ def test_idle_connections_neither_stall_the_service_nor_stay_open(seeds_dir, eno
         closed = [sock for sock in ready if closed_by_server(sock)]
         took = time.monotonic() - opened
         assert len(closed) == IDLE_CONNECTIONS, f"{IDLE_CONNECTIONS - len(closed)} idle connections still open"
-        print(f"\n{answered}/12 answered beside {IDLE_CONNECTIONS} idle connections (slowest {max(times):.3f}s); "
-              f"all idle connections closed {took:.1f}s after they were opened (idle timeout {IDLE_TIMEOUT}s)")
+        print(
+            f"\n{answered}/12 answered beside {IDLE_CONNECTIONS} idle connections (slowest {max(times):.3f}s); "
+            f"all idle connections closed {took:.1f}s after they were opened (idle timeout {IDLE_TIMEOUT}s)"
+        )
     finally:
         for sock in connections:
             sock.close()
@@ -530,8 +538,9 @@ def access_lines_with(server: Server, marker: str, seconds: float = EDIT_DEADLIN
 def test_control_characters_in_a_request_cannot_forge_access_log_lines(shared_server):
     forged = '127.0.0.1 - - [01/Jan/2030] "GET /admin HTTP/1.1" 200'
     path = "/forge-marker%0a" + forged.replace(" ", "%20").replace('"', "%22") + "%0d%0aNUL%00here"
-    request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: agent\\\" 999 \"x\r\n"
-               "Connection: close\r\n\r\n").encode()
+    request = (
+        f'GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: agent\\" 999 "x\r\nConnection: close\r\n\r\n'
+    ).encode()
     with socket.create_connection(("127.0.0.1", shared_server.port), timeout=10) as sock:
         sock.sendall(request)
         assert sock.recv(12).startswith(b"HTTP/1.1 ")
@@ -551,8 +560,17 @@ def test_escape_log_text_leaves_printable_ascii_alone_and_writes_the_rest_as_byt
 
 
 def test_access_log_filter_escapes_every_text_atom_after_redacting():
-    atoms = {"addr": "192.0.2.1", "method": "GET", "path": "/a\nb", "query_string": "token=secret&limit=1",
-             "protocol": "HTTP/1.1", "status": 200, "dt_ms": 1.0, "_h0": "/?token=secret", "_h1": 'ua "quoted" \\'}
+    atoms = {
+        "addr": "192.0.2.1",
+        "method": "GET",
+        "path": "/a\nb",
+        "query_string": "token=secret&limit=1",
+        "protocol": "HTTP/1.1",
+        "status": 200,
+        "dt_ms": 1.0,
+        "_h0": "/?token=secret",
+        "_h1": 'ua "quoted" \\',
+    }
     record = logging.LogRecord("granian.access", logging.INFO, __file__, 0, "%(target)s", (atoms,), None)
     for _ in range(2):  # a second filter on the logger changes nothing more
         assert RedactTokens().filter(record)

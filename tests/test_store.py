@@ -50,6 +50,8 @@ from feedsvc.runtime.store import FeedStore, build_catalog, collector_paused, re
 from feedsvc.runtime.watcher import Watcher
 
 T0 = 1_600_000_000  # 2020-09-13T12:26:40Z: a fixed past instant for mtimes
+
+
 def urls(store: FeedStore, include_all: bool = True) -> set[str]:
     return {a.url for a in store.catalog.selected(include_all)}
 
@@ -525,8 +527,12 @@ def write_version(folder: Path, version: str, tick: int) -> None:
     spec = VERSIONS[version]
     for i in range(N_FILES):
         path = folder / f"atomic-{i}.md"
-        text = article_text(title=spec["title"].format(i=i), webUrl=spec["url"].format(i=i), topics=["Atomic"],
-                            publishedDateTime=f"2021-05-0{i + 1}T10:00:00Z")
+        text = article_text(
+            title=spec["title"].format(i=i),
+            webUrl=spec["url"].format(i=i),
+            topics=["Atomic"],
+            publishedDateTime=f"2021-05-0{i + 1}T10:00:00Z",
+        )
         path.write_text(text, encoding="utf-8")
         set_mtime(path, T0 + tick)  # a distinct stamp every round, whatever the clock's resolution
 
@@ -563,8 +569,13 @@ def test_reload_is_atomic_under_concurrent_requests(seeds_dir, make_client):
         finally:
             done.set()
 
-    paths = [("/topics/atomic/rss.xml", "rss"), ("/topics/atomic/atom.xml", "atom"),
-             ("/topics/atomic/feed.json", "json"), ("/atom.xml?limit=500", "atom"), ("/feed.json?limit=500", "json")]
+    paths = [
+        ("/topics/atomic/rss.xml", "rss"),
+        ("/topics/atomic/atom.xml", "atom"),
+        ("/topics/atomic/feed.json", "json"),
+        ("/atom.xml?limit=500", "atom"),
+        ("/feed.json?limit=500", "json"),
+    ]
     seen: dict[str, int] = {"A": 0, "B": 0}
     requests = 0
     thread = threading.Thread(target=writer, name="test-reloader")
@@ -670,8 +681,13 @@ def test_reload_keeps_unchanged_articles_as_the_same_objects(seeds_dir, write_ar
 
 def catalog_view(catalog) -> dict:
     """What readers can ask a catalog, as plain values."""
-    view = {"topic_names": catalog.topic_names, "topics": (catalog.topics(False), catalog.topics(True)),
-            "problems": catalog.problems, "skipped": catalog.skipped, "stale": catalog.stale}
+    view = {
+        "topic_names": catalog.topic_names,
+        "topics": (catalog.topics(False), catalog.topics(True)),
+        "problems": catalog.problems,
+        "skipped": catalog.skipped,
+        "stale": catalog.stale,
+    }
     for slug in [None, *catalog.topic_names]:
         for include_all in (False, True):
             try:
@@ -688,7 +704,9 @@ def test_reloaded_catalogs_equal_a_fresh_load(seeds_dir, write_article):
     changes = [
         lambda: write_article("x.md", topics=["Quantum", "AI"], webUrl="https://example.com/x"),
         lambda: write_article("x.md", topics=["quantum"], webUrl="https://example.com/x", published=False),
-        lambda: seed.write_text(seed.read_text(encoding="utf-8").replace("published: false", "published: true"), encoding="utf-8"),
+        lambda: seed.write_text(
+            seed.read_text(encoding="utf-8").replace("published: false", "published: true"), encoding="utf-8"
+        ),
         lambda: write_article("dup.md", topics=["AI"], webUrl="https://example.com/x"),
         lambda: write_article("0-first.md", text=BROKEN_YAML),
         lambda: (seeds_dir / "x.md").unlink(),
@@ -778,8 +796,10 @@ def test_event_watcher_polls_when_events_cannot_be_had(seeds_dir, write_article,
     assert wait_until(lambda: titles(store)["w.md"] == "Polled, edited")
     assert watcher_of(store).is_alive() and not watcher_of(store).following
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("cannot follow file events" in m and "inotify watch limit reached" in m and "polling every 0.05 s" in m
-               for m in messages), messages
+    assert any(
+        "cannot follow file events" in m and "inotify watch limit reached" in m and "polling every 0.05 s" in m
+        for m in messages
+    ), messages
 
 
 @pytest.mark.parametrize("events", [True, False], ids=["events", "polling"])
@@ -806,7 +826,7 @@ def test_event_watcher_follows_a_failed_reload_with_a_full_one(seeds_dir, write_
     assert wait_until(lambda: "https://example.com/after-failure" in urls(store))
     failed = [i for i, (_, result) in enumerate(calls) if result == "failed"]
     assert len(failed) == 1
-    assert full_reloads(calls[failed[0] + 1:])[:1] == [True]  # the next reload was a full one, and found it
+    assert full_reloads(calls[failed[0] + 1 :])[:1] == [True]  # the next reload was a full one, and found it
     assert watcher_of(store).is_alive() and watcher_of(store).following
 
 
@@ -915,6 +935,7 @@ def test_an_old_catalog_is_freed_after_a_reload(seeds_dir, write_article):
 
 def test_a_reference_cycle_alive_during_a_reload_is_freed_later(seeds_dir, write_article):
     store = FeedStore(seeds_dir)
+
     class Node:
         pass
 
@@ -973,7 +994,7 @@ def test_parse_cache_write_under_way_is_not_doubled(seeds_dir, tmp_path, write_a
 def test_parse_cache_writer_is_not_a_daemon(seeds_dir, tmp_path, held_cache_writes):
     store = FeedStore(seeds_dir, cache_dir=tmp_path / "parse-cache")
     assert held_cache_writes.entered.wait(WAIT)
-    (writer, _), = held_cache_writes.writes
+    ((writer, _),) = held_cache_writes.writes
     assert writer is not threading.current_thread() and writer.is_alive()
     assert not writer.daemon  # the interpreter finishes the write before it exits
     held_cache_writes.release.set()
@@ -984,7 +1005,9 @@ def test_parse_cache_writer_is_not_a_daemon(seeds_dir, tmp_path, held_cache_writ
 def test_a_process_that_exits_at_once_still_writes_its_parse_cache(seeds_dir, tmp_path):
     cache = tmp_path / "parse-cache"
     code = "import sys; from feedsvc.runtime.store import FeedStore; FeedStore(sys.argv[1], cache_dir=sys.argv[2])"
-    subprocess.run([sys.executable, "-c", code, str(seeds_dir), str(cache)], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [sys.executable, "-c", code, str(seeds_dir), str(cache)], check=True, capture_output=True, timeout=60
+    )
     written = feedsvc.runtime.parsecache.cache_file(cache, seeds_dir)
     assert set(feedsvc.runtime.parsecache.load(written, seeds_dir, Limits())) == set(scan(seeds_dir).files)
 
@@ -1335,8 +1358,10 @@ def test_served_workers_keep_reloading_while_a_file_flips_between_a_fifo_and_a_r
         write_article_file(seeds_dir / "after.md", title="Added after the flipping", topics=["AI"])
         started = time.monotonic()
         served_by_every_worker(server, "Added after the flipping", "an article added after the flipping")
-        print(f"{flips[0]} flips; an article added afterwards was served by every worker after "
-              f"{time.monotonic() - started:.2f} s")
+        print(
+            f"{flips[0]} flips; an article added afterwards was served by every worker after "
+            f"{time.monotonic() - started:.2f} s"
+        )
         for _ in range(8):
             status, _, body = server.request("/healthz")
             assert status == 200 and json.loads(body)["status"] == "ok"

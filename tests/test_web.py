@@ -462,9 +462,18 @@ def test_self_link_uses_configured_base_url(make_client, fmt):
 
 LINKED_ROUTES = ["/rss.xml", "/topics/ai/atom.xml", "/feed.json", "/digest.html", "/topics/ai/digest.txt", "/",
                  "/feeds.opml"]  # fmt: skip
-NO_HOST = {"missing (HTTP/1.0)": None, "empty": "", "blank": " ", "a space": "feeds example.org",
-           "a path": "feeds.example.org/rss.xml", "user info": "me@feeds.example.org", "a bad port": "example.org:http",
-           "a port too large": "example.org:65536", "a port zero": "example.org:0", "two hosts": "a.example, b.example"}
+NO_HOST = {
+    "missing (HTTP/1.0)": None,
+    "empty": "",
+    "blank": " ",
+    "a space": "feeds example.org",
+    "a path": "feeds.example.org/rss.xml",
+    "user info": "me@feeds.example.org",
+    "a bad port": "example.org:http",
+    "a port too large": "example.org:65536",
+    "a port zero": "example.org:0",
+    "two hosts": "a.example, b.example",
+}
 
 
 def wsgi_get(app, path: str, host: str | None, protocol: str = "HTTP/1.0") -> tuple[int, dict, bytes]:
@@ -904,7 +913,9 @@ def test_healthz_tells_when_the_last_reload_began_and_ended(client):
     store = client.application.extensions["feedsvc"]
     store.reload()
     data = get_ok(client, "/healthz").get_json()
-    started, finished = (datetime.fromisoformat(data["reload"][k].replace("Z", "+00:00")) for k in ("started", "finished"))
+    started, finished = (
+        datetime.fromisoformat(data["reload"][k].replace("Z", "+00:00")) for k in ("started", "finished")
+    )
     assert started <= finished <= datetime.now(timezone.utc)
     assert (data["status"], data["reason"], data["unreadable"], data["reload"]["failures"]) == ("ok", None, [], 0)
 

@@ -71,8 +71,16 @@ def feed_links(fmt: str, body: bytes) -> list[tuple[str, str]]:
 
 
 def websub_client(seeds_dir, hub_url: str, **config):
-    return create_app({"TESTING": True, "SEEDS_DIR": str(seeds_dir), "RELOAD_INTERVAL": 0,
-                       "WEBSUB_HUB": hub_url, "BASE_URL": BASE, **config}).test_client()
+    return create_app(
+        {
+            "TESTING": True,
+            "SEEDS_DIR": str(seeds_dir),
+            "RELOAD_INTERVAL": 0,
+            "WEBSUB_HUB": hub_url,
+            "BASE_URL": BASE,
+            **config,
+        }
+    ).test_client()
 
 
 # --- discovery ----------------------------------------------------------------------------------
@@ -116,7 +124,14 @@ def test_no_hub_advertised_without_websub_hub(client, fmt):
 
 def test_websub_hub_without_base_url_is_refused(seeds_dir):
     with pytest.raises(FeedsvcError, match="BASE_URL"):
-        create_app({"TESTING": True, "SEEDS_DIR": str(seeds_dir), "RELOAD_INTERVAL": 0, "WEBSUB_HUB": "https://hub.example.net/"})
+        create_app(
+            {
+                "TESTING": True,
+                "SEEDS_DIR": str(seeds_dir),
+                "RELOAD_INTERVAL": 0,
+                "WEBSUB_HUB": "https://hub.example.net/",
+            }
+        )
 
 
 def test_websub_hub_without_base_url_from_the_environment_is_refused(seeds_dir, monkeypatch):
@@ -133,9 +148,14 @@ DAY0 = datetime(2021, 3, 1, tzinfo=timezone.utc)
 
 
 def article(n: int, *topics: str, title: str | None = None, published: bool = True, age: int | None = None) -> Article:
-    return Article(path=f"{n:03}.md", title=title or f"Article {n}", url=f"https://news.example.com/{n}",
-                   published=DAY0 - timedelta(days=n if age is None else age), topics=topics or ("Xray",),
-                   is_published=published)
+    return Article(
+        path=f"{n:03}.md",
+        title=title or f"Article {n}",
+        url=f"https://news.example.com/{n}",
+        published=DAY0 - timedelta(days=n if age is None else age),
+        topics=topics or ("Xray",),
+        is_published=published,
+    )
 
 
 SITE = Site(BASE, default_limit=2)
@@ -163,8 +183,11 @@ def test_urls_are_the_default_public_feed_urls():
     new = [article(1, "Xray", title="Edited"), *BASELINE[1:]]
     found = changed_feed_urls(SITE, Catalog(tuple(BASELINE)), Catalog(tuple(new)))
     assert found == [
-        "http://feeds.example.org/rss.xml", "http://feeds.example.org/atom.xml", "http://feeds.example.org/feed.json",
-        "http://feeds.example.org/topics/xray/rss.xml", "http://feeds.example.org/topics/xray/atom.xml",
+        "http://feeds.example.org/rss.xml",
+        "http://feeds.example.org/atom.xml",
+        "http://feeds.example.org/feed.json",
+        "http://feeds.example.org/topics/xray/rss.xml",
+        "http://feeds.example.org/topics/xray/atom.xml",
         "http://feeds.example.org/topics/xray/feed.json",
     ]
 
@@ -215,7 +238,9 @@ def test_change_below_the_first_page_names_nothing():
     # limit 2: Xray's first page is articles 1 and 2; an older one lands on page 2 only.
     old = [*BASELINE]
     new = [*BASELINE, article(30, "Xray", age=30)]
-    assert "http://feeds.example.org/topics/xray/rss.xml" not in changed_feed_urls(SITE, Catalog(tuple(old)), Catalog(tuple(new)))
+    assert "http://feeds.example.org/topics/xray/rss.xml" not in changed_feed_urls(
+        SITE, Catalog(tuple(old)), Catalog(tuple(new))
+    )
 
 
 def test_empty_catalogs():
@@ -274,8 +299,13 @@ def test_each_reload_notifies_again(seeds_dir, write_article, hub):
     client = websub_client(seeds_dir, hub.url)
     store = client.application.extensions["feedsvc"]
     for n in range(3):
-        write_article("x.md", title=f"Version {n}", topics=["Xray"], webUrl="https://example.com/x",
-                      publishedDateTime="2022-01-01T00:00:00Z")
+        write_article(
+            "x.md",
+            title=f"Version {n}",
+            topics=["Xray"],
+            webUrl="https://example.com/x",
+            publishedDateTime="2022-01-01T00:00:00Z",
+        )
         store.reload()
         assert wait_until(lambda n=n: len(hub.notified()) == 6 * (n + 1))
     assert sorted(hub.notified()) == sorted(list(expected_urls(None, "xray")) * 3)
