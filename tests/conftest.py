@@ -1,20 +1,18 @@
-"""Shared fixtures: an app over a private copy of the seeds, its client and CLI runner."""
+"""Shared fixtures: an app over a private copy of the seeds, its client and CLI runner, and the
+fixtures more than one module uses. Helpers that are not fixtures are in helpers.py."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
-import yaml
+from helpers import CORPUS, SEEDS, article_fields, front_matter, unprivileged_ids, world_readable_folder
 
 import feedsvc.content.files
 import feedsvc.runtime.loader
 from feedsvc import create_app
-
-PROJECT = Path(__file__).resolve().parent.parent
-SEEDS = PROJECT / "seeds"
-CORPUS = Path(__file__).resolve().parent / "data" / "corpus-sample"
 
 
 @pytest.fixture
@@ -88,27 +86,6 @@ def corpus_client(corpus_dir: Path):
     return create_app({"TESTING": True, "SEEDS_DIR": str(corpus_dir), "RELOAD_INTERVAL": 0}).test_client()
 
 
-def front_matter(**fields) -> str:
-    """An article file's text with these front-matter fields."""
-    return "---\n" + yaml.safe_dump(fields, allow_unicode=True, sort_keys=False) + "---\n"
-
-
-def article_fields(**overrides) -> dict:
-    """A valid, published article's fields, with overrides (None removes a field)."""
-    fields = {
-        "title": "A test article",
-        "excerpt": "What happened, in one line.",
-        "publishedDateTime": "2021-02-01T10:00:00Z",
-        "webUrl": "https://example.com/news/test-article",
-        "published": True,
-        "provider": {"name": "Example News", "domain": "example.com"},
-        "topics": ["Testing"],
-        "images": [{"url": "https://example.com/img.jpg", "width": 800, "height": 600}],
-    }
-    fields.update(overrides)
-    return {k: v for k, v in fields.items() if v is not None}
-
-
 @pytest.fixture
 def write_article(seeds_dir: Path):
     """Write an article file into the seeds copy: write_article("x.md", title=...)."""
@@ -130,3 +107,24 @@ def make_client(seeds_dir: Path):
         return create_app({"TESTING": True, "SEEDS_DIR": str(seeds_dir), "RELOAD_INTERVAL": 0, **config}).test_client()
 
     return make
+
+
+@pytest.fixture
+def unlisted_folder():
+    """(seeds, lock): a seeds folder with a.md and sub/{b,c}.md that as_unprivileged's user owns
+    (it can change their modes), and the function that takes every permission off sub/. All of
+    it is put back and removed when the test ends."""
+    uid, gid = unprivileged_ids()
+    root = world_readable_folder()
+    seeds = root / "seeds"
+    (seeds / "sub").mkdir(parents=True)
+    for name in ("a.md", "sub/b.md", "sub/c.md"):
+        (seeds / name).write_text(
+            front_matter(**article_fields(webUrl=f"https://example.com/{name}")), encoding="utf-8"
+        )
+    for folder, names, files in os.walk(root):
+        for path in [folder, *(os.path.join(folder, name) for name in names + files)]:
+            os.chown(path, uid, gid)
+    yield seeds, lambda: (seeds / "sub").chmod(0)
+    (seeds / "sub").chmod(0o755)
+    shutil.rmtree(root)

@@ -22,14 +22,17 @@ from pathlib import Path
 
 import lxml.html
 import pytest
-from conftest import article_fields, front_matter
+from helpers import article_fields, front_matter
 
 from feedsvc import create_app
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and os.access(p, os.X_OK)), None)
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="headless Chromium is not installed (/usr/bin/chromium): apt-get install -y chromium"
-)
+pytestmark = [
+    pytest.mark.slow,  # a headless Chromium for each test
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="headless Chromium is not installed (/usr/bin/chromium): apt-get install -y chromium"
+    ),
+]
 WIDTH = 600
 CHROMIUM_TIMEOUT = 90  # seconds for one headless run, start to exit
 IMAGES = {  # path -> (width, height, colour)
@@ -60,10 +63,17 @@ window.addEventListener("load", function () {
 def png(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
     """A solid-colour RGB PNG, made with zlib alone."""
     row = b"\x00" + bytes(colour) * width
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row * height, 9)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * height, 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -80,7 +90,7 @@ class FixtureServer:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            def do_GET(self) -> None:  # the http.server API
                 outer.requested.append(self.path)
                 found = outer.files.get(self.path)
                 if found is None:
@@ -105,9 +115,11 @@ class FixtureServer:
 
     def page(self, path: str, fragment: str) -> str:
         """Serve `fragment` in a wrapper page with the measuring script; its URL."""
-        html = ('<!doctype html><html lang="en"><head><meta charset="utf-8">'
-                '<meta name="viewport" content="width=device-width, initial-scale=1"><title>digest</title></head>'
-                f"<body>{fragment}{RESULT_SCRIPT}</body></html>")
+        html = (
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1"><title>digest</title></head>'
+            f"<body>{fragment}{RESULT_SCRIPT}</body></html>"
+        )
         self.files[path] = (html.encode("utf-8"), "text/html; charset=utf-8")
         return self.url + path
 
@@ -129,12 +141,26 @@ def fixture_server():
 def chromium(url: str, profile: Path, *extra: str, height: int = 2000) -> str:
     """Run headless Chromium on `url` in a WIDTH x `height` window (bounded); its stdout."""
     command = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-extensions", "--hide-scrollbars", f"--user-data-dir={profile}", f"--window-size={WIDTH},{height}",
-        "--virtual-time-budget=5000", *extra, url,
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        f"--window-size={WIDTH},{height}",
+        "--virtual-time-budget=5000",
+        *extra,
+        url,
     ]
-    completed = subprocess.run(command, capture_output=True, timeout=CHROMIUM_TIMEOUT, stdin=subprocess.DEVNULL)
+    completed = subprocess.run(
+        command, capture_output=True, timeout=CHROMIUM_TIMEOUT, stdin=subprocess.DEVNULL, check=False
+    )
     assert completed.returncode == 0, completed.stderr.decode(errors="replace")[-3000:]
     return completed.stdout.decode("utf-8", errors="replace")
 
@@ -152,30 +178,51 @@ def digest_fragment(tmp_path: Path, fixture_server: FixtureServer) -> str:
     """The app's digest of articles whose pictures live on the fixture server."""
     seeds = tmp_path / "newsletter-seeds"
     seeds.mkdir()
-    image = lambda path: {"url": fixture_server.url + path, "width": IMAGES[path][0], "height": IMAGES[path][1]}  # noqa: E731
+    image = lambda path: {"url": fixture_server.url + path, "width": IMAGES[path][0], "height": IMAGES[path][1]}
     articles = {
-        "wide.md": article_fields(title="A wide picture, scaled down to the column", topics=["Newsletter"],
-                                  webUrl="https://news.example.com/wide", publishedDateTime="2021-03-05T09:00:00Z",
-                                  images=[image("/img/wide-2400x1600.png")],
-                                  related=[{"title": "A related story with its own picture",
-                                            "webUrl": "https://other.example.org/related",
-                                            "excerpt": "Coverage elsewhere.",
-                                            "images": [image("/img/related-1000x1000.png")]}]),
-        "square.md": article_fields(title="A small square picture keeps its size", topics=["Newsletter"],
-                                    webUrl="https://news.example.com/square", publishedDateTime="2021-03-04T09:00:00Z",
-                                    images=[image("/img/square-300x300.png")]),
-        "unsized.md": article_fields(title=f"No size given {LONG_WORD}", topics=["Newsletter"],
-                                     excerpt=f"An excerpt with an unbreakable run: {LONG_WORD} and a URL "
-                                             f"https://example.com/{'a' * 150}",
-                                     webUrl="https://news.example.com/unsized", publishedDateTime="2021-03-03T09:00:00Z",
-                                     images=[fixture_server.url + "/img/unsized-1200x800.png"]),
-        "text-only.md": article_fields(title="A story without a picture", topics=["Newsletter"], images=None,
-                                       webUrl="https://news.example.com/text", publishedDateTime="2021-03-02T09:00:00Z"),
+        "wide.md": article_fields(
+            title="A wide picture, scaled down to the column",
+            topics=["Newsletter"],
+            webUrl="https://news.example.com/wide",
+            publishedDateTime="2021-03-05T09:00:00Z",
+            images=[image("/img/wide-2400x1600.png")],
+            related=[
+                {
+                    "title": "A related story with its own picture",
+                    "webUrl": "https://other.example.org/related",
+                    "excerpt": "Coverage elsewhere.",
+                    "images": [image("/img/related-1000x1000.png")],
+                }
+            ],
+        ),
+        "square.md": article_fields(
+            title="A small square picture keeps its size",
+            topics=["Newsletter"],
+            webUrl="https://news.example.com/square",
+            publishedDateTime="2021-03-04T09:00:00Z",
+            images=[image("/img/square-300x300.png")],
+        ),
+        "unsized.md": article_fields(
+            title=f"No size given {LONG_WORD}",
+            topics=["Newsletter"],
+            excerpt=f"An excerpt with an unbreakable run: {LONG_WORD} and a URL https://example.com/{'a' * 150}",
+            webUrl="https://news.example.com/unsized",
+            publishedDateTime="2021-03-03T09:00:00Z",
+            images=[fixture_server.url + "/img/unsized-1200x800.png"],
+        ),
+        "text-only.md": article_fields(
+            title="A story without a picture",
+            topics=["Newsletter"],
+            images=None,
+            webUrl="https://news.example.com/text",
+            publishedDateTime="2021-03-02T09:00:00Z",
+        ),
     }
     for name, fields in articles.items():
         (seeds / name).write_text(front_matter(**fields), encoding="utf-8")
-    app = create_app({"TESTING": True, "SEEDS_DIR": str(seeds), "RELOAD_INTERVAL": 0,
-                      "BASE_URL": "https://feeds.example.org/"})
+    app = create_app(
+        {"TESTING": True, "SEEDS_DIR": str(seeds), "RELOAD_INTERVAL": 0, "BASE_URL": "https://feeds.example.org/"}
+    )
     response = app.test_client().get("/topics/newsletter/digest.html?limit=10")
     assert response.status_code == 200
     return response.get_data(as_text=True)
@@ -194,7 +241,10 @@ def test_digest_renders_600px_wide_with_every_image_loaded(tmp_path, fixture_ser
         assert image["complete"], path
         assert (image["naturalWidth"], image["naturalHeight"]) == (natural_width, natural_height), path  # loaded
         assert 0 < image["width"] <= WIDTH and image["right"] <= result["clientWidth"], (path, image)
-        assert abs(image["height"] - image["width"] * natural_height / natural_width) <= 1, (path, image)  # no distortion
+        assert abs(image["height"] - image["width"] * natural_height / natural_width) <= 1, (
+            path,
+            image,
+        )  # no distortion
     assert images["/img/square-300x300.png"]["width"] == 300  # a small picture is not stretched
     assert images["/img/wide-2400x1600.png"]["width"] >= 500  # a large one fills the column
     for path in IMAGES:
@@ -203,8 +253,10 @@ def test_digest_renders_600px_wide_with_every_image_loaded(tmp_path, fixture_ser
 
 def test_measuring_page_catches_a_layout_wider_than_the_column(tmp_path, fixture_server):
     """The harness can fail: a fixed 2400 px picture and a 900 px table scroll sideways."""
-    fragment = (f'<table width="900"><tr><td><img src="{fixture_server.url}/img/wide-2400x1600.png" '
-                'width="2400" height="1600" alt="too wide"></td></tr></table>')
+    fragment = (
+        f'<table width="900"><tr><td><img src="{fixture_server.url}/img/wide-2400x1600.png" '
+        'width="2400" height="1600" alt="too wide"></td></tr></table>'
+    )
     result = measure(fixture_server.page("/too-wide.html", fragment), tmp_path / "profile")
     assert result["clientWidth"] == WIDTH
     assert result["scrollWidth"] >= 2400 > result["clientWidth"]

@@ -18,10 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, article_fields, front_matter
-from feedcheck import ATOM, check_atom, check_feed, check_rss
+from helpers import ATOM, CORPUS, Server, article_fields, check_atom, check_feed, check_rss, front_matter
 from lxml import etree
-from test_server import Server
 
 from feedsvc import create_app
 from feedsvc.build import build
@@ -35,8 +33,9 @@ T0 = 1_600_000_000  # a fixed past mtime, so that "not rewritten" is visible in 
 
 def app_for(seeds: Path, base: str = BASE):
     """The app a build of `seeds` must agree with: same base URL, no paging, no reloading."""
-    return create_app({"TESTING": True, "SEEDS_DIR": str(seeds), "BASE_URL": base, "FEED_PAGING": False,
-                       "RELOAD_INTERVAL": 0})
+    return create_app(
+        {"TESTING": True, "SEEDS_DIR": str(seeds), "BASE_URL": base, "FEED_PAGING": False, "RELOAD_INTERVAL": 0}
+    )
 
 
 def route(name: str) -> str:
@@ -63,8 +62,11 @@ def expected_names(client) -> set[str]:
     """The files a build must write, from the public OPML's topic feeds (not from the builder's list)."""
     response = client.get("/feeds.opml")
     assert response.status_code == 200
-    slugs = {o.get("xmlUrl").split("/")[-2] for o in etree.fromstring(response.data).iter("outline")
-             if "/topics/" in o.get("xmlUrl")}
+    slugs = {
+        o.get("xmlUrl").split("/")[-2]
+        for o in etree.fromstring(response.data).iter("outline")
+        if "/topics/" in o.get("xmlUrl")
+    }
     assert slugs
     return set(SITE_FILES) | {f"topics/{slug}/{name}" for slug in slugs for name in TOPIC_FILES}
 
@@ -96,8 +98,14 @@ def write(folder: Path, name: str, **overrides) -> Path:
 @pytest.fixture
 def with_a_draft_topic(seeds_dir: Path) -> Path:
     """The seeds plus a draft in a topic nothing published is in."""
-    write(seeds_dir, "zz-draft.md", title="A draft nobody may see", published=False, topics=["Embargoed Plans"],
-          webUrl="https://news.example.com/embargoed")
+    write(
+        seeds_dir,
+        "zz-draft.md",
+        title="A draft nobody may see",
+        published=False,
+        topics=["Embargoed Plans"],
+        webUrl="https://news.example.com/embargoed",
+    )
     return seeds_dir
 
 
@@ -123,12 +131,14 @@ def test_build_writes_every_public_route_as_the_app_answers_it(tmp_path, capsys,
     rels = {link.get("rel") for link in root.findall(f"{ATOM}link")}
     assert "next" not in rels and "first" not in rels and "last" not in rels  # a static host ignores ?page=
     assert {l.get("href") for l in root.findall(f"{ATOM}link") if l.get("rel") == "self"} == {
-        BASE + "topics/ai/atom.xml"}
+        BASE + "topics/ai/atom.xml"
+    }
     check_feed("rss", tree["topics/computer-vision/rss.xml"])
     assert b'href="https://static.example.org/news/topics/ai/rss.xml"' in tree["index.html"]
     assert leftovers(outdir) == []
 
 
+@pytest.mark.slow
 def test_build_is_byte_identical_to_a_real_feedsvc_serve(tmp_path, capsys, with_a_draft_topic):
     base = "http://feeds.example.net/"
     outdir = tmp_path / "site"
@@ -166,12 +176,30 @@ def test_rebuild_without_changes_rewrites_nothing(tmp_path, capsys, seeds_dir):
 def two_topics(tmp_path: Path) -> Path:
     folder = tmp_path / "two-topics"
     folder.mkdir()
-    write(folder, "alpha-1.md", title="Alpha one", topics=["Alpha"], webUrl="https://a.example/1",
-          publishedDateTime="2021-02-03T10:00:00Z")
-    write(folder, "alpha-2.md", title="Alpha two", topics=["Alpha"], webUrl="https://a.example/2",
-          publishedDateTime="2021-02-02T10:00:00Z")
-    write(folder, "beta-1.md", title="Beta one", topics=["Beta"], webUrl="https://b.example/1",
-          publishedDateTime="2021-02-01T10:00:00Z")
+    write(
+        folder,
+        "alpha-1.md",
+        title="Alpha one",
+        topics=["Alpha"],
+        webUrl="https://a.example/1",
+        publishedDateTime="2021-02-03T10:00:00Z",
+    )
+    write(
+        folder,
+        "alpha-2.md",
+        title="Alpha two",
+        topics=["Alpha"],
+        webUrl="https://a.example/2",
+        publishedDateTime="2021-02-02T10:00:00Z",
+    )
+    write(
+        folder,
+        "beta-1.md",
+        title="Beta one",
+        topics=["Beta"],
+        webUrl="https://b.example/1",
+        publishedDateTime="2021-02-01T10:00:00Z",
+    )
     return folder
 
 
@@ -180,8 +208,14 @@ def test_changed_article_rewrites_only_the_files_it_shows_in(tmp_path, capsys, t
     assert run_build(capsys, outdir, two_topics)[0] == 0
     set_mtimes(outdir, T0)
     before, old = stats(outdir), files_of(outdir)
-    write(two_topics, "alpha-1.md", title="Alpha one, corrected", topics=["Alpha"], webUrl="https://a.example/1",
-          publishedDateTime="2021-02-03T10:00:00Z")
+    write(
+        two_topics,
+        "alpha-1.md",
+        title="Alpha one, corrected",
+        topics=["Alpha"],
+        webUrl="https://a.example/1",
+        publishedDateTime="2021-02-03T10:00:00Z",
+    )
     started = time.time_ns()
     code, err = run_build(capsys, outdir, two_topics)
     assert code == 0, err
@@ -189,8 +223,14 @@ def test_changed_article_rewrites_only_the_files_it_shows_in(tmp_path, capsys, t
     assert set(after) == set(before)
 
     differs = {name for name in new if new[name] != old[name]}
-    assert differs == {"rss.xml", "atom.xml", "feed.json", "digest.html", "digest.txt",
-                       *(f"topics/alpha/{name}" for name in TOPIC_FILES)}
+    assert differs == {
+        "rss.xml",
+        "atom.xml",
+        "feed.json",
+        "digest.html",
+        "digest.txt",
+        *(f"topics/alpha/{name}" for name in TOPIC_FILES),
+    }
     rewritten = {name for name in after if after[name] != before[name]}
     assert rewritten == differs
     for name in differs:
@@ -211,8 +251,14 @@ def test_a_reader_never_sees_a_missing_or_partial_file_during_rebuilds(tmp_path,
     second = tmp_path / "second-version"
     shutil.copytree(two_topics, second)
     for number, name in ((1, "alpha-1.md"), (2, "alpha-2.md")):
-        write(second, name, title=f"Alpha {number}, second version " + "long text " * 200, topics=["Alpha"],
-              webUrl=f"https://a.example/{number}", publishedDateTime=f"2021-02-0{4 - number}T10:00:00Z")
+        write(
+            second,
+            name,
+            title=f"Alpha {number}, second version " + "long text " * 200,
+            topics=["Alpha"],
+            webUrl=f"https://a.example/{number}",
+            publishedDateTime=f"2021-02-0{4 - number}T10:00:00Z",
+        )
     apps = [app_for(two_topics), app_for(second)]
     outdir = tmp_path / "site"
     build(apps[0], outdir)
@@ -268,7 +314,7 @@ def feedsvc_command() -> list[str]:
 def test_strict_build_of_a_folder_with_errors_exits_1_and_keeps_the_old_tree(tmp_path, seeds_dir):
     outdir = tmp_path / "site"
     command = [*feedsvc_command(), "build", str(outdir), "--base-url", BASE, "--seeds", str(seeds_dir), "--strict"]
-    first = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    first = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert first.returncode == 0, first.stderr
     set_mtimes(outdir, T0)
     before, contents = stats(outdir), files_of(outdir)
@@ -276,13 +322,13 @@ def test_strict_build_of_a_folder_with_errors_exits_1_and_keeps_the_old_tree(tmp
     (seeds_dir / "broken.md").write_text("---\ntitle: [unclosed\n---\n", encoding="utf-8")
     # a valid change too: a strict build that refuses must not half-apply it
     write(seeds_dir, "new.md", title="Would be new", topics=["AI"], webUrl="https://news.example.com/new")
-    refused = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert refused.returncode == 1
     assert "feedsvc build: error:" in refused.stderr and "1 file(s) have errors" in refused.stderr
     assert stats(outdir) == before and files_of(outdir) == contents
     assert leftovers(outdir) == []
 
-    lenient = subprocess.run(command[:-1], capture_output=True, text=True, timeout=120)
+    lenient = subprocess.run(command[:-1], capture_output=True, text=True, timeout=120, check=False)
     assert lenient.returncode == 0, lenient.stderr
     assert b"Would be new" in files_of(outdir)["topics/ai/rss.xml"]
     assert leftovers(outdir) == []

@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from conftest import CORPUS, SEEDS
+from helpers import CORPUS, SEEDS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -55,8 +55,13 @@ def seeds() -> Catalog:
 
 @pytest.mark.parametrize(
     ("name", "slug"),
-    [("Computer Vision", "computer-vision"), ("AI", "ai"), ("AI in Autos", "ai-in-autos"), ("  Robotics!  ", "robotics"),
-     ("Café Tech", "cafe-tech")],
+    [
+        ("Computer Vision", "computer-vision"),
+        ("AI", "ai"),
+        ("AI in Autos", "ai-in-autos"),
+        ("  Robotics!  ", "robotics"),
+        ("Café Tech", "cafe-tech"),
+    ],
 )
 def test_topic_slug(name, slug):
     assert topic_slug(name) == slug
@@ -68,12 +73,14 @@ def test_topic_names_map_slug_to_display_name():
 
 
 def test_topics_that_slug_alike_merge_and_the_commonest_spelling_names_them():
-    catalog = Catalog((
-        article("a", topics=("computer vision",)),
-        article("b", topics=("Computer Vision",)),
-        article("c", topics=("Computer-Vision",)),
-        article("d", topics=("Computer Vision",)),
-    ))
+    catalog = Catalog(
+        (
+            article("a", topics=("computer vision",)),
+            article("b", topics=("Computer Vision",)),
+            article("c", topics=("Computer-Vision",)),
+            article("d", topics=("Computer Vision",)),
+        )
+    )
     assert catalog.topic_names == {"computer-vision": "Computer Vision"}
     assert urls(catalog.entries("computer-vision", False)) == [f"https://example.com/{n}" for n in "abcd"]
 
@@ -128,13 +135,24 @@ def test_entries_of_a_topic_hold_only_its_articles():
 def test_article_entry_carries_the_article_fields():
     image = Image("https://example.com/a.jpg", 10, 20)
     source = Article(
-        path="a.md", title="A", url="https://example.com/a", published=DAY1, excerpt="E",
-        provider=Provider("P", "p.example"), topics=("AI", "Robotics"), images=(image,), is_published=True,
+        path="a.md",
+        title="A",
+        url="https://example.com/a",
+        published=DAY1,
+        excerpt="E",
+        provider=Provider("P", "p.example"),
+        topics=("AI", "Robotics"),
+        images=(image,),
+        is_published=True,
     )
     (entry,) = Catalog((source,)).entries(None, False)
     assert (entry.url, entry.title, entry.published, entry.excerpt) == ("https://example.com/a", "A", DAY1, "E")
     assert (entry.provider, entry.image, entry.categories, entry.related_to) == (
-        Provider("P", "p.example"), image, ("AI", "Robotics"), None)
+        Provider("P", "p.example"),
+        image,
+        ("AI", "Robotics"),
+        None,
+    )
 
 
 def test_related_link_becomes_an_entry_under_its_article_topics():
@@ -150,7 +168,10 @@ def test_related_link_becomes_an_entry_under_its_article_topics():
 def test_one_entry_per_url_when_two_articles_share_a_related_link():
     catalog = Catalog((article("a", related=[link("x")]), article("b", related=[link("x")])))
     assert sorted(urls(catalog.entries(None, False))) == [
-        "https://example.com/a", "https://example.com/b", "https://other.example/x"]
+        "https://example.com/a",
+        "https://example.com/b",
+        "https://other.example/x",
+    ]
 
 
 def test_article_beats_a_related_link_with_the_same_url():
@@ -187,11 +208,13 @@ def test_related_link_of_an_unselected_article_is_left_out():
 
 
 def test_entries_are_newest_first_and_equal_dates_by_url():
-    catalog = Catalog((
-        article("c", day(2)),
-        article("b", day(2)),
-        article("old", day(1), related=[link("new", day(9)), link("a", day(2))]),
-    ))
+    catalog = Catalog(
+        (
+            article("c", day(2)),
+            article("b", day(2)),
+            article("old", day(1), related=[link("new", day(9)), link("a", day(2))]),
+        )
+    )
     assert urls(catalog.entries(None, False)) == [
         "https://other.example/new",
         "https://example.com/b",
@@ -204,7 +227,10 @@ def test_entries_are_newest_first_and_equal_dates_by_url():
 def test_entry_order_compares_instants_not_wall_clock():
     early = article("z-early", datetime(2021, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=5))))  # 07:00Z
     late = article("a-late", datetime(2021, 1, 1, 8, 0, tzinfo=UTC))
-    assert urls(Catalog((early, late)).entries(None, False)) == ["https://example.com/a-late", "https://example.com/z-early"]
+    assert urls(Catalog((early, late)).entries(None, False)) == [
+        "https://example.com/a-late",
+        "https://example.com/z-early",
+    ]
 
 
 @settings(max_examples=200, deadline=None)
@@ -270,7 +296,11 @@ def test_duplicate_url_with_equal_dates_gives_the_first_path_in_any_input_order(
 def test_duplicate_url_warning_names_both_files():
     catalog = Catalog((article("older", day(1), url=SHARED), article("newer", day(2), url=SHARED)))
     assert catalog.problems == (
-        Problem("older.md", f"webUrl {SHARED} is also the webUrl of newer.md: one entry is served, from the newest selected file", "warning"),
+        Problem(
+            "older.md",
+            f"webUrl {SHARED} is also the webUrl of newer.md: one entry is served, from the newest selected file",
+            "warning",
+        ),
     )
     assert catalog.skipped == ()
 
@@ -295,13 +325,19 @@ def test_articles_are_kept_in_path_order():
 
 
 def test_topics_list_counts_entries_including_related_links():
-    catalog = Catalog((
-        article("a", topics=("AI", "Robotics"), related=[link("x"), link("y")]),
-        article("b", topics=("AI",)),
-        article("d", topics=("Drafts",), is_published=False),
-    ))
+    catalog = Catalog(
+        (
+            article("a", topics=("AI", "Robotics"), related=[link("x"), link("y")]),
+            article("b", topics=("AI",)),
+            article("d", topics=("Drafts",), is_published=False),
+        )
+    )
     assert catalog.topics(False) == [Topic("ai", "AI", 4), Topic("robotics", "Robotics", 3)]
-    assert catalog.topics(True) == [Topic("ai", "AI", 4), Topic("drafts", "Drafts", 1), Topic("robotics", "Robotics", 3)]
+    assert catalog.topics(True) == [
+        Topic("ai", "AI", 4),
+        Topic("drafts", "Drafts", 1),
+        Topic("robotics", "Robotics", 3),
+    ]
 
 
 def test_topics_are_sorted_by_name_ignoring_case():
@@ -333,7 +369,10 @@ def test_seeds_published_feed_is_the_one_article_and_its_related_links(seeds):
         "https://www.nola.com/news/crime_police/article_9eda8846-25e1-11eb-9c95-4f11b10ed17a.html",
     ]
     assert [e.related_to.path if e.related_to else None for e in entries] == [
-        None, "003_b297a05077328abf.txt", "003_b297a05077328abf.txt"]
+        None,
+        "003_b297a05077328abf.txt",
+        "003_b297a05077328abf.txt",
+    ]
 
 
 def test_seeds_all_feed_has_one_entry_per_url_newest_first(seeds):
@@ -342,7 +381,10 @@ def test_seeds_all_feed_has_one_entry_per_url_newest_first(seeds):
     assert len(set(urls(entries))) == 17
     keys = [(-e.published.timestamp(), e.url) for e in entries]
     assert keys == sorted(keys)
-    assert entries[0].url == "https://www.govtech.com/public-safety/LAPD-Commission-OKs-Detectives-to-Use-Facial-Recognition.html"
+    assert (
+        entries[0].url
+        == "https://www.govtech.com/public-safety/LAPD-Commission-OKs-Detectives-to-Use-Facial-Recognition.html"
+    )
 
 
 def test_seeds_related_entries_carry_their_article_topics(seeds):
@@ -445,9 +487,16 @@ CHANGES = {
     "touch (an equal copy)": lambda files: {**files, "a": replace(A)},
     "edit a title": lambda files: {**files, "a": replace(A, title="A, edited")},
     "change topics": lambda files: {**files, "a": replace(A, topics=("Robotics", "Quantum"))},
-    "respell a topic": lambda files: {**files, "b": replace(B, topics=("drones",)), "e": article("e", topics=("drones",))},
-    "respell a topic in drafts": lambda files: {**files, "e": article("e", topics=("drones",), is_published=False),
-                                                "f": article("f", topics=("drones",), is_published=False)},
+    "respell a topic": lambda files: {
+        **files,
+        "b": replace(B, topics=("drones",)),
+        "e": article("e", topics=("drones",)),
+    },
+    "respell a topic in drafts": lambda files: {
+        **files,
+        "e": article("e", topics=("drones",), is_published=False),
+        "f": article("f", topics=("drones",), is_published=False),
+    },
     "add": lambda files: {**files, "e": article("e", day(5), topics=("ai", "Drones"))},
     "add to no topic": lambda files: {**files, "e": article("e", day(5), topics=("!!!",))},
     "remove": lambda files: {k: v for k, v in files.items() if k != "d"},
@@ -455,18 +504,25 @@ CHANGES = {
     "remove everything": lambda files: {},
     "publish": lambda files: {**files, "c": replace(C, is_published=True)},
     "unpublish": lambda files: {**files, "a": replace(A, is_published=False)},
-    "related link moves to another topic": lambda files: {**files, "a": replace(A, related=()),
-                                                          "b": replace(B, related=(link("x", day(2)),))},
+    "related link moves to another topic": lambda files: {
+        **files,
+        "a": replace(A, related=()),
+        "b": replace(B, related=(link("x", day(2)),)),
+    },
     "duplicate url": lambda files: {**files, "e": article("e", day(9), topics=("Drones",), url=A.url)},
     "duplicate url goes": lambda files: {k: v for k, v in files.items() if k != "e"},
-    "related link becomes an article": lambda files: {**files, "e": article("e", day(1), topics=("Drones",),
-                                                                            url="https://other.example/y")},
+    "related link becomes an article": lambda files: {
+        **files,
+        "e": article("e", day(1), topics=("Drones",), url="https://other.example/y"),
+    },
 }
 
 
-@pytest.mark.parametrize("parts", [[], PARTS, ["by_topic"], ["topic_names"], ["public_topic_names"], ["some entries"]],
-                         ids=["nothing computed", "everything computed", "by_topic", "topic_names",
-                              "public_topic_names", "some entries"])
+@pytest.mark.parametrize(
+    "parts",
+    [[], PARTS, ["by_topic"], ["topic_names"], ["public_topic_names"], ["some entries"]],
+    ids=["nothing computed", "everything computed", "by_topic", "topic_names", "public_topic_names", "some entries"],
+)
 @pytest.mark.parametrize("change", list(CHANGES))
 def test_inherited_catalog_answers_as_a_fresh_one(change, parts):
     before = dict(BASE)
@@ -649,7 +705,14 @@ def test_problems_are_computed_when_first_asked_for(monkeypatch):
     catalog.entries(None, True)
     catalog.topics(True)
     assert calls == []
-    expected = (error, Problem("b.md", f"webUrl {SHARED} is also the webUrl of a.md: one entry is served, from the newest selected file", "warning"))
+    expected = (
+        error,
+        Problem(
+            "b.md",
+            f"webUrl {SHARED} is also the webUrl of a.md: one entry is served, from the newest selected file",
+            "warning",
+        ),
+    )
     assert catalog.problems == expected
     assert catalog.problems == expected
     assert calls == [2]
@@ -665,7 +728,6 @@ def test_skipped_holds_the_files_errors_but_no_warning_and_no_stale_file():
     assert catalog.problems[:3] == (error, stale, warning)
     assert [(p.path, p.severity) for p in catalog.problems[3:]] == [("b.md", "warning")]
     assert catalog.file_problems == (error, stale, warning)
-
 
 
 def test_warm_computes_what_public_requests_ask_for_as_they_would(read_only_folders):

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from feedcheck import check_rss
+from helpers import check_rss, free_port, wait_for
 
 from feedsvc.cli import main
 
@@ -34,10 +31,16 @@ def test_check_corpus_sample_is_clean(corpus_dir: Path, capsys) -> None:
         ("no-front.md", "just text\n", "no-front.md:1: error: no front matter"),
         ("open.md", "---\ntitle: x\n", "open.md:1: error: front matter is not closed"),
         ("bad-yaml.md", "---\ntitle: [unclosed\n---\n", "bad-yaml.md:3: error: invalid YAML"),
-        ("sub/no-title.md", "---\nwebUrl: https://a.example/\npublishedDateTime: 2021-01-01\n---\n", "sub/no-title.md: error: title is missing"),
+        (
+            "sub/no-title.md",
+            "---\nwebUrl: https://a.example/\npublishedDateTime: 2021-01-01\n---\n",
+            "sub/no-title.md: error: title is missing",
+        ),
     ],
 )
-def test_check_reports_each_problem_as_path_line_severity(write_article, seeds_dir, capsys, name, text, expected) -> None:
+def test_check_reports_each_problem_as_path_line_severity(
+    write_article, seeds_dir, capsys, name, text, expected
+) -> None:
     write_article(name, text=text)
     assert main(["check", str(seeds_dir)]) == 1
     lines = capsys.readouterr().out.splitlines()
@@ -62,26 +65,7 @@ def test_check_defaults_to_configured_folder(seeds_dir: Path, monkeypatch, capsy
     assert capsys.readouterr().out.startswith("broken.md:1: error")
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(url: str, seconds: float = 20.0) -> bytes:
-    """GET url, retrying while the server starts."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return response.read()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
+@pytest.mark.slow
 def test_serve_runs_granian_and_stops_cleanly_on_sigterm(seeds_dir: Path) -> None:
     port = free_port()
     command = [sys.executable, "-m", "feedsvc.cli", "serve", "--seeds", str(seeds_dir), "--port", str(port)]

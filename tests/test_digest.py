@@ -16,20 +16,40 @@ from urllib.parse import urlsplit
 
 import lxml.html
 import pytest
-from feedcheck import MEDIA, is_absolute_uri
+from helpers import MEDIA, get_ok, is_absolute_uri
 from lxml import etree
 
 from feedsvc import create_app
 
 BASE = "https://feeds.example.org/"
 COLUMN = 600
-MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 TOKEN = "digest-preview-token-4711"
 # Everything the fragment may carry: no class/id (no stylesheet to use them), no event handlers.
 ALLOWED_ATTRIBUTES = {"href", "src", "alt", "width", "height", "style", "role", "cellpadding", "cellspacing", "border"}
 ALLOWED_TAGS = {"table", "tbody", "tr", "td", "a", "img", "div", "span", "p", "br", "b", "strong", "i", "em"}
-FORBIDDEN_TAGS = {"script", "style", "link", "iframe", "object", "embed", "form", "input", "meta", "base", "svg",
-                  "video", "audio", "frame", "frameset", "html", "head", "body", "noscript", "template"}
+FORBIDDEN_TAGS = {
+    "script",
+    "style",
+    "link",
+    "iframe",
+    "object",
+    "embed",
+    "form",
+    "input",
+    "meta",
+    "base",
+    "svg",
+    "video",
+    "audio",
+    "frame",
+    "frameset",
+    "html",
+    "head",
+    "body",
+    "noscript",
+    "template",
+}
 # CSS that e-mail clients ignore or mangle; a table layout needs none of it.
 FORBIDDEN_CSS = ("position", "float", "flex", "grid", "@import", "url(", "expression(", "javascript:")
 
@@ -43,12 +63,6 @@ def digest_path(slug: str | None, kind: str) -> str:
 
 def feed_path(slug: str | None, name: str) -> str:
     return f"/topics/{slug}/{name}" if slug else f"/{name}"
-
-
-def get_ok(client, url: str, **kwargs):
-    response = client.get(url, **kwargs)
-    assert response.status_code == 200, (url, response.status_code, response.data[:300])
-    return response
 
 
 def fragment_table(body: bytes) -> lxml.html.HtmlElement:
@@ -89,17 +103,22 @@ def parse_html_digest(body: bytes) -> dict:
         excerpts = [d for d in divs[1:] if d not in related]
         assert len(related) <= 1 and len(excerpts) <= 1
         provider, _, date = meta.rpartition(" \u00b7 ")
-        entries.append({
-            "title": text_links[0].text_content(),
-            "url": text_links[0].get("href"),
-            "provider": provider or None,
-            "date": date,
-            "excerpt": excerpts[0].text_content() if excerpts else "",
-            "related": ((related[0].xpath("./a")[0].text_content(), related[0].xpath("./a")[0].get("href"))
-                        if related else None),
-            "image": images[0] if images else None,
-            "image_link": images[0].getparent().get("href") if images else None,
-        })
+        entries.append(
+            {
+                "title": text_links[0].text_content(),
+                "url": text_links[0].get("href"),
+                "provider": provider or None,
+                "date": date,
+                "excerpt": excerpts[0].text_content() if excerpts else "",
+                "related": (
+                    (related[0].xpath("./a")[0].text_content(), related[0].xpath("./a")[0].get("href"))
+                    if related
+                    else None
+                ),
+                "image": images[0] if images else None,
+                "image_link": images[0].getparent().get("href") if images else None,
+            }
+        )
     return {"title": heading[0].text_content(), "url": heading[0].get("href"), "entries": entries}
 
 
@@ -124,8 +143,16 @@ def parse_text_digest(body: bytes) -> dict:
             match = re.fullmatch(r"Related to: (.*) <(\S+)>", related[0])
             assert match, related[0]
             related_pair = (match.group(1), match.group(2))
-        entries.append({"title": title_line, "url": url, "provider": provider or None, "date": date,
-                        "excerpt": excerpt[0] if excerpt else "", "related": related_pair})
+        entries.append(
+            {
+                "title": title_line,
+                "url": url,
+                "provider": provider or None,
+                "date": date,
+                "excerpt": excerpt[0] if excerpt else "",
+                "related": related_pair,
+            }
+        )
     return {"title": title, "url": signature.strip(), "entries": entries}
 
 
@@ -145,8 +172,11 @@ def expected_entries(client, slug: str | None, query: str) -> list[dict]:
             "provider": item["authors"][0]["name"] if item.get("authors") else None,
             "date": day(item["date_published"]),
             "excerpt": item.get("summary", ""),
-            "related": ((item["_feedsvc"]["related_to"]["title"], item["_feedsvc"]["related_to"]["url"])
-                        if "_feedsvc" in item else None),
+            "related": (
+                (item["_feedsvc"]["related_to"]["title"], item["_feedsvc"]["related_to"]["url"])
+                if "_feedsvc" in item
+                else None
+            ),
             "image": item.get("image"),
         }
         for item in feed["items"]
@@ -189,16 +219,26 @@ def csp(header: str) -> dict[str, list[str]]:
 @pytest.fixture(scope="module", params=["seeds", "corpus"])
 def folder_client(request, read_only_folders, tmp_path_factory):
     cache = tmp_path_factory.mktemp("digest-cache")
-    app = create_app({"TESTING": True, "SEEDS_DIR": str(read_only_folders / request.param), "RELOAD_INTERVAL": 0,
-                      "BASE_URL": BASE, "CACHE_DIR": str(cache)})
+    app = create_app(
+        {
+            "TESTING": True,
+            "SEEDS_DIR": str(read_only_folders / request.param),
+            "RELOAD_INTERVAL": 0,
+            "BASE_URL": BASE,
+            "CACHE_DIR": str(cache),
+        }
+    )
     return app.test_client()
 
 
 def topic_slugs(client, include_all: bool) -> list[str | None]:
     """Every topic the index lists (from its feed links), and None for the all-topics digest."""
     page = lxml.html.fromstring(get_ok(client, "/?include=all" if include_all else "/").data)
-    slugs = {urlsplit(a.get("href")).path.split("/")[2] for a in page.xpath("//a[@href]")
-             if urlsplit(a.get("href")).path.startswith("/topics/")}
+    slugs = {
+        urlsplit(a.get("href")).path.split("/")[2]
+        for a in page.xpath("//a[@href]")
+        if urlsplit(a.get("href")).path.startswith("/topics/")
+    }
     assert slugs
     return [None, *sorted(slugs)]
 
@@ -238,7 +278,7 @@ def test_every_digest_is_one_email_safe_table(folder_client):
     client = folder_client
     for include_all in (False, True):
         for slug in topic_slugs(client, include_all):
-            for query in (["?include=all", "?include=all&limit=3"] if include_all else ["", "?limit=3"]):
+            for query in ["?include=all", "?include=all&limit=3"] if include_all else ["", "?limit=3"]:
                 body = get_ok(client, digest_path(slug, "html") + query).data
                 table = check_email_safe(body)
                 # the document itself: a fragment, nothing before or after the table
@@ -254,7 +294,7 @@ def test_check_email_safe_rejects_what_email_clients_cannot_use():
     check_email_safe(good.encode())
     bad = [
         good.replace("<td>x", "<td><script>alert(1)</script>x"),
-        good.replace("<td>x", '<td><style>td{color:red}</style>x'),
+        good.replace("<td>x", "<td><style>td{color:red}</style>x"),
         good.replace("<td>x", '<td class="entry">x'),
         good.replace("<td>x", '<td><a href="/relative">x</a>'),
         good.replace("<td>x", '<td><img src="//cdn.example.org/x.png" alt="x">'),
@@ -321,8 +361,9 @@ def test_text_twin_says_what_the_html_says(folder_client):
             text = parse_text_digest(response.data)
             assert text["title"] == html["title"]
             assert text["url"] == html["url"]
-            assert text["entries"] == [{k: v for k, v in e.items() if k not in ("image", "image_link")}
-                                       for e in html["entries"]]
+            assert text["entries"] == [
+                {k: v for k, v in e.items() if k not in ("image", "image_link")} for e in html["entries"]
+            ]
             body = response.get_data(as_text=True)
             assert not re.search(r"<[a-zA-Z/!]", body.replace("<http", "").replace("<https", "")), "markup in text"
             assert "&amp;" not in body and "&#" not in body and "&middot;" not in body
@@ -342,22 +383,36 @@ def test_text_parser_rejects_a_block_it_cannot_read():
 def newsletter_client(seeds_dir, write_article, make_client):
     """The seeds plus six published and two unpublished articles in topic "Weekly"."""
     for number in range(6):
-        write_article(f"weekly-{number}.md", title=f"Weekly story {number}", topics=["Weekly"],
-                      webUrl=f"https://news.example.com/weekly/{number}",
-                      publishedDateTime=f"2021-03-{10 + number:02d}T08:00:00Z")
+        write_article(
+            f"weekly-{number}.md",
+            title=f"Weekly story {number}",
+            topics=["Weekly"],
+            webUrl=f"https://news.example.com/weekly/{number}",
+            publishedDateTime=f"2021-03-{10 + number:02d}T08:00:00Z",
+        )
     for number in range(2):
-        write_article(f"draft-{number}.md", title=f"Draft story {number}", topics=["Weekly"], published=False,
-                      webUrl=f"https://news.example.com/draft/{number}",
-                      publishedDateTime=f"2021-03-{20 + number:02d}T08:00:00Z")
-    write_article("secret.md", title="Only a draft", topics=["Hidden Topic"], published=False,
-                  webUrl="https://news.example.com/hidden")
+        write_article(
+            f"draft-{number}.md",
+            title=f"Draft story {number}",
+            topics=["Weekly"],
+            published=False,
+            webUrl=f"https://news.example.com/draft/{number}",
+            publishedDateTime=f"2021-03-{20 + number:02d}T08:00:00Z",
+        )
+    write_article(
+        "secret.md",
+        title="Only a draft",
+        topics=["Hidden Topic"],
+        published=False,
+        webUrl="https://news.example.com/hidden",
+    )
     return make_client(BASE_URL=BASE)
 
 
 @pytest.mark.parametrize("kind", ["html", "txt"])
 def test_limit_takes_the_newest_entries(newsletter_client, kind):
     parse = parse_html_digest if kind == "html" else parse_text_digest
-    titles = lambda url: [e["title"] for e in parse(get_ok(newsletter_client, url).data)["entries"]]  # noqa: E731
+    titles = lambda url: [e["title"] for e in parse(get_ok(newsletter_client, url).data)["entries"]]
     everything = titles(f"/topics/weekly/digest.{kind}")
     assert everything == [f"Weekly story {n}" for n in range(5, -1, -1)]
     for limit in (1, 2, 5):
@@ -389,8 +444,13 @@ def test_include_all_adds_drafts_and_is_private(newsletter_client, kind):
 
 @pytest.mark.parametrize("kind", ["html", "txt"])
 def test_preview_token_guards_include_all(seeds_dir, write_article, make_client, kind):
-    write_article("draft.md", title="Unreleased scoop", topics=["Weekly"], published=False,
-                  webUrl="https://news.example.com/scoop")
+    write_article(
+        "draft.md",
+        title="Unreleased scoop",
+        topics=["Weekly"],
+        published=False,
+        webUrl="https://news.example.com/scoop",
+    )
     write_article("live.md", title="Released story", topics=["Weekly"], webUrl="https://news.example.com/live")
     client = make_client(BASE_URL=BASE, PREVIEW_TOKEN=TOKEN)
     url = f"/topics/weekly/digest.{kind}"
@@ -409,8 +469,14 @@ def test_preview_token_guards_include_all(seeds_dir, write_article, make_client,
 @pytest.mark.parametrize("kind", ["html", "txt"])
 @pytest.mark.parametrize(
     ("query", "status"),
-    [("?limit=0", 400), ("?limit=abc", 400), ("?limit=2&limit=3", 400), ("?include=drafts", 400),
-     ("?include=all&include=all", 400), ("?page=99", 404)],
+    [
+        ("?limit=0", 400),
+        ("?limit=abc", 400),
+        ("?limit=2&limit=3", 400),
+        ("?include=drafts", 400),
+        ("?include=all&include=all", 400),
+        ("?page=99", 404),
+    ],
 )
 def test_bad_flags_are_short_plain_errors(newsletter_client, kind, query, status):
     response = newsletter_client.get(f"/topics/weekly/digest.{kind}{query}")
@@ -470,10 +536,15 @@ def test_digest_is_served_conditionally_and_gzipped(newsletter_client, kind):
 
 
 def test_markup_in_content_is_text_not_code(seeds_dir, write_article, make_client):
-    write_article("odd.md", title='Tom & "Jerry" <script>alert(1)</script> win', topics=["Weekly"],
-                  excerpt="AT&T <img src=x onerror=alert(2)> beats 5 < 6 & \"quotes\"",
-                  webUrl="https://news.example.com/odd", provider={"name": "Q&A <Daily>"},
-                  images=[{"url": "https://img.example.com/a.png?x=1&y=2", "width": 1200, "height": 900}])
+    write_article(
+        "odd.md",
+        title='Tom & "Jerry" <script>alert(1)</script> win',
+        topics=["Weekly"],
+        excerpt='AT&T <img src=x onerror=alert(2)> beats 5 < 6 & "quotes"',
+        webUrl="https://news.example.com/odd",
+        provider={"name": "Q&A <Daily>"},
+        images=[{"url": "https://img.example.com/a.png?x=1&y=2", "width": 1200, "height": 900}],
+    )
     client = make_client(BASE_URL=BASE)
     body = get_ok(client, "/topics/weekly/digest.html").data
     table = check_email_safe(body)
@@ -492,12 +563,23 @@ def test_markup_in_content_is_text_not_code(seeds_dir, write_article, make_clien
 
 
 def test_dates_are_utc_days_and_small_images_are_not_stretched(seeds_dir, write_article, make_client):
-    write_article("late.md", title="Late evening in New York", topics=["Weekly"],
-                  publishedDateTime="2021-02-01T23:30:00-05:00", webUrl="https://news.example.com/late",
-                  images=[{"url": "https://img.example.com/small.png", "width": 300, "height": 200}])
-    write_article("nodims.md", title="Picture without a size", topics=["Weekly"], provider=None,
-                  publishedDateTime="2021-01-05T12:00:00Z", webUrl="https://news.example.com/nodims",
-                  images=["https://img.example.com/unknown.png"])
+    write_article(
+        "late.md",
+        title="Late evening in New York",
+        topics=["Weekly"],
+        publishedDateTime="2021-02-01T23:30:00-05:00",
+        webUrl="https://news.example.com/late",
+        images=[{"url": "https://img.example.com/small.png", "width": 300, "height": 200}],
+    )
+    write_article(
+        "nodims.md",
+        title="Picture without a size",
+        topics=["Weekly"],
+        provider=None,
+        publishedDateTime="2021-01-05T12:00:00Z",
+        webUrl="https://news.example.com/nodims",
+        images=["https://img.example.com/unknown.png"],
+    )
     client = make_client(BASE_URL=BASE)
     late, nodims = parse_html_digest(get_ok(client, "/topics/weekly/digest.html").data)["entries"]
     assert late["date"] == "2 Feb 2021"  # 04:30 UTC the next day

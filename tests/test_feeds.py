@@ -6,13 +6,13 @@ Every assertion is on parsed XML (lxml elements and attributes), never on raw su
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
 import feedgen.entry
 import feedgen.feed
 import pytest
-from feedcheck import ATOM, DC, MEDIA, check_feed
+from helpers import ATOM, DC, MEDIA, ShiftingClock, check_feed
 from lxml import etree
 
 from feedsvc.content.model import Article, Entry, Image, Provider, Related
@@ -125,24 +125,6 @@ def every_date(fmt: str, root: etree._Element) -> list[datetime]:
         return [datetime.fromisoformat(e.text) for e in elements]
     elements = [*root.iter("pubDate"), *root.iter("lastBuildDate")]
     return [parsedate_to_datetime(e.text) for e in elements]
-
-
-class _ClockMeta(type):
-    """Keep feedgen's `isinstance(value, datetime)` checks working with the fake clock."""
-
-    def __instancecheck__(cls, obj) -> bool:
-        return isinstance(obj, datetime)
-
-
-class ShiftingClock(metaclass=_ClockMeta):
-    """A wall clock that jumps a year and a day forward every time it is read."""
-
-    calls = 0
-
-    @classmethod
-    def now(cls, tz=None) -> datetime:
-        cls.calls += 1
-        return datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC) + timedelta(days=367 * cls.calls)
 
 
 @pytest.fixture

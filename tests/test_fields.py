@@ -7,7 +7,7 @@ import warnings as pywarnings
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-from conftest import article_fields
+from helpers import article_fields
 
 from feedsvc.content.fields import Warnings, as_list, clean_text, describe, parse_article, to_bool, to_topics, to_utc
 from feedsvc.content.model import Image, Provider, Related
@@ -46,7 +46,7 @@ def test_valid_fields_give_the_article():
 
 @pytest.mark.parametrize(
     ("field", "hint"),
-    [("title", "title: \"...\""), ("webUrl", "webUrl: \"https://...\""), ("publishedDateTime", "publishedDateTime: 2021")],
+    [("title", 'title: "..."'), ("webUrl", 'webUrl: "https://..."'), ("publishedDateTime", "publishedDateTime: 2021")],
 )
 def test_missing_required_field_names_it_and_shows_how_to_add_it(field, hint):
     error = parse_error(**{field: None})
@@ -270,7 +270,16 @@ def test_clean_text_folds_white_space():
         (["ABC7"], None),
         (None, None),
     ],
-    ids=["mapping", "mapping-name-only", "domain-only", "bare-string", "empty-mapping", "blank-name", "list", "missing"],
+    ids=[
+        "mapping",
+        "mapping-name-only",
+        "domain-only",
+        "bare-string",
+        "empty-mapping",
+        "blank-name",
+        "list",
+        "missing",
+    ],
 )
 def test_provider_as_mapping_or_bare_string(value, expected):
     assert parse(provider=value)[0].provider == expected

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, SEEDS
+from helpers import CORPUS, SEEDS
 
 from feedsvc import create_app
 

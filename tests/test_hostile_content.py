@@ -17,16 +17,14 @@ import lxml.etree
 import lxml.html
 import pytest
 import yaml
-from conftest import PROJECT, SEEDS, article_fields, front_matter
-from feedcheck import ATOM, check_feed
+from helpers import ATOM, PROJECT, SEEDS, article_fields, check_feed, front_matter
 
 from feedsvc.cli import main
 from feedsvc.content.fields import Limits
 from feedsvc.content.files import load_bytes
 from feedsvc.content.frontmatter import split_front_matter
-from feedsvc.content.yamlload import MAX_NODES
 from feedsvc.content.model import Problem
-from feedsvc.content.yamlload import MAX_DEPTH, nesting_bound
+from feedsvc.content.yamlload import MAX_DEPTH, MAX_NODES, nesting_bound
 from feedsvc.errors import ArticleError
 from feedsvc.feeds.catalog import topic_slug
 from feedsvc.runtime.loader import load_folder
@@ -53,54 +51,130 @@ def billion_laughs(levels: int = 9) -> str:
 # YAML library's, whose wording is its own). ANY_LINE: some line of the file.
 ANY_LINE = -1
 BROKEN = [
-    ("bad-indent.md", doc("---", "title: ok", "  bad: indent: here", "---"), 3,
-     "invalid YAML: ..."),
-    ("unclosed-flow.md", doc("---", "title: ok", "webUrl: [x", "publishedDateTime: 2021-01-01", "---"), 4,
-     "invalid YAML: ..."),
+    ("bad-indent.md", doc("---", "title: ok", "  bad: indent: here", "---"), 3, "invalid YAML: ..."),
+    (
+        "unclosed-flow.md",
+        doc("---", "title: ok", "webUrl: [x", "publishedDateTime: 2021-01-01", "---"),
+        4,
+        "invalid YAML: ...",
+    ),
     ("no-front-matter.md", doc("title: no dashes", FIELDS), 1, "no front matter: the first line must be '---'"),
-    ("unclosed.md", doc("---", "title: never closed", FIELDS), 1,
-     "front matter is not closed: add a '---' line after the last field"),
-    ("root-list.md", doc("---", "- title", "- webUrl", "---"), None,
-     "front matter must be a mapping of fields (title: ..., webUrl: ...)"),
-    ("root-scalar.md", doc("---", "just a sentence", "---"), None,
-     "front matter must be a mapping of fields (title: ..., webUrl: ...)"),
+    (
+        "unclosed.md",
+        doc("---", "title: never closed", FIELDS),
+        1,
+        "front matter is not closed: add a '---' line after the last field",
+    ),
+    (
+        "root-list.md",
+        doc("---", "- title", "- webUrl", "---"),
+        None,
+        "front matter must be a mapping of fields (title: ..., webUrl: ...)",
+    ),
+    (
+        "root-scalar.md",
+        doc("---", "just a sentence", "---"),
+        None,
+        "front matter must be a mapping of fields (title: ..., webUrl: ...)",
+    ),
     ("empty.md", b"", 1, "no front matter: the first line must be '---'"),
     ("only-bom.md", b"\xef\xbb\xbf", 1, "no front matter: the first line must be '---'"),
-    ("empty-front-matter.md", doc("---", "---"), None,
-     "front matter must be a mapping of fields (title: ..., webUrl: ...)"),
+    (
+        "empty-front-matter.md",
+        doc("---", "---"),
+        None,
+        "front matter must be a mapping of fields (title: ..., webUrl: ...)",
+    ),
     ("no-title.md", doc("---", FIELDS + "---"), None, "title is missing: add 'title: \"...\"' to the front matter"),
     ("title-list.md", doc("---", "title: [a, b]", FIELDS + "---"), 2, "title must be text, not a list"),
     ("title-map.md", doc("---", "title: {a: b}", FIELDS + "---"), 2, "title must be text, not a dict"),
     ("title-bool.md", doc("---", "title: yes", FIELDS + "---"), 2, "title must be text, not a bool"),
     ("title-empty.md", doc("---", 'title: ""', FIELDS + "---"), 2, "title is empty: give the article a title"),
-    ("title-only-tags.md", doc("---", 'title: "<b> </b><script>x</script>"', FIELDS + "---"), 2,
-     "title is empty: give the article a title"),
-    ("bad-date.md", doc("---", "title: t", "webUrl: https://example.com/x", 'publishedDateTime: "next tuesday"', "---"), 4,
-     "publishedDateTime 'next tuesday' is not a date: use ISO 8601, e.g. 2021-01-13T23:56:00Z"),
-    ("date-no-year.md", doc("---", "title: t", "webUrl: https://example.com/x", 'publishedDateTime: "13 January"', "---"), 4,
-     "publishedDateTime '13 January' is not a date: use ISO 8601, e.g. 2021-01-13T23:56:00Z"),
-    ("impossible-date.md", doc("---", "title: t", "webUrl: https://example.com/x", "publishedDateTime: 2021-02-30", "---"),
-     None, "invalid YAML value: ..."),
-    ("no-date.md", doc("---", "title: t", "webUrl: https://example.com/x", "---"), None,
-     "publishedDateTime is missing: add 'publishedDateTime: 2021-01-13T23:56:00Z'"),
-    ("javascript-url.md", doc("---", "title: t", 'webUrl: "javascript:alert(1)"', "publishedDateTime: 2021-01-01", "---"), 3,
-     "webUrl 'javascript:alert(1)' is not an absolute http(s) URL"),
-    ("data-url.md", doc("---", "title: t", 'webUrl: "data:text/html,<script>x</script>"', "publishedDateTime: 2021-01-01", "---"),
-     3, "webUrl 'data:text/html,<script>x</script>' is not an absolute http(s) URL"),
-    ("relative-url.md", doc("---", "title: t", "webUrl: /news/story", "publishedDateTime: 2021-01-01", "---"), 3,
-     "webUrl '/news/story' is not an absolute http(s) URL"),
-    ("no-host-url.md", doc("---", "title: t", "publishedDateTime: 2021-01-01", "webUrl: https:///story", "---"), 4,
-     "webUrl 'https:///story' is not an absolute http(s) URL"),
-    ("ftp-url.md", doc("---", "title: t", "webUrl: ftp://example.com/x", "publishedDateTime: 2021-01-01", "---"), 3,
-     "webUrl 'ftp://example.com/x' is not an absolute http(s) URL"),
-    ("no-url.md", doc("---", "title: t", "publishedDateTime: 2021-01-01", "---"), None,
-     "webUrl is missing: add 'webUrl: \"https://...\"' to the front matter"),
-    ("latin1.md", "---\ntitle: café\n---\n".encode("latin-1"), None, "not UTF-8 text (byte 14): save the file as UTF-8"),
+    (
+        "title-only-tags.md",
+        doc("---", 'title: "<b> </b><script>x</script>"', FIELDS + "---"),
+        2,
+        "title is empty: give the article a title",
+    ),
+    (
+        "bad-date.md",
+        doc("---", "title: t", "webUrl: https://example.com/x", 'publishedDateTime: "next tuesday"', "---"),
+        4,
+        "publishedDateTime 'next tuesday' is not a date: use ISO 8601, e.g. 2021-01-13T23:56:00Z",
+    ),
+    (
+        "date-no-year.md",
+        doc("---", "title: t", "webUrl: https://example.com/x", 'publishedDateTime: "13 January"', "---"),
+        4,
+        "publishedDateTime '13 January' is not a date: use ISO 8601, e.g. 2021-01-13T23:56:00Z",
+    ),
+    (
+        "impossible-date.md",
+        doc("---", "title: t", "webUrl: https://example.com/x", "publishedDateTime: 2021-02-30", "---"),
+        None,
+        "invalid YAML value: ...",
+    ),
+    (
+        "no-date.md",
+        doc("---", "title: t", "webUrl: https://example.com/x", "---"),
+        None,
+        "publishedDateTime is missing: add 'publishedDateTime: 2021-01-13T23:56:00Z'",
+    ),
+    (
+        "javascript-url.md",
+        doc("---", "title: t", 'webUrl: "javascript:alert(1)"', "publishedDateTime: 2021-01-01", "---"),
+        3,
+        "webUrl 'javascript:alert(1)' is not an absolute http(s) URL",
+    ),
+    (
+        "data-url.md",
+        doc("---", "title: t", 'webUrl: "data:text/html,<script>x</script>"', "publishedDateTime: 2021-01-01", "---"),
+        3,
+        "webUrl 'data:text/html,<script>x</script>' is not an absolute http(s) URL",
+    ),
+    (
+        "relative-url.md",
+        doc("---", "title: t", "webUrl: /news/story", "publishedDateTime: 2021-01-01", "---"),
+        3,
+        "webUrl '/news/story' is not an absolute http(s) URL",
+    ),
+    (
+        "no-host-url.md",
+        doc("---", "title: t", "publishedDateTime: 2021-01-01", "webUrl: https:///story", "---"),
+        4,
+        "webUrl 'https:///story' is not an absolute http(s) URL",
+    ),
+    (
+        "ftp-url.md",
+        doc("---", "title: t", "webUrl: ftp://example.com/x", "publishedDateTime: 2021-01-01", "---"),
+        3,
+        "webUrl 'ftp://example.com/x' is not an absolute http(s) URL",
+    ),
+    (
+        "no-url.md",
+        doc("---", "title: t", "publishedDateTime: 2021-01-01", "---"),
+        None,
+        "webUrl is missing: add 'webUrl: \"https://...\"' to the front matter",
+    ),
+    (
+        "latin1.md",
+        "---\ntitle: café\n---\n".encode("latin-1"),
+        None,
+        "not UTF-8 text (byte 14): save the file as UTF-8",
+    ),
     ("utf16.md", "---\ntitle: t\n---\n".encode("utf-16"), None, "not UTF-8 text (byte 0): save the file as UTF-8"),
-    ("nested-title.md", doc("---", "title: " + "[" * 2000 + "x" + "]" * 2000, FIELDS + "---"), None,
-     f"front matter nests deeper than {MAX_DEPTH} levels: flatten it"),
-    ("alias-bomb.md", doc("---", "title: t", FIELDS + billion_laughs(), "---"), ANY_LINE,
-     f"front matter expands to over {MAX_NODES} values (YAML aliases?): simplify it"),
+    (
+        "nested-title.md",
+        doc("---", "title: " + "[" * 2000 + "x" + "]" * 2000, FIELDS + "---"),
+        None,
+        f"front matter nests deeper than {MAX_DEPTH} levels: flatten it",
+    ),
+    (
+        "alias-bomb.md",
+        doc("---", "title: t", FIELDS + billion_laughs(), "---"),
+        ANY_LINE,
+        f"front matter expands to over {MAX_NODES} values (YAML aliases?): simplify it",
+    ),
 ]
 
 
@@ -128,7 +202,12 @@ def served_urls(client, fmt: str = "atom", path: str = "") -> list[str]:
     root = check_feed(fmt, response.data)
     if fmt == "rss":
         return [i.findtext("link") for i in root.iter("item")]
-    return [l.get("href") for e in root.iter(f"{ATOM}entry") for l in e.findall(f"{ATOM}link") if l.get("rel") in (None, "alternate")]
+    return [
+        l.get("href")
+        for e in root.iter(f"{ATOM}entry")
+        for l in e.findall(f"{ATOM}link")
+        if l.get("rel") in (None, "alternate")
+    ]
 
 
 # --- each broken file: skipped, with its reason and line ------------------------------------------
@@ -226,13 +305,21 @@ def test_alias_bomb_is_refused_quickly_with_a_reason_about_aliases(seeds_dir, ca
 
 
 def test_alias_bomb_in_an_unread_key_is_refused_too(seeds_dir):
-    write(seeds_dir, "bomb.md", doc("---", "title: t", FIELDS + "secured:", "  " + billion_laughs().replace("\n", "\n  "), "---"))
+    write(
+        seeds_dir,
+        "bomb.md",
+        doc("---", "title: t", FIELDS + "secured:", "  " + billion_laughs().replace("\n", "\n  "), "---"),
+    )
     (problem,) = load_folder(seeds_dir).problems
     assert "aliases" in problem.message
 
 
 def test_modest_aliases_are_fine(seeds_dir):
-    write(seeds_dir, "alias.md", doc("---", "title: &t Shared title", FIELDS + "topics: [*t, Other]", "published: true", "---"))
+    write(
+        seeds_dir,
+        "alias.md",
+        doc("---", "title: &t Shared title", FIELDS + "topics: [*t, Other]", "published: true", "---"),
+    )
     (article,) = [a for a in load_folder(seeds_dir).articles if a.path == "alias.md"]
     assert article.topics == ("Shared title", "Other")
 
@@ -274,7 +361,11 @@ def run_check(folder: Path, timeout: float) -> subprocess.CompletedProcess:
     """`feedsvc check folder` in a child process (a crash or a hang cannot take pytest with it)."""
     return subprocess.run(
         [sys.executable, "-m", "feedsvc.cli", "check", str(folder)],
-        capture_output=True, text=True, timeout=timeout, cwd=PROJECT,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=PROJECT,
     )
 
 
@@ -385,16 +476,28 @@ def test_encodings_and_line_ends_load(seeds_dir, data):
     ],
 )
 def test_dates_without_zone_or_time_are_utc(seeds_dir, value, expected):
-    write(seeds_dir, "d.md", doc("---", "title: t", "webUrl: https://example.com/d", f"publishedDateTime: {value}", "---"))
+    write(
+        seeds_dir, "d.md", doc("---", "title: t", "webUrl: https://example.com/d", f"publishedDateTime: {value}", "---")
+    )
     article, problems = loaded(seeds_dir, "d.md")
     assert (article.published.isoformat(), problems) == (expected, [])
 
 
 def test_scalars_where_lists_are_expected(seeds_dir):
-    write(seeds_dir, "s.md", doc(
-        "---", "title: t", FIELDS + "topics: Robotics", "images: https://example.com/i.jpg",
-        "related:", "  title: one link", "  webUrl: https://example.com/r", "---",
-    ))
+    write(
+        seeds_dir,
+        "s.md",
+        doc(
+            "---",
+            "title: t",
+            FIELDS + "topics: Robotics",
+            "images: https://example.com/i.jpg",
+            "related:",
+            "  title: one link",
+            "  webUrl: https://example.com/r",
+            "---",
+        ),
+    )
     article, problems = loaded(seeds_dir, "s.md")
     assert article.topics == ("Robotics",)
     assert [i.url for i in article.images] == ["https://example.com/i.jpg"]
@@ -402,7 +505,9 @@ def test_scalars_where_lists_are_expected(seeds_dir):
     assert problems == []
 
 
-@pytest.mark.parametrize(("value", "expected"), [('"true"', True), ('"yes"', True), ("on", True), ('"false"', False), ("no", False)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [('"true"', True), ('"yes"', True), ("on", True), ('"false"', False), ("no", False)]
+)
 def test_published_as_text(seeds_dir, value, expected):
     write(seeds_dir, "p.md", doc("---", "title: t", FIELDS + f"published: {value}", "---"))
     article, problems = loaded(seeds_dir, "p.md")
@@ -410,18 +515,34 @@ def test_published_as_text(seeds_dir, value, expected):
 
 
 def test_unknown_keys_are_ignored(seeds_dir):
-    write(seeds_dir, "u.md", doc("---", "title: t", FIELDS + "whatever: [1, {a: b}]", "ampWebUrl: not a url", "quality: high", "---"))
+    write(
+        seeds_dir,
+        "u.md",
+        doc("---", "title: t", FIELDS + "whatever: [1, {a: b}]", "ampWebUrl: not a url", "quality: high", "---"),
+    )
     article, problems = loaded(seeds_dir, "u.md")
     assert (article.title, problems) == ("t", [])
 
 
 def test_one_bad_related_link_beside_good_ones(seeds_dir, make_client):
-    write(seeds_dir, "r.md", doc(
-        "---", "title: With links", FIELDS + "published: true", "topics: Links", "related:",
-        "  - title: good one", "    webUrl: https://example.com/good-1",
-        "  - title: evil", '    webUrl: "javascript:alert(1)"',
-        "  - title: good two", "    webUrl: https://example.com/good-2", "---",
-    ))
+    write(
+        seeds_dir,
+        "r.md",
+        doc(
+            "---",
+            "title: With links",
+            FIELDS + "published: true",
+            "topics: Links",
+            "related:",
+            "  - title: good one",
+            "    webUrl: https://example.com/good-1",
+            "  - title: evil",
+            '    webUrl: "javascript:alert(1)"',
+            "  - title: good two",
+            "    webUrl: https://example.com/good-2",
+            "---",
+        ),
+    )
     article, problems = loaded(seeds_dir, "r.md")
     assert [r.url for r in article.related] == ["https://example.com/good-1", "https://example.com/good-2"]
     assert [(p.severity, p.message) for p in problems] == [
@@ -495,7 +616,11 @@ def test_repaired_text_is_served(seeds_dir, make_client, fmt):
 
 @pytest.mark.parametrize("escape", ["\\x01", "\\0", "\\e", "\\uFFFE", "\\x7f", "\\x81", "\\u0090"])
 def test_control_characters_from_yaml_escapes_are_dropped(seeds_dir, make_client, escape):
-    write(seeds_dir, "escaped.md", doc("---", f'title: "Esc{escape}aped"', FIELDS + "published: true", "topics: Esc", "---"))
+    write(
+        seeds_dir,
+        "escaped.md",
+        doc("---", f'title: "Esc{escape}aped"', FIELDS + "published: true", "topics: Esc", "---"),
+    )
     client = make_client()
     for fmt in ("rss", "atom"):
         response = client.get(f"/topics/esc/{fmt}.xml")
@@ -534,8 +659,10 @@ def html_fields(route: str, body: bytes) -> list[str]:
     """Every string of a response that its readers take as HTML."""
     if route.endswith("rss.xml"):
         channel = check_feed("rss", body).find("channel")
-        items = [(i.findtext("description"), i.findtext("{http://purl.org/rss/1.0/modules/content/}encoded"))
-                 for i in channel.iter("item")]
+        items = [
+            (i.findtext("description"), i.findtext("{http://purl.org/rss/1.0/modules/content/}encoded"))
+            for i in channel.iter("item")
+        ]
         return [channel.findtext("description"), *(text for pair in items for text in pair if text)]
     if route.endswith("atom.xml"):
         root = check_feed("atom", body)
@@ -632,8 +759,11 @@ def test_bidi_controls_never_reach_any_route(seeds_dir, make_client):
     article, _ = loaded(seeds_dir, "bidi.md")
     assert (article.title, article.excerpt) == ("Invoice fdp.exe", "Pay now or later")
     assert (article.topics, article.provider.name, article.related[0].title) == (("Bidi",), "Trusted News", "Read this")
-    routes = ["/", "/feeds.opml"] + [f"{prefix}/{name}" for prefix in ("", "/topics/bidi")
-                                     for name in ("rss.xml", "atom.xml", "feed.json", "digest.html", "digest.txt")]
+    routes = ["/", "/feeds.opml"] + [
+        f"{prefix}/{name}"
+        for prefix in ("", "/topics/bidi")
+        for name in ("rss.xml", "atom.xml", "feed.json", "digest.html", "digest.txt")
+    ]
     for route in routes:
         response = client.get(route)
         assert response.status_code == 200, route
@@ -651,8 +781,18 @@ def test_c1_controls_from_yaml_escapes_are_dropped(seeds_dir):
 
 def test_excerpt_after_a_long_script_block_is_served(seeds_dir, make_client):
     excerpt = '<script type="application/ld+json">' + '{"a": 1}' * 1200 + "</script><p>The real excerpt.</p>"
-    write(seeds_dir, "ld.md", doc("---", "title: With JSON-LD", FIELDS + "published: true", "topics: Ld",
-                                  "excerpt: " + json.dumps(excerpt), "---"))
+    write(
+        seeds_dir,
+        "ld.md",
+        doc(
+            "---",
+            "title: With JSON-LD",
+            FIELDS + "published: true",
+            "topics: Ld",
+            "excerpt: " + json.dumps(excerpt),
+            "---",
+        ),
+    )
     texts = entry_texts("atom", make_client().get("/topics/ld/atom.xml").data)
     assert texts["https://example.com/x"] == ("With JSON-LD", "The real excerpt.")
 
@@ -660,8 +800,14 @@ def test_excerpt_after_a_long_script_block_is_served(seeds_dir, make_client):
 def test_long_title_and_excerpt_are_cut_per_config(seeds_dir, write_article, make_client):
     title = " ".join(f"word{n}" for n in range(60))
     excerpt = " ".join(f"sentence{n}" for n in range(200))
-    write_article("long.md", title=title, excerpt=excerpt, webUrl="https://example.com/long", topics=["Long"],
-                  related=[{"title": title, "excerpt": excerpt, "webUrl": "https://example.com/long-related"}])
+    write_article(
+        "long.md",
+        title=title,
+        excerpt=excerpt,
+        webUrl="https://example.com/long",
+        topics=["Long"],
+        related=[{"title": title, "excerpt": excerpt, "webUrl": "https://example.com/long-related"}],
+    )
     client = make_client(MAX_TITLE_CHARS=40, MAX_EXCERPT_CHARS=100)
     for fmt in ("rss", "atom", "json"):
         path = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}[fmt]
@@ -696,13 +842,28 @@ def test_two_files_with_the_same_web_url_give_one_entry_and_a_warning(seeds_dir,
     assert client.get("/healthz").get_json()["warnings"] == 1
     assert main(["check", str(seeds_dir)]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "b-second.md: warning: webUrl https://example.com/dup is also the webUrl of a-first.md: "
-        "one entry is served, from the newest selected file"
+        (
+            "b-second.md: warning: webUrl https://example.com/dup is also the webUrl of a-first.md: "
+            "one entry is served, from the newest selected file"
+        )
     ]
 
 
-LEFTOVERS = [".#x.md", "x.md~", "x.swp", "x.md.swp", ".x.md.swo", "#x.md#", ".hidden.md", "x.md.bak", "x.md.orig",
-             "x.tmp", ".hidden/x.md", "sub/.git/x.md", "sub/.#y.md"]
+LEFTOVERS = [
+    ".#x.md",
+    "x.md~",
+    "x.swp",
+    "x.md.swp",
+    ".x.md.swo",
+    "#x.md#",
+    ".hidden.md",
+    "x.md.bak",
+    "x.md.orig",
+    "x.tmp",
+    ".hidden/x.md",
+    "sub/.git/x.md",
+    "sub/.#y.md",
+]
 
 
 @pytest.mark.parametrize("name", LEFTOVERS)
@@ -735,23 +896,41 @@ def check_lines(seeds_dir: Path, capsys) -> tuple[int, list[str]]:
 
 
 def test_check_points_at_the_line_of_the_field_at_fault(seeds_dir, capsys):
-    write(seeds_dir, "x.md", doc("---", "title: Fine", "excerpt: also fine", "", "webUrl: javascript:void(0)",
-                                 "publishedDateTime: 2021-01-01", "---"))
-    assert check_lines(seeds_dir, capsys) == (1, ["x.md:5: error: webUrl 'javascript:void(0)' is not an absolute http(s) URL"])
+    write(
+        seeds_dir,
+        "x.md",
+        doc(
+            "---",
+            "title: Fine",
+            "excerpt: also fine",
+            "",
+            "webUrl: javascript:void(0)",
+            "publishedDateTime: 2021-01-01",
+            "---",
+        ),
+    )
+    assert check_lines(seeds_dir, capsys) == (
+        1,
+        ["x.md:5: error: webUrl 'javascript:void(0)' is not an absolute http(s) URL"],
+    )
 
 
 def test_check_line_counts_the_opening_dashes_and_survives_bom_and_crlf(seeds_dir, capsys):
-    data = b"\xef\xbb\xbf" + doc("---", "title: Fine", "publishedDateTime: soon", "webUrl: https://example.com/y", "---").replace(b"\n", b"\r\n")
+    data = b"\xef\xbb\xbf" + doc(
+        "---", "title: Fine", "publishedDateTime: soon", "webUrl: https://example.com/y", "---"
+    ).replace(b"\n", b"\r\n")
     write(seeds_dir, "y.md", data)
     assert check_lines(seeds_dir, capsys) == (
-        1, ["y.md:3: error: publishedDateTime 'soon' is not a date: use ISO 8601, e.g. 2021-01-13T23:56:00Z"]
+        1,
+        ["y.md:3: error: publishedDateTime 'soon' is not a date: use ISO 8601, e.g. 2021-01-13T23:56:00Z"],
     )
 
 
 def test_check_missing_field_has_no_line(seeds_dir, capsys):
     write(seeds_dir, "z.md", doc("---", "title: on line two", "publishedDateTime: 2021-01-01", "---"))
     assert check_lines(seeds_dir, capsys) == (
-        1, ["z.md: error: webUrl is missing: add 'webUrl: \"https://...\"' to the front matter"]
+        1,
+        ["z.md: error: webUrl is missing: add 'webUrl: \"https://...\"' to the front matter"],
     )
 
 
@@ -787,6 +966,19 @@ def test_check_with_only_warnings_exits_0(seeds_dir, capsys):
 
 
 def test_check_line_of_a_repeated_key_is_the_one_that_counts(seeds_dir, capsys):
-    write(seeds_dir, "twice.md", doc("---", "title: t", "webUrl: https://example.com/fine", "publishedDateTime: 2021-01-01",
-                                     "webUrl: javascript:alert(1)", "---"))
-    assert check_lines(seeds_dir, capsys) == (1, ["twice.md:5: error: webUrl 'javascript:alert(1)' is not an absolute http(s) URL"])
+    write(
+        seeds_dir,
+        "twice.md",
+        doc(
+            "---",
+            "title: t",
+            "webUrl: https://example.com/fine",
+            "publishedDateTime: 2021-01-01",
+            "webUrl: javascript:alert(1)",
+            "---",
+        ),
+    )
+    assert check_lines(seeds_dir, capsys) == (
+        1,
+        ["twice.md:5: error: webUrl 'javascript:alert(1)' is not an absolute http(s) URL"],
+    )

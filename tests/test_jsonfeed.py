@@ -10,7 +10,7 @@ from email.utils import parsedate_to_datetime
 
 import lxml.html
 import pytest
-from feedcheck import ATOM, is_absolute_uri
+from helpers import ATOM, is_absolute_uri
 from lxml import etree
 
 from feedsvc.content.model import Article, Entry, Provider
@@ -95,9 +95,28 @@ def test_json_feed_has_the_required_fields(any_client, slug, query):
             assert isinstance(author["name"], str) and author["name"]
         if "image" in item:
             assert is_absolute_uri(item["image"])
-        extensions = [k for k in item if k not in
-                      {"id", "url", "external_url", "title", "content_html", "content_text", "summary", "image",
-                       "banner_image", "date_published", "date_modified", "authors", "tags", "language", "attachments"}]
+        extensions = [
+            k
+            for k in item
+            if k
+            not in {
+                "id",
+                "url",
+                "external_url",
+                "title",
+                "content_html",
+                "content_text",
+                "summary",
+                "image",
+                "banner_image",
+                "date_published",
+                "date_modified",
+                "authors",
+                "tags",
+                "language",
+                "attachments",
+            }
+        ]
         assert all(k.startswith("_") for k in extensions), extensions
     ids = [item["id"] for item in feed["items"]]
     assert len(ids) == len(set(ids))
@@ -242,13 +261,26 @@ def test_topic_feeds_link_their_json_twin(client, slug):
 
 
 WHEN = datetime(2021, 2, 1, 10, 0, tzinfo=timezone.utc)
-INFO = FeedInfo(feed_id="https://f.example/atom.xml", title="T", subtitle="S", self_url="https://f.example/feed.json",
-                html_url="https://f.example/", author="feedsvc")
+INFO = FeedInfo(
+    feed_id="https://f.example/atom.xml",
+    title="T",
+    subtitle="S",
+    self_url="https://f.example/feed.json",
+    html_url="https://f.example/",
+    author="feedsvc",
+)
 
 
 def entry(n: int, **overrides) -> Entry:
-    fields = dict(url=f"https://news.example.com/{n}", title=f"Title {n}", published=WHEN, excerpt=f"Excerpt {n}",
-                  provider=Provider("Example News", "example.com"), image=None, categories=("AI",))
+    fields = {
+        "url": f"https://news.example.com/{n}",
+        "title": f"Title {n}",
+        "published": WHEN,
+        "excerpt": f"Excerpt {n}",
+        "provider": Provider("Example News", "example.com"),
+        "image": None,
+        "categories": ("AI",),
+    }
     fields.update(overrides)
     return Entry(**fields)
 
@@ -274,8 +306,12 @@ def test_related_entry_content_text_names_its_article():
 
 
 def test_render_adds_next_url_and_hubs_from_the_links():
-    info = FeedInfo(**{**INFO.__dict__, "links": {"next": "https://f.example/feed.json?page=2", "first": "x",
-                                                    "hub": "https://hub.example/"}})
+    info = FeedInfo(
+        **{
+            **INFO.__dict__,
+            "links": {"next": "https://f.example/feed.json?page=2", "first": "x", "hub": "https://hub.example/"},
+        }
+    )
     feed = json.loads(jsonfeed.render(info, [entry(1)]))
     assert feed["next_url"] == "https://f.example/feed.json?page=2"
     assert feed["hubs"] == [{"type": "WebSub", "url": "https://hub.example/"}]

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
-import pwd
-import select
 import shutil
-import signal
 import socket
 import tempfile
 import threading
 import time
-import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CORPUS, SEEDS, article_fields, front_matter
+from helpers import CORPUS, SEEDS, article_fields, as_unprivileged, front_matter, set_mtime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -165,7 +160,11 @@ def test_split_front_matter_without_opening_dashes_is_an_error_on_line_one():
         ("title: no front matter\n", 1, "no front matter: the first line must be '---'"),
         ("\n---\ntitle: x\n---\n", 1, "no front matter: the first line must be '---'"),
         ("", 1, "no front matter: the first line must be '---'"),
-        ("---\ntitle: x\nwebUrl: https://example.com/\n", 1, "front matter is not closed: add a '---' line after the last field"),
+        (
+            "---\ntitle: x\nwebUrl: https://example.com/\n",
+            1,
+            "front matter is not closed: add a '---' line after the last field",
+        ),
         ("---\n- a\n- b\n---\n", None, "front matter must be a mapping of fields (title: ..., webUrl: ...)"),
         ("---\njust a sentence\n---\n", None, "front matter must be a mapping of fields (title: ..., webUrl: ...)"),
         ("---\n---\n", None, "front matter must be a mapping of fields (title: ..., webUrl: ...)"),
@@ -184,7 +183,7 @@ def test_unusable_file_is_skipped_with_a_problem(seeds_dir, write_article, text,
         (["title: ok", "webUrl: [unclosed", "publishedDateTime: 2021-01-01"], 4),
         (["title: ok", "webUrl: https://example.com/", "  bad: indent"], 4),
         (["title: ok", "\tx: 1"], 3),
-        (["title: \"unclosed"], 2),
+        (['title: "unclosed'], 2),
     ],
     ids=["unclosed-flow", "bad-indent", "tab", "unclosed-quote"],
 )
@@ -199,7 +198,9 @@ def test_invalid_yaml_gives_a_reason_and_the_file_line(seeds_dir, write_article,
 @pytest.mark.parametrize("prefix", [b"\xef\xbb\xbf", b""], ids=["bom", "no-bom"])
 @pytest.mark.parametrize("newline", [b"\n", b"\r\n"], ids=["lf", "crlf"])
 def test_invalid_yaml_line_is_the_same_with_bom_or_crlf(seeds_dir, prefix, newline):
-    (seeds_dir / "bad.md").write_bytes(prefix + newline.join([b"---", b"title: ok", b"webUrl: [x", b"a: 1", b"---", b""]))
+    (seeds_dir / "bad.md").write_bytes(
+        prefix + newline.join([b"---", b"title: ok", b"webUrl: [x", b"a: 1", b"---", b""])
+    )
     assert only_problem(seeds_dir).line == 4
 
 
@@ -254,12 +255,17 @@ def test_impossible_unquoted_date_is_a_problem_not_a_crash(seeds_dir, write_arti
 
 @pytest.mark.parametrize("value", ["!!int abc", "!!bool abc", "!!timestamp abc"])
 def test_bad_tagged_value_is_a_problem_not_a_crash(seeds_dir, write_article, value):
-    write_article("tagged.md", text=f"---\ntitle: {value}\nwebUrl: https://example.com/\npublishedDateTime: 2021-01-01\n---\n")
+    write_article(
+        "tagged.md", text=f"---\ntitle: {value}\nwebUrl: https://example.com/\npublishedDateTime: 2021-01-01\n---\n"
+    )
     assert only_problem(seeds_dir).path == "tagged.md"
 
 
 def test_date_out_of_utc_range_is_a_problem_not_a_crash(seeds_dir, write_article):
-    write_article("year1.md", text="---\ntitle: x\nwebUrl: https://example.com/\npublishedDateTime: 0001-01-01T00:00:00+01:00\n---\n")
+    write_article(
+        "year1.md",
+        text="---\ntitle: x\nwebUrl: https://example.com/\npublishedDateTime: 0001-01-01T00:00:00+01:00\n---\n",
+    )
     assert only_problem(seeds_dir).path == "year1.md"
 
 
@@ -282,8 +288,11 @@ def built(load) -> str:
 )
 def test_python_object_tags_are_refused_not_executed(seeds_dir, tmp_path, write_article, tag):
     marker = tmp_path / "executed"
-    write_article("evil.md", text=f"---\ntitle: {tag} [\"touch {marker}\"]\nwebUrl: https://example.com/\n"
-                                   "publishedDateTime: 2021-01-01\n---\n")
+    write_article(
+        "evil.md",
+        text=f'---\ntitle: {tag} ["touch {marker}"]\nwebUrl: https://example.com/\n'
+        "publishedDateTime: 2021-01-01\n---\n",
+    )
     problem = only_problem(seeds_dir)
     assert not marker.exists()
     assert (problem.path, problem.line, problem.severity) == ("evil.md", 2, "error")
@@ -301,7 +310,19 @@ def test_python_name_tag_is_refused(seeds_dir, write_article):
 
 @pytest.mark.parametrize(
     "name",
-    [".#x.md", "x.md~", ".x.swp", ".x.md.swp", "x.md.swp", "x.md.swo", "#x.md#", ".hidden.md", "x.md.bak", "x.md.orig", "x.tmp"],
+    [
+        ".#x.md",
+        "x.md~",
+        ".x.swp",
+        ".x.md.swp",
+        "x.md.swp",
+        "x.md.swo",
+        "#x.md#",
+        ".hidden.md",
+        "x.md.bak",
+        "x.md.orig",
+        "x.tmp",
+    ],
 )
 def test_hidden_files_and_editor_leftovers_are_not_read(seeds_dir, write_article, name):
     write_article(name, webUrl="https://example.com/leftover")
@@ -357,15 +378,6 @@ def test_loaded_problem_str_names_file_and_line(seeds_dir, write_article):
 T0 = 1_600_000_000  # 2020-09-13T12:26:40Z: a fixed past instant for mtimes
 
 
-def set_mtime(path: Path, seconds: float) -> None:
-    ns = int(seconds * 1_000_000_000)
-    os.utime(path, ns=(ns, ns))
-
-
-def article_text(**overrides) -> str:
-    return front_matter(**article_fields(**overrides))
-
-
 def rescanned(root: Path, previous: Scan, *paths: Path) -> Scan | None:
     """rescan() as the watcher calls it (absolute paths as text); a result must equal a full scan."""
     found = rescan(root, previous, [str(p) for p in paths])
@@ -417,7 +429,8 @@ def test_rescan_with_nothing_touched_is_the_previous_scan(seeds_dir):
 
 
 @pytest.mark.parametrize(
-    "name", [".x.md", "x.md~", "x.md.swp", "#x.md#", ".#x.md", "x.md.tmp", ".git/x.md", "sub/.cache/x.md", ".hidden/sub/x.md"]
+    "name",
+    [".x.md", "x.md~", "x.md.swp", "#x.md#", ".#x.md", "x.md.tmp", ".git/x.md", "sub/.cache/x.md", ".hidden/sub/x.md"],
 )
 def test_rescan_ignores_hidden_paths_and_editor_leftovers(seeds_dir, write_article, name):
     previous = scan(seeds_dir)
@@ -547,7 +560,17 @@ def test_rescan_leaves_out_a_file_inside_a_linked_folder(seeds_dir, tmp_path):
 # Random edits, additions and removals among a few names (some hidden, some leftovers, some in
 # subfolders): bringing the scan up to date from the touched paths alone (or, when rescan asks
 # for it, by a full scan, as the store does) always gives what a full scan gives.
-NAMES = ["a.md", "b.txt", "sub/c.md", "sub/deeper/d.md", ".hidden.md", "e.md~", "#f.md#", ".git/g.md", "sub/.cache/h.md"]
+NAMES = [
+    "a.md",
+    "b.txt",
+    "sub/c.md",
+    "sub/deeper/d.md",
+    ".hidden.md",
+    "e.md~",
+    "#f.md#",
+    ".git/g.md",
+    "sub/.cache/h.md",
+]
 STEPS = st.lists(
     st.lists(st.tuples(st.sampled_from(["write", "remove", "touch"]), st.sampled_from(NAMES), st.integers(0, 40)),
              min_size=1, max_size=4),
@@ -700,8 +723,12 @@ def test_result_of_gives_the_served_articles_and_every_problem():
 
 def test_stale_names_are_the_stale_files_by_name():
     article, _ = load_bytes(GOOD.encode(), "x.md")
-    states = {"z.md": state(article, stale=True), "a.md": state(article), "m.md": state(article, stale=True),
-              "b.md": state(None)}
+    states = {
+        "z.md": state(article, stale=True),
+        "a.md": state(article),
+        "m.md": state(article, stale=True),
+        "b.md": state(None),
+    }
     assert stale_names(states) == ("m.md", "z.md")
 
 
@@ -724,7 +751,9 @@ related:
 """
 
 
-@pytest.mark.parametrize("text", [MERGED, MERGED.replace("<<: *base", "!!merge <<: *base")], ids=["implicit", "explicit"])
+@pytest.mark.parametrize(
+    "text", [MERGED, MERGED.replace("<<: *base", "!!merge <<: *base")], ids=["implicit", "explicit"]
+)
 def test_merge_keys_are_applied_as_pyyaml_applies_them(text):
     article, _ = load_bytes(text.encode(), "m.md")
     assert article.provider.name == "Merged News" and article.provider.domain == "example.com"
@@ -845,93 +874,6 @@ def test_rescan_of_a_fifo_names_it_as_a_full_scan_does(seeds_dir):
     found = rescan(seeds_dir, known, [str(seeds_dir / "pipe.md")])
     assert found is not None and found.files == scan(seeds_dir).files
     assert "pipe.md" in found.files
-
-
-def world_readable_folder() -> Path:
-    """A new folder under the system's temporary folder that any user can reach (pytest's tmp_path
-    is its owner's alone, so `nobody` could not even reach a folder in it)."""
-    folder = Path(tempfile.mkdtemp(prefix="feedsvc-unlisted-"))
-    folder.chmod(0o755)
-    return folder
-
-
-def as_unprivileged(work, seconds: float = 30.0, warm_up=lambda: load_folder(SEEDS)):
-    """work()'s JSON-able result, from a forked child that mode 000 keeps out of a folder: as user
-    `nobody` when this runs as root (root reads any folder, whatever its mode), else as this user.
-    A fork, not a new interpreter: `nobody` may not be able to read this one's installation, so
-    `warm_up()` first does here what `work` will (on other files), importing what it imports lazily."""
-    uid, gid = unprivileged_ids()
-    warm_up()
-    reader, writer = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads: the child runs only `work`
-        pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        try:
-            os.close(reader)
-            if os.geteuid() != uid:
-                os.setgroups([])
-                os.setgid(gid)
-                os.setuid(uid)
-            outcome = {"value": work()}
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the test
-            outcome = {"error": f"{type(exc).__name__}: {exc}"}
-        finally:
-            try:
-                os.write(writer, json.dumps(outcome, default=str).encode())
-            finally:
-                os._exit(0)
-    os.close(writer)
-    data, deadline = b"", time.monotonic() + seconds
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([reader], [], [], max(0.0, deadline - time.monotonic()))
-            chunk = os.read(reader, 65536) if ready else b""
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        os.close(reader)
-        if not os.waitpid(pid, os.WNOHANG)[0]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            os.waitpid(pid, 0)
-    assert data, f"the unprivileged child gave no answer within {seconds} s"
-    outcome = json.loads(data)
-    assert "error" not in outcome, outcome["error"]
-    return outcome["value"]
-
-
-def unprivileged_ids() -> tuple[int, int]:
-    """(uid, gid) as_unprivileged runs as."""
-    if os.geteuid() != 0:
-        return os.geteuid(), os.getegid()
-    try:
-        nobody = pwd.getpwnam("nobody")
-    except KeyError:
-        pytest.skip("running as root, and there is no user 'nobody' to take mode 000 seriously")
-    return nobody.pw_uid, nobody.pw_gid
-
-
-@pytest.fixture
-def unlisted_folder():
-    """(seeds, lock): a seeds folder with a.md and sub/{b,c}.md that as_unprivileged's user owns
-    (it can change their modes), and the function that takes every permission off sub/. All of
-    it is put back and removed when the test ends."""
-    uid, gid = unprivileged_ids()
-    root = world_readable_folder()
-    seeds = root / "seeds"
-    (seeds / "sub").mkdir(parents=True)
-    for name in ("a.md", "sub/b.md", "sub/c.md"):
-        (seeds / name).write_text(front_matter(**article_fields(webUrl=f"https://example.com/{name}")), encoding="utf-8")
-    for folder, names, files in os.walk(root):
-        for path in [folder, *(os.path.join(folder, name) for name in names + files)]:
-            os.chown(path, uid, gid)
-    yield seeds, lambda: (seeds / "sub").chmod(0)
-    (seeds / "sub").chmod(0o755)
-    shutil.rmtree(root)
 
 
 def test_scan_reports_a_folder_it_cannot_list_instead_of_dropping_its_files(unlisted_folder):

@@ -15,7 +15,7 @@ import json
 import feedparser
 import lxml.html
 import pytest
-from feedcheck import ATOM, MEDIA, is_absolute_uri
+from helpers import ATOM, MEDIA, is_absolute_uri
 from lxml import etree
 
 from feedsvc import create_app
@@ -28,8 +28,15 @@ ALL = "?include=all&limit=500"
 
 @pytest.fixture(scope="module", params=["seeds", "corpus"])
 def client(request, read_only_folders, tmp_path_factory):
-    app = create_app({"TESTING": True, "SEEDS_DIR": str(read_only_folders / request.param), "RELOAD_INTERVAL": 0,
-                      "BASE_URL": BASE, "CACHE_DIR": str(tmp_path_factory.mktemp(f"cache-{request.param}"))})
+    app = create_app(
+        {
+            "TESTING": True,
+            "SEEDS_DIR": str(read_only_folders / request.param),
+            "RELOAD_INTERVAL": 0,
+            "BASE_URL": BASE,
+            "CACHE_DIR": str(tmp_path_factory.mktemp(f"cache-{request.param}")),
+        }
+    )
     return app.test_client()
 
 
@@ -190,10 +197,18 @@ def test_json_items_with_an_image_have_content_html_with_the_image(client):
 
 
 def test_small_large_and_unsized_images(seeds_dir, write_article, make_client):
-    write_article("large.md", title="Large", webUrl="https://a.example/large",
-                  images=[{"url": "https://img.example/large.png", "width": 2400, "height": 1600}])
-    write_article("small.md", title="Small", webUrl="https://a.example/small",
-                  images=[{"url": "https://img.example/small.png", "width": 300, "height": 300}])
+    write_article(
+        "large.md",
+        title="Large",
+        webUrl="https://a.example/large",
+        images=[{"url": "https://img.example/large.png", "width": 2400, "height": 1600}],
+    )
+    write_article(
+        "small.md",
+        title="Small",
+        webUrl="https://a.example/small",
+        images=[{"url": "https://img.example/small.png", "width": 300, "height": 300}],
+    )
     write_article("bare.md", title="Bare", webUrl="https://a.example/bare", images=["https://img.example/bare.png"])
     root = etree.fromstring(make_client(BASE_URL=BASE).get("/topics/testing/rss.xml").data)
     items = {item.findtext("title"): item for item in root.iter("item")}
@@ -209,8 +224,9 @@ def test_small_large_and_unsized_images(seeds_dir, write_article, make_client):
 
 
 def test_markup_and_entities_in_the_excerpt_stay_text(seeds_dir, write_article, make_client):
-    write_article("amp.md", title="Q&A", webUrl="https://a.example/amp",
-                  excerpt="AT&T <b>said</b> 5 &lt; 6 and \"quoted\"")
+    write_article(
+        "amp.md", title="Q&A", webUrl="https://a.example/amp", excerpt='AT&T <b>said</b> 5 &lt; 6 and "quoted"'
+    )
     root = etree.fromstring(make_client(BASE_URL=BASE).get("/topics/testing/rss.xml").data)
     [item] = [i for i in root.iter("item") if i.findtext("link") == "https://a.example/amp"]
     shown = text_of_html(item.findtext("description"))
@@ -224,8 +240,13 @@ def test_an_image_without_an_excerpt_still_gets_content_encoded_and_a_plain_desc
 ):
     """feedgen writes an item's content as its <description> when it has none: an entry with a
     picture and no excerpt must still get content:encoded, and plain text as its description."""
-    write_article("quiet.md", title="Picture, no words", webUrl="https://a.example/quiet", excerpt=None,
-                  images=[{"url": "https://img.example/quiet.png", "width": 1200, "height": 800}])
+    write_article(
+        "quiet.md",
+        title="Picture, no words",
+        webUrl="https://a.example/quiet",
+        excerpt=None,
+        images=[{"url": "https://img.example/quiet.png", "width": 1200, "height": 800}],
+    )
     root = etree.fromstring(make_client(BASE_URL=BASE).get("/topics/testing/rss.xml").data)
     [item] = [i for i in root.iter("item") if i.findtext("link") == "https://a.example/quiet"]
     assert item.find(f"{MEDIA}content") is not None

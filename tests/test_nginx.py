@@ -26,12 +26,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT
-from test_cli import free_port
-from test_server import OLD_TITLE, PUBLISHED, Server, rss_titles
+from helpers import OLD_TITLE, PROJECT, PUBLISHED, Server, free_port, rss_titles
 
 NGINX = next((p for p in ("/usr/sbin/nginx", shutil.which("nginx") or "") if p and os.access(p, os.X_OK)), None)
-pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (/usr/sbin/nginx): apt-get install -y nginx")
+pytestmark = [
+    pytest.mark.slow,  # a real nginx in front of a real `feedsvc serve`
+    pytest.mark.skipif(NGINX is None, reason="nginx is not installed (/usr/sbin/nginx): apt-get install -y nginx"),
+]
 CONFIG = PROJECT / "deploy" / "nginx.conf"
 MAX_AGE = 2  # seconds; nginx counts whole seconds, so an entry expires 2 to 3 s after it was stored
 EXPIRY_DEADLINE = 10.0  # seconds for a cached entry to expire (with margin)
@@ -77,11 +78,20 @@ class Nginx:
         self.port = free_port()
         self.config = self.base / "nginx.conf"
         self.config.write_text(render(self.base, app_port, self.port, edits), encoding="utf-8")
-        self.command = [NGINX, "-p", str(self.base), "-e", str(self.base / "logs" / "startup.log"),
-                        "-c", str(self.config), "-g", "daemon off;"]
+        self.command = [
+            NGINX,
+            "-p",
+            str(self.base),
+            "-e",
+            str(self.base / "logs" / "startup.log"),
+            "-c",
+            str(self.config),
+            "-g",
+            "daemon off;",
+        ]
         self.process: subprocess.Popen | None = None
         try:
-            checked = subprocess.run([*self.command, "-t"], capture_output=True, text=True, timeout=30)
+            checked = subprocess.run([*self.command, "-t"], capture_output=True, text=True, timeout=30, check=False)
             assert checked.returncode == 0, checked.stderr
             with (self.base / "logs" / "master.out").open("wb") as out:
                 self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT)
@@ -207,8 +217,15 @@ def test_config_is_a_caching_proxy_to_127_0_0_1_8000():
     assert ["server", "127.0.0.1:8000"] in config
     assert named["proxy_pass"] == ["http://feedsvc_app"]
     assert named["proxy_cache_revalidate"] == ["on"]
-    assert set(named["proxy_cache_use_stale"]) == {"error", "timeout", "updating", "http_500", "http_502",
-                                                   "http_503", "http_504"}
+    assert set(named["proxy_cache_use_stale"]) == {
+        "error",
+        "timeout",
+        "updating",
+        "http_500",
+        "http_502",
+        "http_503",
+        "http_504",
+    }
     assert named["proxy_cache_background_update"] == ["on"]
     assert named["add_header"][:2] == ["X-Cache-Status", "$upstream_cache_status"]
     assert "$feedsvc_encoding" in " ".join(named["proxy_cache_key"])
@@ -222,14 +239,46 @@ def test_rendered_config_passes_nginx_t(tmp_path):
     try:
         config = base / "nginx.conf"
         config.write_text(render(base, 8000, free_port()), encoding="utf-8")
-        checked = subprocess.run([NGINX, "-t", "-p", str(base), "-e", str(base / "logs" / "startup.log"),
-                                  "-c", str(config), "-g", "daemon off;"], capture_output=True, text=True, timeout=30)
+        checked = subprocess.run(
+            [
+                NGINX,
+                "-t",
+                "-p",
+                str(base),
+                "-e",
+                str(base / "logs" / "startup.log"),
+                "-c",
+                str(config),
+                "-g",
+                "daemon off;",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         assert checked.returncode == 0, checked.stderr
         assert "syntax is ok" in checked.stderr and "test is successful" in checked.stderr
         broken = config.read_text().replace("proxy_cache_revalidate on;", "proxy_cache_revalidate maybe;")
         config.write_text(broken)
-        refused = subprocess.run([NGINX, "-t", "-p", str(base), "-e", str(base / "logs" / "startup.log"),
-                                  "-c", str(config), "-g", "daemon off;"], capture_output=True, text=True, timeout=30)
+        refused = subprocess.run(
+            [
+                NGINX,
+                "-t",
+                "-p",
+                str(base),
+                "-e",
+                str(base / "logs" / "startup.log"),
+                "-c",
+                str(config),
+                "-g",
+                "daemon off;",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         assert refused.returncode != 0  # so the check above can fail
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -285,8 +334,11 @@ def test_expired_entry_is_revalidated_with_a_conditional_request_answered_304(st
     assert cache_status(headers) == "STALE"
     until(lambda: 304 in stack.app_lines(FEED), 10, "a 304 in the app's access log")
     stack.wait_app_lines(FEED, [200, 304])  # a conditional request, not a second full fetch
-    until(lambda: re.search(rf'"GET {re.escape(FEED)}" .* cache=REVALIDATED upstream=304 ', nginx.access_log()),
-          10, "REVALIDATED in nginx's access log")
+    until(
+        lambda: re.search(rf'"GET {re.escape(FEED)}" .* cache=REVALIDATED upstream=304 ', nginx.access_log()),
+        10,
+        "REVALIDATED in nginx's access log",
+    )
     status, after, served = nginx.request(FEED)
     assert status == 200 and cache_status(after) == "HIT"  # fresh again
     assert served == body and after["ETag"] == first["ETag"]
@@ -300,17 +352,28 @@ def test_without_background_update_the_client_sees_revalidated_and_stale_on_erro
         nginx = running.nginx
         status, first, body = nginx.request(FEED)
         assert status == 200 and cache_status(first) == "MISS"
-        headers = until(lambda: (h := nginx.request(FEED)[1]) and cache_status(h) != "HIT" and h,
-                        EXPIRY_DEADLINE, "the cached feed expiring", pause=0.25)
+        headers = until(
+            lambda: (h := nginx.request(FEED)[1]) and cache_status(h) != "HIT" and h,
+            EXPIRY_DEADLINE,
+            "the cached feed expiring",
+            pause=0.25,
+        )
         assert cache_status(headers) == "REVALIDATED"
         running.wait_app_lines(FEED, [200, 304])
 
         assert running.app.stop() == 0
-        status, headers, served = until(lambda: (r := nginx.request(FEED)) and cache_status(r[1]) != "HIT" and r,
-                                        EXPIRY_DEADLINE, "the cached feed expiring", pause=0.25)
+        status, headers, served = until(
+            lambda: (r := nginx.request(FEED)) and cache_status(r[1]) != "HIT" and r,
+            EXPIRY_DEADLINE,
+            "the cached feed expiring",
+            pause=0.25,
+        )
         assert status == 200 and cache_status(headers) == "STALE" and served == body
-        until(lambda: re.search(rf'"GET {re.escape(FEED)}" .* cache=STALE upstream=502 ', nginx.access_log()),
-              5, "the failed upstream request in nginx's access log")
+        until(
+            lambda: re.search(rf'"GET {re.escape(FEED)}" .* cache=STALE upstream=502 ', nginx.access_log()),
+            5,
+            "the failed upstream request in nginx's access log",
+        )
     finally:
         running.stop()
 
@@ -333,17 +396,20 @@ def test_cached_feed_is_served_stale_while_the_app_is_down(stack):
         assert headers["ETag"] == first["ETag"]
     status, headers, _ = nginx.request("/topics/computer-vision/atom.xml")  # never cached
     assert status == 502 and cache_status(headers) == "MISS"
-    until(lambda: "connect() failed" in (nginx.base / "logs" / "error.log").read_text(errors="replace"), 5,
-          "the refused connection in nginx's error log")
+    until(
+        lambda: "connect() failed" in (nginx.base / "logs" / "error.log").read_text(errors="replace"),
+        5,
+        "the refused connection in nginx's error log",
+    )
 
 
 def test_changed_file_is_visible_through_the_proxy_after_max_age(stack, seeds_dir):
     nginx = stack.nginx
-    status, headers, body = nginx.request(FEED)
+    _, headers, body = nginx.request(FEED)
     assert cache_status(headers) == "MISS" and OLD_TITLE in rss_titles(body)
     path = seeds_dir / PUBLISHED
     path.write_text(path.read_text(encoding="utf-8").replace(OLD_TITLE, "Edited behind the cache"), encoding="utf-8")
-    status, headers, body = nginx.request(FEED)
+    _, headers, body = nginx.request(FEED)
     assert cache_status(headers) == "HIT" and OLD_TITLE in rss_titles(body)  # the cached copy, still fresh
 
     until(lambda: "Edited behind the cache" in rss_titles(stack.app.request(FEED)[2]), 10, "the app reloading")
@@ -357,7 +423,7 @@ def test_changed_file_is_visible_through_the_proxy_after_max_age(stack, seeds_di
 
     until(updated, EXPIRY_DEADLINE + 5, "the edit reaching readers through the proxy", pause=0.25)
     assert "STALE" in seen  # the old copy was served once more while the new one was fetched
-    status, headers, body = nginx.request(FEED)
+    _, headers, body = nginx.request(FEED)
     assert cache_status(headers) == "HIT" and "Edited behind the cache" in rss_titles(body)
     assert OLD_TITLE not in rss_titles(body)
 
@@ -365,7 +431,7 @@ def test_changed_file_is_visible_through_the_proxy_after_max_age(stack, seeds_di
 def test_previews_and_uncacheable_pages_always_reach_the_app(stack):
     nginx = stack.nginx
     for _ in range(2):
-        status, headers, body = nginx.request(FEED + "?include=all")
+        status, headers, _ = nginx.request(FEED + "?include=all")
         assert status == 200 and cache_status(headers) == "MISS"
         assert "private" in headers["Cache-Control"] and "public" not in headers["Cache-Control"]
     stack.wait_app_lines(FEED + "?include=all", [200, 200])

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from feedcheck import ATOM
+from helpers import ATOM
 from lxml import etree
 
 from feedsvc.content.model import Article, Provider

@@ -11,7 +11,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from feedcheck import ATOM, entry_ids
+from helpers import ATOM, entry_ids
 from lxml import etree
 
 import feedsvc.runtime.bodycache
@@ -191,13 +191,36 @@ def test_lru_drops_the_least_recently_used():
     assert dropped.calls == 1 and cache.renders == 4
 
 
-@pytest.mark.parametrize("size", [1, 3, 10])
-def test_cache_never_holds_more_than_its_size(size):
+def is_cached(cache: RenderCache, owner: object, key) -> bool:
+    """Whether the cache holds a body for `key`: asking for it renders nothing. Asking changes the
+    cache: a held key becomes the most recently used; a missing one is rendered and put in."""
+    probe = Producer(b"probe")
+    cache.get(key, owner, "src", probe)
+    return probe.calls == 0
+
+
+def filled(size: int, new_keys: int = 0) -> tuple[RenderCache, object]:
+    """(cache, owner): a cache of `size` bodies asked for keys 0 to 3 * size + 4 in turn, then for
+    `new_keys` keys it never had."""
     cache, owner = RenderCache(max_items=size), object()
     for n in range(3 * size + 5):
         cache.get(n, owner, "src", Producer(b"%d" % n))
-    assert len(cache._records) == size
-    assert list(cache._records) == list(range(2 * size + 5, 3 * size + 5))
+    for n in range(new_keys):
+        cache.get(("new", n), owner, "src", Producer(b"new"))
+    return cache, owner
+
+
+@pytest.mark.parametrize("size", [1, 3, 10])
+def test_cache_never_holds_more_than_its_size(size):
+    kept = list(range(2 * size + 5, 3 * size + 5))  # the last `size` keys, least recently used first
+    cache, owner = filled(size)
+    assert [n for n in kept if is_cached(cache, owner, n)] == kept  # asked in that order: the order stays
+    # No other key is held: from the most recently dropped back, each is rendered again (each time
+    # dropping a kept key, never putting back an older one).
+    assert not any(is_cached(cache, owner, n) for n in reversed(range(2 * size + 5)))
+    for position, key in enumerate(kept):  # dropped in that order: the least recently used first
+        assert is_cached(*filled(size, new_keys=position), key)
+        assert not is_cached(*filled(size, new_keys=position + 1), key)
 
 
 def test_cache_is_safe_to_share_between_threads():
@@ -222,7 +245,7 @@ def test_cache_is_safe_to_share_between_threads():
     assert errors == []
     assert results == {n: {b"body-%d" % n} for n in range(20)}
     assert 20 <= cache.renders <= 20 * 8  # each key rendered at least once, at most once per thread race
-    assert len(cache._records) == 20
+    assert all(is_cached(cache, owner, n) for n in range(20))  # all 20 held (room for 50)
 
 
 # --- cached_feed: per (feed, format, query), dropped exactly when the entries change -------------
@@ -250,8 +273,12 @@ def test_repeat_requests_render_once(site):
 
 def test_each_feed_format_and_query_is_its_own_body(site):
     cache, cat = RenderCache(), catalog(*X_ARTICLES, *Y_ARTICLES)
-    keys = [(slug, fmt, query) for slug in (None, "xray", "yankee") for fmt in FORMATS
-            for query in (Query(), Query(include_all=True), Query(limit=1), Query(limit=1, page=2))]
+    keys = [
+        (slug, fmt, query)
+        for slug in (None, "xray", "yankee")
+        for fmt in FORMATS
+        for query in (Query(), Query(include_all=True), Query(limit=1), Query(limit=1, page=2))
+    ]
     bodies = {key: cached_feed(cache, cat, site, *key).body for key in keys}
     assert cache.renders == len(keys)
     assert len(set(bodies.values())) == len(keys)
@@ -270,7 +297,9 @@ def test_other_base_url_is_another_body(site):
 def test_reload_changing_only_x_rerenders_only_x(site):
     cache = RenderCache()
     old = catalog(*X_ARTICLES, *Y_ARTICLES)
-    before = {(slug, fmt): cached_feed(cache, old, site, slug, fmt, Query()) for slug in ("xray", "yankee") for fmt in FORMATS}
+    before = {
+        (slug, fmt): cached_feed(cache, old, site, slug, fmt, Query()) for slug in ("xray", "yankee") for fmt in FORMATS
+    }
     renders = cache.renders
 
     edited = [article(1, "Xray", title="Article 1, corrected"), *X_ARTICLES[1:]]

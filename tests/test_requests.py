@@ -17,11 +17,9 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import lxml.html
 import pytest
-from conftest import PROJECT, SEEDS
-from feedcheck import ATOM, check_feed
 from granian.log import log_request_builder
+from helpers import ATOM, PROJECT, SEEDS, check_feed, free_port
 from lxml import etree
-from test_cli import free_port
 
 from feedsvc.server import ACCESS_LOG_FORMAT, RedactTokens, redact
 
@@ -60,14 +58,20 @@ def assert_short_plain_error(response, status: int | None = None) -> str:
 # --- previews: include=all needs the token ----------------------------------------------------
 
 PREVIEW_URLS = [
-    "/rss.xml?include=all", "/atom.xml?include=all", "/feed.json?include=all", "/topics/ai/rss.xml?include=all",
-    "/topics/computer-vision/feed.json?include=all&limit=2", "/?include=all", "/feeds.opml?include=all",
+    "/rss.xml?include=all",
+    "/atom.xml?include=all",
+    "/feed.json?include=all",
+    "/topics/ai/rss.xml?include=all",
+    "/topics/computer-vision/feed.json?include=all&limit=2",
+    "/?include=all",
+    "/feeds.opml?include=all",
 ]
 
 
 @pytest.mark.parametrize("url", PREVIEW_URLS)
 @pytest.mark.parametrize(
-    "given", [None, WRONG, "", TOKEN.upper(), TOKEN[:-1], TOKEN + "x", " " + TOKEN],
+    "given",
+    [None, WRONG, "", TOKEN.upper(), TOKEN[:-1], TOKEN + "x", " " + TOKEN],
     ids=["none", "wrong", "empty", "upper", "prefix", "longer", "space"],
 )
 def test_preview_without_the_right_token_is_403(token_client, url, given):
@@ -103,7 +107,7 @@ def test_without_preview_token_include_all_is_open(client):
 
 
 def test_without_preview_token_a_given_token_is_not_echoed(client):
-    for fmt, path in PATHS.items():
+    for path in PATHS.values():
         response = client.get(f"/{path}?include=all&token={TOKEN}")
         assert response.status_code == 200
         assert not leaks_token(response, TOKEN)
@@ -178,17 +182,30 @@ def test_token_is_only_in_the_outline_urls_of_the_preview_opml(token_client):
 
 
 OTHER_REQUESTS = [
-    "/rss.xml", "/atom.xml", "/feed.json", "/topics/ai/rss.xml", "/topics/ai/feed.json", "/", "/feeds.opml",
-    "/?include=published", f"/rss.xml?token={TOKEN}", f"/?token={TOKEN}", f"/feeds.opml?token={TOKEN}",
-    f"/atom.xml?include=published&token={TOKEN}", "/rss.xml?include=all", f"/rss.xml?include=all&token={WRONG}",
-    "/healthz", "/missing", f"/topics/ai/rss.xml?include=all&token={TOKEN}&limit=0",
+    "/rss.xml",
+    "/atom.xml",
+    "/feed.json",
+    "/topics/ai/rss.xml",
+    "/topics/ai/feed.json",
+    "/",
+    "/feeds.opml",
+    "/?include=published",
+    f"/rss.xml?token={TOKEN}",
+    f"/?token={TOKEN}",
+    f"/feeds.opml?token={TOKEN}",
+    f"/atom.xml?include=published&token={TOKEN}",
+    "/rss.xml?include=all",
+    f"/rss.xml?include=all&token={WRONG}",
+    "/healthz",
+    "/missing",
+    f"/topics/ai/rss.xml?include=all&token={TOKEN}&limit=0",
 ]
 
 
 @pytest.mark.parametrize("gzip", [False, True])
 def test_token_never_reaches_the_responses_to_other_requests(token_client, gzip):
     headers = {"Accept-Encoding": "gzip"} if gzip else {}
-    for fmt, path in PATHS.items():  # previews first: what they cached must not leak
+    for path in PATHS.values():  # previews first: what they cached must not leak
         for topic in ("", "/topics/ai"):
             assert token_client.get(f"{topic}/{path}?include=all&token={TOKEN}", headers=headers).status_code == 200
     token_client.get(f"/?include=all&token={TOKEN}")
@@ -304,7 +321,9 @@ def test_other_methods_are_405_with_allow(client, method, url):
     assert {"GET", "HEAD"} <= allowed and method not in allowed
 
 
-@pytest.mark.parametrize("url", ["/rss.xml", "/topics/ai/atom.xml", "/feed.json", "/", "/feeds.opml", "/healthz", "/nope", "*"])
+@pytest.mark.parametrize(
+    "url", ["/rss.xml", "/topics/ai/atom.xml", "/feed.json", "/", "/feeds.opml", "/healthz", "/nope", "*"]
+)
 def test_options_is_answered_without_error(client, url):
     response = client.open(url, method="OPTIONS")
     assert response.status_code < 500
@@ -339,8 +358,11 @@ def test_long_bad_value_is_not_echoed_whole(client):
 
 @pytest.mark.parametrize(
     "url",
-    ["/rss.xml?include=" + quote("\U000e0001" * 40), "/rss.xml?limit=" + quote("\U000e0001" * 40),
-     "/topics/" + quote("\U000e0001" * 60) + "/rss.xml"],
+    [
+        "/rss.xml?include=" + quote("\U000e0001" * 40),
+        "/rss.xml?limit=" + quote("\U000e0001" * 40),
+        "/topics/" + quote("\U000e0001" * 60) + "/rss.xml",
+    ],
     ids=["include", "limit", "topic"],
 )
 def test_error_quoting_non_printable_input_stays_short(client, url):
@@ -368,10 +390,22 @@ def csp(response) -> dict[str, list[str]]:
 
 
 EVERY_KIND = [
-    ("GET", "/"), ("GET", "/?include=all"), ("GET", "/rss.xml"), ("GET", "/atom.xml"), ("GET", "/feed.json"),
-    ("GET", "/topics/ai/rss.xml"), ("GET", "/feeds.opml"), ("GET", "/healthz"), ("HEAD", "/rss.xml"),
-    ("GET", "/nope"), ("GET", "/topics/nope/rss.xml"), ("GET", "/rss.xml?limit=0"), ("GET", "/rss.xml?page=99"),
-    ("PUT", "/rss.xml"), ("OPTIONS", "/rss.xml"), ("OPTIONS", "/"),
+    ("GET", "/"),
+    ("GET", "/?include=all"),
+    ("GET", "/rss.xml"),
+    ("GET", "/atom.xml"),
+    ("GET", "/feed.json"),
+    ("GET", "/topics/ai/rss.xml"),
+    ("GET", "/feeds.opml"),
+    ("GET", "/healthz"),
+    ("HEAD", "/rss.xml"),
+    ("GET", "/nope"),
+    ("GET", "/topics/nope/rss.xml"),
+    ("GET", "/rss.xml?limit=0"),
+    ("GET", "/rss.xml?page=99"),
+    ("PUT", "/rss.xml"),
+    ("OPTIONS", "/rss.xml"),
+    ("OPTIONS", "/"),
 ]
 
 
@@ -408,8 +442,10 @@ def test_preview_index_has_the_policy_and_no_referrer(token_client):
     assert response.headers["Referrer-Policy"] == "no-referrer"  # the token must not travel in a Referer
 
 
-@pytest.mark.parametrize(("fmt", "media_type"), [("rss", "application/rss+xml"), ("atom", "application/atom+xml"),
-                                                 ("json", "application/feed+json")])
+@pytest.mark.parametrize(
+    ("fmt", "media_type"),
+    [("rss", "application/rss+xml"), ("atom", "application/atom+xml"), ("json", "application/feed+json")],
+)
 def test_feeds_are_served_as_their_own_type(client, fmt, media_type):
     response = client.get(f"/{PATHS[fmt]}")
     assert response.mimetype == media_type
@@ -531,11 +567,23 @@ def fetch(url: str, headers: dict[str, str] | None = None) -> int:
         return error.code
 
 
+@pytest.mark.slow
 def test_served_access_log_redacts_the_token(seeds_dir: Path, tmp_path: Path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "FEEDSVC_PREVIEW_TOKEN": TOKEN, "FEEDSVC_CACHE_DIR": str(tmp_path / "cache")}
-    command = [sys.executable, "-m", "feedsvc.cli", "serve", "--seeds", str(seeds_dir), "--port", str(port), "--workers", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "feedsvc.cli",
+        "serve",
+        "--seeds",
+        str(seeds_dir),
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=PROJECT)
     try:
         deadline = time.monotonic() + 20

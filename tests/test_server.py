@@ -28,79 +28,26 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from conftest import SEEDS
-from feedcheck import ATOM, check_rss
+from helpers import (
+    ATOM,
+    EDIT_DEADLINE,
+    OLD_TITLE,
+    PUBLISHED,
+    SEEDS,
+    RecordingHub,
+    Server,
+    check_rss,
+    rss_titles,
+    serve_command,
+    served_by_every_worker,
+    wait_until,
+    watcher_of,
+)
 from lxml import etree
-from test_cli import free_port, wait_for
-from test_store import wait_until
-from test_websub import RecordingHub
 
 from feedsvc import create_app
 from feedsvc.errors import FeedsvcError
 from feedsvc.server import RedactTokens, claim_address, escape_log_text, start_worker, worker_loader
-
-FEEDSVC = Path(sys.executable).with_name("feedsvc")
-RELOAD_INTERVAL = "0.3"
-EDIT_DEADLINE = 10.0  # seconds for an edit on disk to reach every worker
-
-
-def serve_command() -> list[str]:
-    """`feedsvc serve --host 127.0.0.1`, from this virtual environment."""
-    command = [str(FEEDSVC)] if FEEDSVC.exists() else [sys.executable, "-m", "feedsvc.cli"]
-    return [*command, "serve", "--host", "127.0.0.1"]
-
-
-class Server:
-    """One `feedsvc serve` process."""
-
-    def __init__(self, seeds: Path, env: dict[str, str] | None = None, command: list[str] | None = None) -> None:
-        """`command` (default `feedsvc serve`) is given --seeds, --port and --workers 2."""
-        self.seeds, self.port = seeds, free_port()
-        if command is None:
-            command = serve_command()
-        command = [*command, "--seeds", str(seeds), "--port", str(self.port), "--workers", "2"]
-        cache = seeds.parent / "parse-cache"  # never the user's ~/.cache
-        environment = {**os.environ, "FEEDSVC_RELOAD_INTERVAL": RELOAD_INTERVAL, "FEEDSVC_CACHE_DIR": str(cache),
-                       "FEEDSVC_MAX_AGE": "300", **(env or {})}
-        # A file, not a pipe: a pipe nobody reads while the server logs would fill and block it.
-        self.log = seeds.parent / f"server-{self.port}.log"
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
-        self.output = ""
-        try:
-            wait_for(self.url("/healthz"), seconds=20)
-        except BaseException:
-            self.stop()
-            raise
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def request(self, path: str, headers: dict[str, str] | None = None, method: str = "GET"):
-        """(status, headers, raw body bytes) as a client sees them on the wire."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            connection.request(method, path, headers=headers or {})
-            response = connection.getresponse()
-            return response.status, response.headers, response.read()
-        finally:
-            connection.close()
-
-    def log_text(self) -> str:
-        """What the server has written so far (stdout and stderr)."""
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        """SIGTERM (or `signum`), then wait (bounded) for a clean exit; the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.output = self.log_text()
-        return self.process.returncode
 
 
 @pytest.fixture
@@ -123,26 +70,7 @@ def shared_server(tmp_path_factory):
     assert code == 0, running.output[-3000:]
 
 
-def rss_titles(body: bytes) -> list[str]:
-    return [item.findtext("title") for item in etree.fromstring(body).iter("item")]
-
-
-def served_by_every_worker(server, title: str, what: str) -> dict:
-    """Wait until /topics/ai/rss.xml has `title` in 8 answers in a row (so from every worker); its headers."""
-    deadline, in_a_row = time.monotonic() + EDIT_DEADLINE, 0
-    while in_a_row < 8:
-        assert time.monotonic() < deadline, f"{what} did not reach every worker within {EDIT_DEADLINE}s"
-        status, headers, body = server.request("/topics/ai/rss.xml")
-        assert status == 200
-        in_a_row = in_a_row + 1 if title in rss_titles(body) else 0
-        time.sleep(0.05)
-    return headers
-
-
-PUBLISHED = "003_b297a05077328abf.txt"
-OLD_TITLE = "The LAPD Just Banned Its Officers From Using Third-Party Facial Recognition Software"
-
-
+@pytest.mark.slow
 def test_feed_over_http_is_valid_with_validators(shared_server):
     server = shared_server
     status, headers, body = server.request("/topics/ai/rss.xml")
@@ -155,6 +83,7 @@ def test_feed_over_http_is_valid_with_validators(shared_server):
     assert int(headers["Content-Length"]) == len(body)
 
 
+@pytest.mark.slow
 def test_if_none_match_is_304_over_http(shared_server):
     server = shared_server
     status, headers, body = server.request("/topics/ai/atom.xml")
@@ -169,6 +98,7 @@ def test_if_none_match_is_304_over_http(shared_server):
     assert status == 200 and body
 
 
+@pytest.mark.slow
 def test_if_modified_since_is_304_over_http(shared_server):
     server = shared_server
     _, headers, _ = server.request("/feed.json")
@@ -176,6 +106,7 @@ def test_if_modified_since_is_304_over_http(shared_server):
     assert status == 304 and body == b""
 
 
+@pytest.mark.slow
 def test_gzip_as_a_real_client_sees_it(shared_server):
     server = shared_server
     status, plain_headers, plain = server.request("/topics/ai/rss.xml", {"Accept-Encoding": "identity"})
@@ -188,19 +119,23 @@ def test_gzip_as_a_real_client_sees_it(shared_server):
     assert int(headers["Content-Length"]) == len(raw) < len(plain)
     assert gzip.decompress(raw) == plain
     assert headers["ETag"] != plain_headers["ETag"]
-    status, _, body = server.request("/topics/ai/rss.xml", {"Accept-Encoding": "gzip", "If-None-Match": headers["ETag"]})
+    status, _, body = server.request(
+        "/topics/ai/rss.xml", {"Accept-Encoding": "gzip", "If-None-Match": headers["ETag"]}
+    )
     assert status == 304 and body == b""
 
 
+@pytest.mark.slow
 def test_head_over_http(shared_server):
     server = shared_server
-    _, get_headers, body = server.request("/topics/ai/feed.json", {"Accept-Encoding": "gzip"})
+    _, get_headers, _ = server.request("/topics/ai/feed.json", {"Accept-Encoding": "gzip"})
     status, headers, empty = server.request("/topics/ai/feed.json", {"Accept-Encoding": "gzip"}, method="HEAD")
     assert status == 200 and empty == b""
     for name in ("Content-Type", "Content-Length", "Content-Encoding", "ETag", "Cache-Control"):
         assert headers[name] == get_headers[name], name
 
 
+@pytest.mark.slow
 def test_edit_on_disk_reaches_every_worker(server, seeds_dir):
     status, headers, body = server.request("/topics/ai/rss.xml")
     assert OLD_TITLE in rss_titles(body)
@@ -213,11 +148,14 @@ def test_edit_on_disk_reaches_every_worker(server, seeds_dir):
     assert status == 200  # the old tag no longer matches
 
 
+@pytest.mark.slow
 def test_added_and_removed_files_over_http(server, seeds_dir):
     text = (seeds_dir / PUBLISHED).read_text(encoding="utf-8")
     added = seeds_dir / "zz-added.txt"
-    added.write_text(text.replace(OLD_TITLE, "A brand new article").replace("gizmodo.com/the-lapd", "gizmodo.com/new-lapd"),
-                     encoding="utf-8")
+    added.write_text(
+        text.replace(OLD_TITLE, "A brand new article").replace("gizmodo.com/the-lapd", "gizmodo.com/new-lapd"),
+        encoding="utf-8",
+    )
     deadline = time.monotonic() + EDIT_DEADLINE
     while "A brand new article" not in rss_titles(server.request("/topics/ai/rss.xml")[2]):
         assert time.monotonic() < deadline
@@ -246,6 +184,7 @@ def worker_pids(log: str) -> list[int]:
     return [int(pid) for pid in re.findall(r"Spawning worker-\d+ with PID: (\d+)", log)]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="workers are spawned: each builds its own app")
 def test_app_is_built_once_in_the_master_before_the_workers_fork(shared_server):
     log = shared_server.log_text()
@@ -256,6 +195,7 @@ def test_app_is_built_once_in_the_master_before_the_workers_fork(shared_server):
         assert Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1] == str(shared_server.process.pid)
 
 
+@pytest.mark.slow
 def test_sighup_reaches_every_worker(seeds_dir):
     running = Server(seeds_dir, {"FEEDSVC_RELOAD_INTERVAL": "0"})  # no watcher: only SIGHUP reloads
     try:
@@ -275,6 +215,7 @@ def test_sighup_reaches_every_worker(seeds_dir):
     assert code == 0, running.output[-3000:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_the_server_cleanly(seeds_dir, signum):
     running = Server(seeds_dir)
@@ -314,6 +255,7 @@ sys.exit(run(create_config({"SEEDS_DIR": args.seeds, "PORT": int(args.port), "WO
 """
 
 
+@pytest.mark.slow
 def test_sigterm_lets_in_flight_requests_finish(seeds_dir):
     running = Server(seeds_dir, command=[sys.executable, "-c", SLOW_SERVE])
     answers: list = []
@@ -333,6 +275,7 @@ def test_sigterm_lets_in_flight_requests_finish(seeds_dir):
     assert '"GET /topics/ai/rss.xml?slow=1 HTTP/1.1" 200 ' in running.output
 
 
+@pytest.mark.slow
 def test_websub_notifications_are_sent_under_feedsvc_serve(seeds_dir):
     hub = RecordingHub()
     base = "http://feeds.example.org"
@@ -405,8 +348,10 @@ def has_ipv6_loopback() -> bool:
         return False
 
 
-HOSTS = [("127.0.0.1", "127.0.0.1"), pytest.param("::1", "[::1]", marks=pytest.mark.skipif(
-    not has_ipv6_loopback(), reason="no IPv6 loopback"))]
+HOSTS = [
+    ("127.0.0.1", "127.0.0.1"),
+    pytest.param("::1", "[::1]", marks=pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback")),
+]
 
 
 @pytest.mark.parametrize(("host", "in_url"), HOSTS)
@@ -569,8 +514,10 @@ def test_idle_connections_neither_stall_the_service_nor_stay_open(seeds_dir, eno
         closed = [sock for sock in ready if closed_by_server(sock)]
         took = time.monotonic() - opened
         assert len(closed) == IDLE_CONNECTIONS, f"{IDLE_CONNECTIONS - len(closed)} idle connections still open"
-        print(f"\n{answered}/12 answered beside {IDLE_CONNECTIONS} idle connections (slowest {max(times):.3f}s); "
-              f"all idle connections closed {took:.1f}s after they were opened (idle timeout {IDLE_TIMEOUT}s)")
+        print(
+            f"\n{answered}/12 answered beside {IDLE_CONNECTIONS} idle connections (slowest {max(times):.3f}s); "
+            f"all idle connections closed {took:.1f}s after they were opened (idle timeout {IDLE_TIMEOUT}s)"
+        )
     finally:
         for sock in connections:
             sock.close()
@@ -591,8 +538,9 @@ def access_lines_with(server: Server, marker: str, seconds: float = EDIT_DEADLIN
 def test_control_characters_in_a_request_cannot_forge_access_log_lines(shared_server):
     forged = '127.0.0.1 - - [01/Jan/2030] "GET /admin HTTP/1.1" 200'
     path = "/forge-marker%0a" + forged.replace(" ", "%20").replace('"', "%22") + "%0d%0aNUL%00here"
-    request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: agent\\\" 999 \"x\r\n"
-               "Connection: close\r\n\r\n").encode()
+    request = (
+        f'GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: agent\\" 999 "x\r\nConnection: close\r\n\r\n'
+    ).encode()
     with socket.create_connection(("127.0.0.1", shared_server.port), timeout=10) as sock:
         sock.sendall(request)
         assert sock.recv(12).startswith(b"HTTP/1.1 ")
@@ -612,8 +560,17 @@ def test_escape_log_text_leaves_printable_ascii_alone_and_writes_the_rest_as_byt
 
 
 def test_access_log_filter_escapes_every_text_atom_after_redacting():
-    atoms = {"addr": "192.0.2.1", "method": "GET", "path": "/a\nb", "query_string": "token=secret&limit=1",
-             "protocol": "HTTP/1.1", "status": 200, "dt_ms": 1.0, "_h0": "/?token=secret", "_h1": 'ua "quoted" \\'}
+    atoms = {
+        "addr": "192.0.2.1",
+        "method": "GET",
+        "path": "/a\nb",
+        "query_string": "token=secret&limit=1",
+        "protocol": "HTTP/1.1",
+        "status": 200,
+        "dt_ms": 1.0,
+        "_h0": "/?token=secret",
+        "_h1": 'ua "quoted" \\',
+    }
     record = logging.LogRecord("granian.access", logging.INFO, __file__, 0, "%(target)s", (atoms,), None)
     for _ in range(2):  # a second filter on the logger changes nothing more
         assert RedactTokens().filter(record)
@@ -670,7 +627,8 @@ def test_start_worker_catches_up_watches_and_reloads_on_sighup(seeds_dir):
     assert start_worker(lambda: app) is app
     assert "Changed before the worker started" in ai_titles(app)  # caught up before serving
     store = app.extensions["feedsvc"]
-    assert store._watcher is not None and store._watcher.is_alive() and store._watcher.pid == os.getpid()
+    watcher = watcher_of(store)
+    assert watcher is not None and watcher.is_alive() and watcher.pid == os.getpid()
     edit_title(seeds_dir, "Changed and signalled", "Changed before the worker started")
     os.kill(os.getpid(), signal.SIGHUP)  # start_worker's handler wakes the watcher
     deadline = time.monotonic() + EDIT_DEADLINE
@@ -702,4 +660,4 @@ def test_spawned_workers_each_build_their_own_app(seeds_dir, monkeypatch):
     assert apps[0] is not apps[1]
     for app in apps:
         assert OLD_TITLE in ai_titles(app)
-        assert app.extensions["feedsvc"]._watcher.is_alive()
+        assert watcher_of(app.extensions["feedsvc"]).is_alive()

@@ -25,10 +25,19 @@ from pathlib import Path
 
 import pytest
 import watchfiles
-from conftest import SEEDS, article_fields, front_matter
-from feedcheck import ATOM
+from helpers import (
+    ATOM,
+    SEEDS,
+    WAIT,
+    Server,
+    article_text,
+    as_unprivileged,
+    served_by_every_worker,
+    set_mtime,
+    wait_until,
+    watcher_of,
+)
 from lxml import etree
-from test_loader import as_unprivileged, unlisted_folder  # noqa: F401 - a fixture
 
 import feedsvc.content.files
 import feedsvc.runtime.parsecache
@@ -41,23 +50,6 @@ from feedsvc.runtime.store import FeedStore, build_catalog, collector_paused, re
 from feedsvc.runtime.watcher import Watcher
 
 T0 = 1_600_000_000  # 2020-09-13T12:26:40Z: a fixed past instant for mtimes
-WAIT = 5.0  # seconds: the bound of every wait for a background reload
-
-
-def wait_until(predicate, seconds: float = WAIT, step: float = 0.02) -> bool:
-    """Poll predicate until it holds or the time is up; its last value."""
-    deadline = time.monotonic() + seconds
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return bool(predicate())
-        time.sleep(step)
-
-
-def set_mtime(path: Path, seconds: float) -> None:
-    ns = int(seconds * 1_000_000_000)
-    os.utime(path, ns=(ns, ns))
 
 
 def urls(store: FeedStore, include_all: bool = True) -> set[str]:
@@ -66,10 +58,6 @@ def urls(store: FeedStore, include_all: bool = True) -> set[str]:
 
 def titles(store: FeedStore) -> dict[str, str]:
     return {a.path: a.title for a in store.catalog.articles}
-
-
-def article_text(**overrides) -> str:
-    return front_matter(**article_fields(**overrides))
 
 
 @pytest.fixture
@@ -211,7 +199,7 @@ def test_touching_a_file_parses_it_again_but_changes_nothing_visible(seeds_dir, 
     store = FeedStore(seeds_dir)
     articles = store.catalog.articles
     load_calls.clear()
-    target = sorted(seeds_dir.iterdir())[0]
+    target = min(seeds_dir.iterdir())
     set_mtime(target, T0)
     store.reload()
     assert load_calls == [target.name]
@@ -221,7 +209,7 @@ def test_touching_a_file_parses_it_again_but_changes_nothing_visible(seeds_dir, 
 def test_reload_after_removal_parses_nothing(seeds_dir, load_calls):
     store = FeedStore(seeds_dir)
     load_calls.clear()
-    sorted(seeds_dir.iterdir())[0].unlink()
+    min(seeds_dir.iterdir()).unlink()
     assert store.reload() is True
     assert load_calls == []
     assert len(store.catalog.articles) == 4
@@ -372,8 +360,7 @@ def test_stale_state_in_the_loader(seeds_dir, write_article):
 def test_build_catalog_lists_stale_files_and_keeps_their_articles(seeds_dir, write_article):
     write_article("b.md", title="B", webUrl="https://example.com/b")
     write_article("a.md", title="A", webUrl="https://example.com/a")
-    store = FeedStore(seeds_dir)
-    states = dict(store._states)
+    states = refresh(seeds_dir, {}, scan(seeds_dir))
     states["a.md"] = FileState(Stamp(1, 1), states["a.md"].article, states["a.md"].problems, stale=True)
     when = datetime.fromtimestamp(T0, tz=timezone.utc)
     catalog = build_catalog(states, when)
@@ -388,16 +375,16 @@ def test_build_catalog_lists_stale_files_and_keeps_their_articles(seeds_dir, wri
 def test_watch_with_zero_interval_starts_nothing(seeds_dir):
     store = FeedStore(seeds_dir)
     store.watch(0)
-    assert store._watcher is None
+    assert watcher_of(store) is None
 
 
 def test_watch_starts_one_thread_per_process(seeds_dir, parked):
     store = FeedStore(seeds_dir)
     parked(store)
     store.watch(0.2)
-    watcher = store._watcher
+    watcher = watcher_of(store)
     store.watch(0.2)
-    assert store._watcher is watcher
+    assert watcher_of(store) is watcher
     assert isinstance(watcher, Watcher) and watcher.daemon and watcher.is_alive()
     assert watcher.pid == os.getpid()
 
@@ -422,15 +409,16 @@ def test_app_starts_the_watcher_on_its_first_request(seeds_dir, write_article, p
     store = app.extensions["feedsvc"]
     parked(store)
     client = app.test_client()
-    assert store._watcher is None
+    assert watcher_of(store) is None
     assert client.get("/healthz").status_code == 200
-    assert store._watcher is not None and store._watcher.interval == 0.2
+    assert watcher_of(store) is not None and watcher_of(store).interval == 0.2
 
     write_article("w.md", title="Watched", topics=["Watching"], webUrl="https://example.com/watched")
     assert wait_until(lambda: client.get("/topics/watching/rss.xml").status_code == 200)
     assert healthz(client)["articles"] == 6
 
 
+@pytest.mark.slow
 def test_watcher_survives_a_failing_reload(seeds_dir, write_article, parked, monkeypatch):
     store = FeedStore(seeds_dir)
     parked(store)
@@ -447,7 +435,7 @@ def test_watcher_survives_a_failing_reload(seeds_dir, write_article, parked, mon
     write_article("w.md", webUrl="https://example.com/after-failure")
     assert wait_until(lambda: "https://example.com/after-failure" in urls(store))
     assert len(failures) == 2
-    assert store._watcher.is_alive()
+    assert watcher_of(store).is_alive()
 
 
 def test_watcher_keeps_the_old_catalog_when_the_folder_disappears(tmp_path, write_article, parked):
@@ -460,7 +448,7 @@ def test_watcher_keeps_the_old_catalog_when_the_folder_disappears(tmp_path, writ
     folder.rename(tmp_path / "moved")
     store.watch(0.05)
     time.sleep(0.3)
-    assert store.catalog is catalog and store._watcher.is_alive()
+    assert store.catalog is catalog and watcher_of(store).is_alive()
     (tmp_path / "moved").rename(folder)
     (folder / "b.md").write_text(article_text(webUrl="https://example.com/b"), encoding="utf-8")
     assert wait_until(lambda: "https://example.com/b" in urls(store))
@@ -494,7 +482,7 @@ def test_sighup_wakes_a_sleeping_watcher(seeds_dir, write_article, restore_sighu
     reload_on_sighup(store)
     parked(store)
     app.test_client().get("/healthz")  # starts the watcher, which sleeps for an hour
-    watcher = store._watcher
+    watcher = watcher_of(store)
     assert watcher is not None
     time.sleep(0.1)
     write_article("hup.md", webUrl="https://example.com/hup")
@@ -502,7 +490,7 @@ def test_sighup_wakes_a_sleeping_watcher(seeds_dir, write_article, restore_sighu
     assert "https://example.com/hup" not in urls(store)
     os.kill(os.getpid(), signal.SIGHUP)
     assert wait_until(lambda: "https://example.com/hup" in urls(store))
-    assert store._watcher is watcher
+    assert watcher_of(store) is watcher
     assert not [t for t in threading.enumerate() if t.name == "feedsvc-sighup"]
 
 
@@ -539,8 +527,12 @@ def write_version(folder: Path, version: str, tick: int) -> None:
     spec = VERSIONS[version]
     for i in range(N_FILES):
         path = folder / f"atomic-{i}.md"
-        text = article_text(title=spec["title"].format(i=i), webUrl=spec["url"].format(i=i), topics=["Atomic"],
-                            publishedDateTime=f"2021-05-0{i + 1}T10:00:00Z")
+        text = article_text(
+            title=spec["title"].format(i=i),
+            webUrl=spec["url"].format(i=i),
+            topics=["Atomic"],
+            publishedDateTime=f"2021-05-0{i + 1}T10:00:00Z",
+        )
         path.write_text(text, encoding="utf-8")
         set_mtime(path, T0 + tick)  # a distinct stamp every round, whatever the clock's resolution
 
@@ -577,8 +569,13 @@ def test_reload_is_atomic_under_concurrent_requests(seeds_dir, make_client):
         finally:
             done.set()
 
-    paths = [("/topics/atomic/rss.xml", "rss"), ("/topics/atomic/atom.xml", "atom"),
-             ("/topics/atomic/feed.json", "json"), ("/atom.xml?limit=500", "atom"), ("/feed.json?limit=500", "json")]
+    paths = [
+        ("/topics/atomic/rss.xml", "rss"),
+        ("/topics/atomic/atom.xml", "atom"),
+        ("/topics/atomic/feed.json", "json"),
+        ("/atom.xml?limit=500", "atom"),
+        ("/feed.json?limit=500", "json"),
+    ]
     seen: dict[str, int] = {"A": 0, "B": 0}
     requests = 0
     thread = threading.Thread(target=writer, name="test-reloader")
@@ -590,7 +587,7 @@ def test_reload_is_atomic_under_concurrent_requests(seeds_dir, make_client):
             response = client.get(path)
             assert response.status_code == 200
             body = response.data
-            assert response.headers["ETag"] == '"%s"' % hashlib.blake2b(body, digest_size=16).hexdigest()
+            assert response.headers["ETag"] == f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
             found = atomic_urls(fmt, body)
             version = next((v for v, expected in VERSION_URLS.items() if found == expected), None)
             assert version is not None, f"{path}: a mix of versions: {sorted(found)}"
@@ -684,8 +681,13 @@ def test_reload_keeps_unchanged_articles_as_the_same_objects(seeds_dir, write_ar
 
 def catalog_view(catalog) -> dict:
     """What readers can ask a catalog, as plain values."""
-    view = {"topic_names": catalog.topic_names, "topics": (catalog.topics(False), catalog.topics(True)),
-            "problems": catalog.problems, "skipped": catalog.skipped, "stale": catalog.stale}
+    view = {
+        "topic_names": catalog.topic_names,
+        "topics": (catalog.topics(False), catalog.topics(True)),
+        "problems": catalog.problems,
+        "skipped": catalog.skipped,
+        "stale": catalog.stale,
+    }
     for slug in [None, *catalog.topic_names]:
         for include_all in (False, True):
             try:
@@ -702,7 +704,9 @@ def test_reloaded_catalogs_equal_a_fresh_load(seeds_dir, write_article):
     changes = [
         lambda: write_article("x.md", topics=["Quantum", "AI"], webUrl="https://example.com/x"),
         lambda: write_article("x.md", topics=["quantum"], webUrl="https://example.com/x", published=False),
-        lambda: seed.write_text(seed.read_text(encoding="utf-8").replace("published: false", "published: true"), encoding="utf-8"),
+        lambda: seed.write_text(
+            seed.read_text(encoding="utf-8").replace("published: false", "published: true"), encoding="utf-8"
+        ),
         lambda: write_article("dup.md", topics=["AI"], webUrl="https://example.com/x"),
         lambda: write_article("0-first.md", text=BROKEN_YAML),
         lambda: (seeds_dir / "x.md").unlink(),
@@ -754,7 +758,7 @@ def test_event_watcher_makes_an_edit_live_from_its_event(seeds_dir, write_articl
     calls = record_reloads(store, monkeypatch)
     store.watch(3600)  # polling would take an hour: only events can make the edit live
     assert wait_until(lambda: full_reloads(calls))  # the first batch: a full reload
-    assert store._watcher.following
+    assert watcher_of(store).following
     write_article("w.md", title="After the edit", webUrl="https://example.com/w")
     assert wait_until(lambda: titles(store)["w.md"] == "After the edit")
     # Made live by a reload of the paths the event named, not by a full one.
@@ -774,7 +778,7 @@ def test_event_watcher_picks_up_a_file_written_before_its_watch_exists(seeds_dir
     monkeypatch.setattr(watchfiles, "watch", late_watch)
     store.watch(3600)
     assert wait_until(lambda: "https://example.com/early" in urls(store))
-    assert store._watcher.following
+    assert watcher_of(store).following
 
 
 def test_event_watcher_polls_when_events_cannot_be_had(seeds_dir, write_article, parked, monkeypatch, caplog):
@@ -790,10 +794,12 @@ def test_event_watcher_polls_when_events_cannot_be_had(seeds_dir, write_article,
     assert wait_until(lambda: "https://example.com/polled" in urls(store))
     write_article("w.md", title="Polled, edited", webUrl="https://example.com/polled")
     assert wait_until(lambda: titles(store)["w.md"] == "Polled, edited")
-    assert store._watcher.is_alive() and not store._watcher.following
+    assert watcher_of(store).is_alive() and not watcher_of(store).following
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("cannot follow file events" in m and "inotify watch limit reached" in m and "polling every 0.05 s" in m
-               for m in messages), messages
+    assert any(
+        "cannot follow file events" in m and "inotify watch limit reached" in m and "polling every 0.05 s" in m
+        for m in messages
+    ), messages
 
 
 @pytest.mark.parametrize("events", [True, False], ids=["events", "polling"])
@@ -801,7 +807,7 @@ def test_stop_watching_ends_the_watcher_thread(seeds_dir, parked, events):
     store = FeedStore(seeds_dir, watch_events=events)
     parked(store)
     store.watch(3600)
-    watcher = store._watcher
+    watcher = watcher_of(store)
     if events:
         assert wait_until(lambda: watcher.following)  # inside watchfiles' loop
     store.stop_watching()
@@ -809,6 +815,7 @@ def test_stop_watching_ends_the_watcher_thread(seeds_dir, parked, events):
     assert not watcher.is_alive()
 
 
+@pytest.mark.slow
 def test_event_watcher_follows_a_failed_reload_with_a_full_one(seeds_dir, write_article, parked, monkeypatch):
     store = FeedStore(seeds_dir)
     parked(store)
@@ -819,8 +826,8 @@ def test_event_watcher_follows_a_failed_reload_with_a_full_one(seeds_dir, write_
     assert wait_until(lambda: "https://example.com/after-failure" in urls(store))
     failed = [i for i, (_, result) in enumerate(calls) if result == "failed"]
     assert len(failed) == 1
-    assert full_reloads(calls[failed[0] + 1:])[:1] == [True]  # the next reload was a full one, and found it
-    assert store._watcher.is_alive() and store._watcher.following
+    assert full_reloads(calls[failed[0] + 1 :])[:1] == [True]  # the next reload was a full one, and found it
+    assert watcher_of(store).is_alive() and watcher_of(store).following
 
 
 def test_request_reload_in_events_mode_rescans_what_no_event_named(seeds_dir, tmp_path, write_article, parked):
@@ -838,7 +845,7 @@ def test_request_reload_in_events_mode_rescans_what_no_event_named(seeds_dir, tm
     assert titles(store)["link.md"] == "Outside, first"  # the event reload looked at marker.md only
     store.request_reload()
     assert wait_until(lambda: titles(store)["link.md"] == "Outside, edited")
-    assert store._watcher.is_alive()
+    assert watcher_of(store).is_alive()
     assert not [t for t in threading.enumerate() if t.name == "feedsvc-sighup"]
 
 
@@ -846,7 +853,7 @@ def test_request_reload_after_stop_watching_still_reloads(seeds_dir, write_artic
     store = FeedStore(seeds_dir)
     parked(store)
     store.watch(3600)
-    watcher = store._watcher
+    watcher = watcher_of(store)
     store.stop_watching()
     watcher.join(timeout=WAIT)
     write_article("late.md", webUrl="https://example.com/late")
@@ -928,6 +935,7 @@ def test_an_old_catalog_is_freed_after_a_reload(seeds_dir, write_article):
 
 def test_a_reference_cycle_alive_during_a_reload_is_freed_later(seeds_dir, write_article):
     store = FeedStore(seeds_dir)
+
     class Node:
         pass
 
@@ -986,7 +994,7 @@ def test_parse_cache_write_under_way_is_not_doubled(seeds_dir, tmp_path, write_a
 def test_parse_cache_writer_is_not_a_daemon(seeds_dir, tmp_path, held_cache_writes):
     store = FeedStore(seeds_dir, cache_dir=tmp_path / "parse-cache")
     assert held_cache_writes.entered.wait(WAIT)
-    (writer, _), = held_cache_writes.writes
+    ((writer, _),) = held_cache_writes.writes
     assert writer is not threading.current_thread() and writer.is_alive()
     assert not writer.daemon  # the interpreter finishes the write before it exits
     held_cache_writes.release.set()
@@ -997,7 +1005,9 @@ def test_parse_cache_writer_is_not_a_daemon(seeds_dir, tmp_path, held_cache_writ
 def test_a_process_that_exits_at_once_still_writes_its_parse_cache(seeds_dir, tmp_path):
     cache = tmp_path / "parse-cache"
     code = "import sys; from feedsvc.runtime.store import FeedStore; FeedStore(sys.argv[1], cache_dir=sys.argv[2])"
-    subprocess.run([sys.executable, "-c", code, str(seeds_dir), str(cache)], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [sys.executable, "-c", code, str(seeds_dir), str(cache)], check=True, capture_output=True, timeout=60
+    )
     written = feedsvc.runtime.parsecache.cache_file(cache, seeds_dir)
     assert set(feedsvc.runtime.parsecache.load(written, seeds_dir, Limits())) == set(scan(seeds_dir).files)
 
@@ -1111,7 +1121,7 @@ def test_a_reload_thread_that_stopped_makes_the_store_unhealthy(seeds_dir, parke
 # --- a folder the service cannot list keeps its articles -----------------------------------------
 
 
-def test_an_unlistable_folder_keeps_its_articles_and_is_reported(unlisted_folder):  # noqa: F811 - the fixture
+def test_an_unlistable_folder_keeps_its_articles_and_is_reported(unlisted_folder):
     seeds, lock = unlisted_folder
     cache = seeds.parent / "cache"
     sub = seeds / "sub"
@@ -1281,6 +1291,7 @@ def recreate(kind: str, seeds: Path, backup: Path) -> None:
         turned.replace(seeds)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rm -rf, cp -r", "rename over", "link turned"])
 def test_event_watcher_follows_a_seeds_folder_deleted_and_made_again(tmp_path, kind, parked):
     seeds = tmp_path / "seeds"
@@ -1318,8 +1329,6 @@ def test_event_watcher_follows_a_seeds_folder_deleted_and_made_again(tmp_path, k
 
 @pytest.mark.slow
 def test_served_workers_keep_reloading_while_a_file_flips_between_a_fifo_and_a_regular_file(seeds_dir, tmp_path):
-    from test_server import Server, served_by_every_worker
-
     victim, spare_fifo, spare_file = seeds_dir / "flip.md", tmp_path / "flip.fifo", tmp_path / "flip.file"
     text = article_text(title="Flipping", webUrl="https://example.com/flip")
     victim.write_text(text, encoding="utf-8")
@@ -1349,8 +1358,10 @@ def test_served_workers_keep_reloading_while_a_file_flips_between_a_fifo_and_a_r
         write_article_file(seeds_dir / "after.md", title="Added after the flipping", topics=["AI"])
         started = time.monotonic()
         served_by_every_worker(server, "Added after the flipping", "an article added after the flipping")
-        print(f"{flips[0]} flips; an article added afterwards was served by every worker after "
-              f"{time.monotonic() - started:.2f} s")
+        print(
+            f"{flips[0]} flips; an article added afterwards was served by every worker after "
+            f"{time.monotonic() - started:.2f} s"
+        )
         for _ in range(8):
             status, _, body = server.request("/healthz")
             assert status == 200 and json.loads(body)["status"] == "ok"

@@ -125,7 +125,7 @@ def test_typographic_quotes_are_kept_not_uncurled(text):
     assert plain_text(text) == text
 
 
-@pytest.mark.parametrize("text", ["it's \"plain\"", "naïve café", "日本語のテキスト", "emoji 😀 ok", "Ünïcödé"])
+@pytest.mark.parametrize("text", ['it\'s "plain"', "naïve café", "日本語のテキスト", "emoji 😀 ok", "Ünïcödé"])
 def test_correct_text_is_left_alone(text):
     assert plain_text(text) == text
 
@@ -139,7 +139,7 @@ def test_correct_text_is_left_alone(text):
         ("&amp;", "&"),
         ("Tom &amp; Jerry", "Tom & Jerry"),
         ("&lt;b&gt;", "<b>"),
-        ("&quot;q&quot; &#8217; &#x2014;", "\"q\" ’ —"),
+        ("&quot;q&quot; &#8217; &#x2014;", '"q" ’ —'),
         ("<b>x</b>", "x"),
         ('<a href="https://e.example/" onclick="evil()">link</a> text', "link text"),
         ("<script>alert(1)</script>ok", "ok"),
@@ -261,8 +261,11 @@ def test_huge_markup_free_text_is_cut_normally():
     ("text", "limit", "expected"),
     [
         (" " * 100 + "abc", 10, "abc"),
-        ('<script type="application/ld+json">' + '{"a": 1}' * 1200 + "</script><p>The real excerpt.</p>", 1000,
-         "The real excerpt."),
+        (
+            '<script type="application/ld+json">' + '{"a": 1}' * 1200 + "</script><p>The real excerpt.</p>",
+            1000,
+            "The real excerpt.",
+        ),
         ("<!-- " + "c" * 3000 + " --> Real title", 300, "Real title"),
         ('<img src="https://cdn.example/' + "x" * 3000 + '.jpg"> Real title', 300, "Real title"),
     ],
@@ -368,7 +371,12 @@ def test_controls_after_parsing_are_removed(text, expected):
 @example("a&#x81;b")
 @example("&#1;&#x7f;&#x9d;&#xfffe;&#0;")
 @example("a\x01b")
-@given(st.text() | st.lists(st.sampled_from(["&#x81;", "&#1;", "&#127;", "&#xFFFF;", "&#x85;", "\x9d", "a", " ", "<b>"])).map("".join))
+@given(
+    st.text()
+    | st.lists(st.sampled_from(["&#x81;", "&#1;", "&#127;", "&#xFFFF;", "&#x85;", "\x9d", "a", " ", "<b>"])).map(
+        "".join
+    )
+)
 def test_plain_text_never_outputs_control_characters(text):
     assert not CONTROL.search(plain_text(text))
     assert "\ufffe" not in plain_text(text) and "\uffff" not in plain_text(text)

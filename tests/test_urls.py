@@ -136,7 +136,9 @@ def test_non_http_or_relative_urls_are_rejected(raw):
         normalize_url(raw)
 
 
-@pytest.mark.parametrize("raw", ["", "   ", "\n", None, 42, 4.2, True, b"https://example.com/", ["https://example.com/"]])
+@pytest.mark.parametrize(
+    "raw", ["", "   ", "\n", None, 42, 4.2, True, b"https://example.com/", ["https://example.com/"]]
+)
 def test_empty_or_non_string_is_rejected(raw):
     with pytest.raises(ValueError, match=r"must be an absolute http\(s\) URL"):
         normalize_url(raw)
@@ -197,7 +199,7 @@ def _follows_rfc3986(url: str) -> bool:
 
 
 @pytest.mark.parametrize(
-    "raw", ["https://example.com/a b?q=é#x y", "https://example.com/100%?<>", "https://example.com/{x}|^`\\\"y"]
+    "raw", ["https://example.com/a b?q=é#x y", "https://example.com/100%?<>", 'https://example.com/{x}|^`\\"y']
 )
 def test_unsafe_characters_are_encoded_to_rfc3986_grammar(raw):
     assert _follows_rfc3986(normalize_url(raw))

@@ -18,11 +18,9 @@ import feedgen.feed
 import lxml.html
 import pytest
 import yaml
-from conftest import CORPUS, PROJECT, SEEDS
-from feedcheck import ATOM, DC, MEDIA, check_feed, is_absolute_uri
+from helpers import ATOM, CORPUS, DC, MEDIA, PROJECT, SEEDS, ShiftingClock, check_feed, get_ok, is_absolute_uri
 from lxml import etree
 from slugify import slugify
-from test_feeds import ShiftingClock
 from werkzeug.test import EnvironBuilder
 
 import feedsvc.content.files
@@ -77,12 +75,6 @@ def test_the_seeds_are_what_these_tests_assume():
 
 def feed_path(slug: str | None, fmt: str) -> str:
     return f"/topics/{slug}/{fmt}.xml" if slug else f"/{fmt}.xml"
-
-
-def get_ok(client, url: str, **kwargs):
-    response = client.get(url, **kwargs)
-    assert response.status_code == 200, (url, response.status_code, response.get_data(as_text=True))
-    return response
 
 
 def items(fmt: str, root: etree._Element) -> list[etree._Element]:
@@ -470,9 +462,18 @@ def test_self_link_uses_configured_base_url(make_client, fmt):
 
 LINKED_ROUTES = ["/rss.xml", "/topics/ai/atom.xml", "/feed.json", "/digest.html", "/topics/ai/digest.txt", "/",
                  "/feeds.opml"]  # fmt: skip
-NO_HOST = {"missing (HTTP/1.0)": None, "empty": "", "blank": " ", "a space": "feeds example.org",
-           "a path": "feeds.example.org/rss.xml", "user info": "me@feeds.example.org", "a bad port": "example.org:http",
-           "a port too large": "example.org:65536", "a port zero": "example.org:0", "two hosts": "a.example, b.example"}
+NO_HOST = {
+    "missing (HTTP/1.0)": None,
+    "empty": "",
+    "blank": " ",
+    "a space": "feeds example.org",
+    "a path": "feeds.example.org/rss.xml",
+    "user info": "me@feeds.example.org",
+    "a bad port": "example.org:http",
+    "a port too large": "example.org:65536",
+    "a port zero": "example.org:0",
+    "two hosts": "a.example, b.example",
+}
 
 
 def wsgi_get(app, path: str, host: str | None, protocol: str = "HTTP/1.0") -> tuple[int, dict, bytes]:
@@ -912,7 +913,9 @@ def test_healthz_tells_when_the_last_reload_began_and_ended(client):
     store = client.application.extensions["feedsvc"]
     store.reload()
     data = get_ok(client, "/healthz").get_json()
-    started, finished = (datetime.fromisoformat(data["reload"][k].replace("Z", "+00:00")) for k in ("started", "finished"))
+    started, finished = (
+        datetime.fromisoformat(data["reload"][k].replace("Z", "+00:00")) for k in ("started", "finished")
+    )
     assert started <= finished <= datetime.now(timezone.utc)
     assert (data["status"], data["reason"], data["unreadable"], data["reload"]["failures"]) == ("ok", None, [], 0)
 

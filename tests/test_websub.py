@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
 
 import pytest
-from conftest import SEEDS
-from feedcheck import ATOM, check_feed
+from helpers import ATOM, SEEDS, RecordingHub, check_feed, feed_path, wait_until
 from lxml import etree
-from test_store import wait_until
 
 from feedsvc import create_app
 from feedsvc.content.model import Article
@@ -28,54 +24,8 @@ from feedsvc.feeds.site import Site
 from feedsvc.runtime.websub import PUBLIC_FORMATS, HubNotifier, changed_feed_urls
 
 BASE = "http://feeds.example.org/"
-WAIT = 5.0
 FORMATS = ["rss", "atom", "json"]
 SLUGS = [None, "ai", "computer-vision"]
-
-
-class RecordingHub:
-    """A WebSub hub that records every POST and answers with the queued statuses (then 204)."""
-
-    def __init__(self, statuses: list[int] | None = None) -> None:
-        self.statuses = list(statuses or [])
-        self.posts: list[dict] = []
-        self.lock = threading.Lock()
-        hub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with hub.lock:
-                    status = hub.statuses.pop(0) if hub.statuses else 204
-                    hub.posts.append({
-                        "at": time.monotonic(),
-                        "path": self.path,
-                        "content_type": self.headers.get("Content-Type"),
-                        "form": parse_qs(body.decode("ascii"), keep_blank_values=True),
-                        "status": status,
-                    })
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format, *args) -> None:  # noqa: A002 - quiet
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hub"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       name="test-hub", daemon=True)
-        self.thread.start()
-
-    def notified(self) -> list[str]:
-        """The hub.url of every POST so far, in order."""
-        with self.lock:
-            return [post["form"]["hub.url"][0] for post in self.posts]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=WAIT)
 
 
 @pytest.fixture
@@ -106,11 +56,6 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/hub"
 
 
-def feed_path(slug: str | None, fmt: str) -> str:
-    name = "feed.json" if fmt == "json" else f"{fmt}.xml"
-    return f"/topics/{slug}/{name}" if slug else f"/{name}"
-
-
 def expected_urls(*slugs: str | None) -> set[str]:
     return {BASE.rstrip("/") + feed_path(slug, fmt) for slug in slugs for fmt in FORMATS}
 
@@ -126,8 +71,16 @@ def feed_links(fmt: str, body: bytes) -> list[tuple[str, str]]:
 
 
 def websub_client(seeds_dir, hub_url: str, **config):
-    return create_app({"TESTING": True, "SEEDS_DIR": str(seeds_dir), "RELOAD_INTERVAL": 0,
-                       "WEBSUB_HUB": hub_url, "BASE_URL": BASE, **config}).test_client()
+    return create_app(
+        {
+            "TESTING": True,
+            "SEEDS_DIR": str(seeds_dir),
+            "RELOAD_INTERVAL": 0,
+            "WEBSUB_HUB": hub_url,
+            "BASE_URL": BASE,
+            **config,
+        }
+    ).test_client()
 
 
 # --- discovery ----------------------------------------------------------------------------------
@@ -171,7 +124,14 @@ def test_no_hub_advertised_without_websub_hub(client, fmt):
 
 def test_websub_hub_without_base_url_is_refused(seeds_dir):
     with pytest.raises(FeedsvcError, match="BASE_URL"):
-        create_app({"TESTING": True, "SEEDS_DIR": str(seeds_dir), "RELOAD_INTERVAL": 0, "WEBSUB_HUB": "https://hub.example.net/"})
+        create_app(
+            {
+                "TESTING": True,
+                "SEEDS_DIR": str(seeds_dir),
+                "RELOAD_INTERVAL": 0,
+                "WEBSUB_HUB": "https://hub.example.net/",
+            }
+        )
 
 
 def test_websub_hub_without_base_url_from_the_environment_is_refused(seeds_dir, monkeypatch):
@@ -188,9 +148,14 @@ DAY0 = datetime(2021, 3, 1, tzinfo=timezone.utc)
 
 
 def article(n: int, *topics: str, title: str | None = None, published: bool = True, age: int | None = None) -> Article:
-    return Article(path=f"{n:03}.md", title=title or f"Article {n}", url=f"https://news.example.com/{n}",
-                   published=DAY0 - timedelta(days=n if age is None else age), topics=topics or ("Xray",),
-                   is_published=published)
+    return Article(
+        path=f"{n:03}.md",
+        title=title or f"Article {n}",
+        url=f"https://news.example.com/{n}",
+        published=DAY0 - timedelta(days=n if age is None else age),
+        topics=topics or ("Xray",),
+        is_published=published,
+    )
 
 
 SITE = Site(BASE, default_limit=2)
@@ -218,8 +183,11 @@ def test_urls_are_the_default_public_feed_urls():
     new = [article(1, "Xray", title="Edited"), *BASELINE[1:]]
     found = changed_feed_urls(SITE, Catalog(tuple(BASELINE)), Catalog(tuple(new)))
     assert found == [
-        "http://feeds.example.org/rss.xml", "http://feeds.example.org/atom.xml", "http://feeds.example.org/feed.json",
-        "http://feeds.example.org/topics/xray/rss.xml", "http://feeds.example.org/topics/xray/atom.xml",
+        "http://feeds.example.org/rss.xml",
+        "http://feeds.example.org/atom.xml",
+        "http://feeds.example.org/feed.json",
+        "http://feeds.example.org/topics/xray/rss.xml",
+        "http://feeds.example.org/topics/xray/atom.xml",
         "http://feeds.example.org/topics/xray/feed.json",
     ]
 
@@ -270,7 +238,9 @@ def test_change_below_the_first_page_names_nothing():
     # limit 2: Xray's first page is articles 1 and 2; an older one lands on page 2 only.
     old = [*BASELINE]
     new = [*BASELINE, article(30, "Xray", age=30)]
-    assert "http://feeds.example.org/topics/xray/rss.xml" not in changed_feed_urls(SITE, Catalog(tuple(old)), Catalog(tuple(new)))
+    assert "http://feeds.example.org/topics/xray/rss.xml" not in changed_feed_urls(
+        SITE, Catalog(tuple(old)), Catalog(tuple(new))
+    )
 
 
 def test_empty_catalogs():
@@ -329,10 +299,15 @@ def test_each_reload_notifies_again(seeds_dir, write_article, hub):
     client = websub_client(seeds_dir, hub.url)
     store = client.application.extensions["feedsvc"]
     for n in range(3):
-        write_article("x.md", title=f"Version {n}", topics=["Xray"], webUrl="https://example.com/x",
-                      publishedDateTime="2022-01-01T00:00:00Z")
+        write_article(
+            "x.md",
+            title=f"Version {n}",
+            topics=["Xray"],
+            webUrl="https://example.com/x",
+            publishedDateTime="2022-01-01T00:00:00Z",
+        )
         store.reload()
-        assert wait_until(lambda: len(hub.notified()) == 6 * (n + 1))
+        assert wait_until(lambda n=n: len(hub.notified()) == 6 * (n + 1))
     assert sorted(hub.notified()) == sorted(list(expected_urls(None, "xray")) * 3)
 
 

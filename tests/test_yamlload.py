@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CORPUS, PROJECT, SEEDS
+from helpers import CORPUS, PROJECT, SEEDS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -210,5 +210,6 @@ def test_the_fast_parser_is_not_asked_about_what_it_reads_differently():
     # Every construct the module's docstring lists goes to PyYAML.
     for text in ["a: yes\n", "a: 010\n", "a: '2021-01-13'\n", "a: !!str x\n", "a: &x 1\n", "a: {b: 1}\n", "a:\tb\n"]:
         assert needs_pyyaml(text), text
-    assert not needs_pyyaml("title: Plain text\ntopics: [AI, Computer Vision]\npublishedDateTime: 2021-01-13T23:56:00Z\n")
-
+    assert not needs_pyyaml(
+        "title: Plain text\ntopics: [AI, Computer Vision]\npublishedDateTime: 2021-01-13T23:56:00Z\n"
+    )
