@@ -246,6 +246,7 @@ def test_changed_article_rewrites_only_the_files_it_shows_in(tmp_path, capsys, t
 BUILDS = 40
 
 
+@pytest.mark.slow
 def test_a_reader_never_sees_a_missing_or_partial_file_during_rebuilds(tmp_path, two_topics):
     """Builds alternate between two versions of the content while a thread reads every file of the tree."""
     second = tmp_path / "second-version"
@@ -311,6 +312,7 @@ def feedsvc_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "feedsvc.cli"]
 
 
+@pytest.mark.slow
 def test_strict_build_of_a_folder_with_errors_exits_1_and_keeps_the_old_tree(tmp_path, seeds_dir):
     outdir = tmp_path / "site"
     command = [*feedsvc_command(), "build", str(outdir), "--base-url", BASE, "--seeds", str(seeds_dir), "--strict"]

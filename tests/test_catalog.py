@@ -666,6 +666,7 @@ def made(name: str, version: dict) -> Article:
     ),
     computed_first=st.lists(st.sampled_from(PARTS), max_size=4),
 )  # fmt: skip
+@pytest.mark.slow
 def test_inherited_catalogs_after_random_changes_answer_as_fresh_ones(start, steps, computed_first):
     files = {name: made(name, version) for name, version in start.items()}
     previous = Catalog(tuple(files.values()))

@@ -176,6 +176,7 @@ def test_same_bytes_with_and_without_the_fake_clock(fmt, monkeypatch):
     assert render(fmt, info(fmt), ENTRIES) == real
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_same_bytes_after_the_clock_ticks(fmt):
     first = render(fmt, info(fmt), ENTRIES)

@@ -940,6 +940,7 @@ def test_errors_are_never_replayed(client, write_article):
     assert get_ok(client, "/topics/later/rss.xml")
 
 
+@pytest.mark.slow
 def test_replayed_response_has_a_current_date(client):
     first = get_ok(client, "/rss.xml")
     time.sleep(1.2)

@@ -438,6 +438,7 @@ def test_watcher_survives_a_failing_reload(seeds_dir, write_article, parked, mon
     assert watcher_of(store).is_alive()
 
 
+@pytest.mark.slow
 def test_watcher_keeps_the_old_catalog_when_the_folder_disappears(tmp_path, write_article, parked):
     folder = tmp_path / "moving"
     folder.mkdir()
@@ -547,6 +548,7 @@ def atomic_urls(fmt: str, body: bytes) -> set[str]:
     return {u for u in found if "/alpha/" in u or "/bravo/" in u}
 
 
+@pytest.mark.slow
 def test_reload_is_atomic_under_concurrent_requests(seeds_dir, make_client):
     write_version(seeds_dir, "A", 0)
     client = make_client()
@@ -751,6 +753,7 @@ def full_reloads(calls: list[tuple]) -> list:
     return [result for touched, result in calls if touched is None]
 
 
+@pytest.mark.slow
 def test_event_watcher_makes_an_edit_live_from_its_event(seeds_dir, write_article, parked, monkeypatch):
     path = write_article("w.md", title="Before", webUrl="https://example.com/w")
     store = FeedStore(seeds_dir)
@@ -766,6 +769,7 @@ def test_event_watcher_makes_an_edit_live_from_its_event(seeds_dir, write_articl
     assert full_reloads(calls) == [False]
 
 
+@pytest.mark.slow
 def test_event_watcher_picks_up_a_file_written_before_its_watch_exists(seeds_dir, write_article, parked, monkeypatch):
     store = FeedStore(seeds_dir)
     parked(store)
@@ -802,6 +806,7 @@ def test_event_watcher_polls_when_events_cannot_be_had(seeds_dir, write_article,
     ), messages
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("events", [True, False], ids=["events", "polling"])
 def test_stop_watching_ends_the_watcher_thread(seeds_dir, parked, events):
     store = FeedStore(seeds_dir, watch_events=events)
@@ -1033,6 +1038,7 @@ def blocked_parse(monkeypatch):
     held.release.set()
 
 
+@pytest.mark.slow
 def test_a_reload_running_past_the_bound_makes_the_store_unhealthy_until_it_ends(
     seeds_dir, write_article, parked, blocked_parse
 ):
@@ -1089,6 +1095,7 @@ def test_failing_reloads_make_the_store_unhealthy_until_one_succeeds(seeds_dir, 
     assert (health.status, health.reason, health.failures) == ("ok", None, 0)
 
 
+@pytest.mark.slow
 def test_a_seeds_folder_that_vanishes_makes_the_store_unhealthy_until_it_is_back(tmp_path, parked):
     folder = tmp_path / "seeds"
     folder.mkdir()
@@ -1385,6 +1392,7 @@ time.sleep(0.5)
 """
 
 
+@pytest.mark.slow
 def test_a_process_that_exits_stops_its_watchers_first(seeds_dir):
     # A daemon thread cut off inside watchfiles' Rust code at exit aborted the process (status 134).
     done = subprocess.run([sys.executable, "-c", EXITING_WITH_A_WATCHER, str(seeds_dir)],

@@ -566,6 +566,7 @@ def test_same_bytes_from_two_app_instances(make_client):
     assert all_bodies(make_client()) == all_bodies(make_client())
 
 
+@pytest.mark.slow
 def test_same_bytes_across_time(make_client, monkeypatch):
     before = all_bodies(make_client())
     time.sleep(1.1)

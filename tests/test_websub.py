@@ -403,6 +403,7 @@ def assert_serving_stays_fast(client, seconds: float, done) -> int:
     return count
 
 
+@pytest.mark.slow
 def test_hub_down_never_slows_serving(seeds_dir, write_article, caplog):
     hub_url = closed_port_url()
     client = websub_client(seeds_dir, hub_url)
@@ -416,6 +417,7 @@ def test_hub_down_never_slows_serving(seeds_dir, write_article, caplog):
     assert retried(), caplog.text
 
 
+@pytest.mark.slow
 def test_failing_hub_never_slows_serving(seeds_dir, write_article, make_hub):
     server = make_hub([500] * 100)
     client = websub_client(seeds_dir, server.url)
