@@ -422,3 +422,19 @@ def test_unknown_keys_are_ignored():
     plain = parse()[0]
     extra = parse(category="news", quality=55, heat=-1, ampWebUrl="https://example.com/amp", isCached=True)
     assert extra == (plain, [])
+
+
+def test_equal_related_links_and_topic_names_are_shared_objects():
+    # Thousands of articles recommend the same links and name the same topics: one object each.
+    link = {
+        "title": "Shared story",
+        "webUrl": "https://example.com/shared",
+        "publishedDateTime": "2021-01-01T00:00:00Z",
+    }
+    first, second = (
+        parse_article(article_fields(webUrl=f"https://example.com/{n}", related=[dict(link)], topics=[" ".join(["Shared", "topic"])]),
+                      f"{n}.md", Warnings(f"{n}.md"))
+        for n in ("a", "b")
+    )  # fmt: skip
+    assert first.related[0] is second.related[0]
+    assert first.topics[0] is second.topics[0]

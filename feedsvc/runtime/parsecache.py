@@ -27,7 +27,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from feedsvc.content.fields import Limits, shared_provider
+from feedsvc.content.fields import Limits, shared_provider, shared_related
 from feedsvc.content.model import Article, Image, Problem, Provider, Related
 from feedsvc.runtime.loader import FileState
 from feedsvc.runtime.scan import Stamp
@@ -139,13 +139,15 @@ def remove_stale_temps(cache_dir: Path, max_age: float = STALE_TEMP_AGE) -> int:
 
 
 class StatePickler(pickle.Pickler):
-    """Pickles file states; a Provider is written as a call of fields.shared_provider, so equal
-    providers load as one shared object, as when parsing."""
+    """Pickles file states; a Provider or a Related link is written as a call of fields.shared_provider
+    or shared_related, so equal ones load as one shared object, as when parsing."""
 
     def reducer_override(self, obj: Any) -> Any:
-        """Providers by their (name, domain); everything else as pickle does it."""
+        """Providers and related links by their fields; everything else as pickle does it."""
         if type(obj) is Provider:
             return shared_provider, (obj.name, obj.domain)
+        if type(obj) is Related:
+            return shared_related, (obj.title, obj.url, obj.published, obj.excerpt, obj.provider, obj.image)
         return NotImplemented
 
 
