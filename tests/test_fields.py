@@ -432,7 +432,7 @@ def test_equal_related_links_and_topic_names_are_shared_objects():
         "publishedDateTime": "2021-01-01T00:00:00Z",
     }
     first, second = (
-        parse_article(article_fields(webUrl=f"https://example.com/{n}", related=[dict(link)], topics=[" ".join(["Shared", "topic"])]),
+        parse_article(article_fields(webUrl=f"https://example.com/{n}", related=[dict(link)], topics=[f"Shared topic {n}"[:-2]]),
                       f"{n}.md", Warnings(f"{n}.md"))
         for n in ("a", "b")
     )  # fmt: skip
