@@ -372,6 +372,7 @@ def share_with_forks(store: FeedStore) -> None:
     plain YAML load of the same files). Built here, the entries are shared; a request touches the
     entries of the one page it renders. gc.freeze() keeps the collector from touching the rest."""
     store.catalog.warm()
+    store.flush()  # the parse-cache writer, still pickling every state, would copy them all here after the fork
     gc.collect()
     gc.freeze()
 

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 import feedsvc.content.files
 import feedsvc.content.frontmatter
+import feedsvc.runtime.loader
 from feedsvc.content.fields import Limits
 from feedsvc.content.files import load_bytes
 from feedsvc.content.frontmatter import decode, split_front_matter
@@ -900,3 +901,23 @@ def test_a_link_to_a_folder_is_still_left_out_by_scan(seeds_dir, tmp_path):
     (seeds_dir / "linked").symlink_to(tmp_path / "elsewhere")
     assert not any(name.startswith("linked") for name in scan(seeds_dir).files)
     assert load_folder(seeds_dir).problems == ()
+
+
+def test_a_large_load_on_every_core_equals_one_in_this_process(seeds_dir, write_article, monkeypatch):
+    for i in range(24):
+        write_article(f"p{i:02}.md", webUrl=f"https://example.com/p{i}", title=None if i == 5 else f"P {i}")
+    here = load_folder(seeds_dir)
+    monkeypatch.setattr(feedsvc.runtime.loader, "PARALLEL_MIN_FILES", 4)
+    monkeypatch.setattr(feedsvc.runtime.loader, "PARALLEL_BATCH", 3)
+    monkeypatch.setattr(feedsvc.runtime.loader, "usable_cores", lambda: 3)
+    calls, real = [], feedsvc.runtime.loader.parse_on_every_core
+    monkeypatch.setattr(feedsvc.runtime.loader, "parse_on_every_core", lambda *a: calls.append(a) or real(*a))
+    if threading.active_count() != 1:
+        pytest.skip(f"other threads run ({threading.enumerate()}): the load must not fork")
+    pooled = load_folder(seeds_dir)
+    assert len(calls) == 1
+    assert pooled == here
+    assert [p.path for p in pooled.skipped] == ["p05.md"]
+    # Shared objects stay shared when the results come back pickled from the workers.
+    providers = {id(a.provider) for a in pooled.articles if a.provider and a.provider.name == "Example News"}
+    assert len(providers) == 1

@@ -10,12 +10,11 @@ import sys
 import warnings
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
-from functools import lru_cache
 from typing import Any
 
 from dateutil import parser as dateparser
 
-from feedsvc.content.model import Article, Image, Problem, Provider, Related
+from feedsvc.content.model import Article, Image, Problem, Provider, Related, shared_provider, shared_related
 from feedsvc.content.text import plain_text
 from feedsvc.content.urls import normalize_url
 from feedsvc.errors import ArticleError
@@ -198,12 +197,6 @@ def to_provider(value: Any) -> Provider | None:
     return shared_provider(name, None) if name else None
 
 
-@lru_cache(maxsize=4096)
-def shared_provider(name: str, domain: str | None) -> Provider:
-    """One Provider object per (name, domain): 100,000 articles name a few dozen publishers."""
-    return Provider(name, domain)
-
-
 def to_image(value: Any) -> Image:
     """One image: a mapping with url (and width/height) or a bare URL."""
     raw = value.get("url") if isinstance(value, dict) else value
@@ -252,16 +245,6 @@ def to_related(value: Any, default_date: datetime, limits: Limits = Limits()) ->
         to_provider(value.get("provider")),
         images[0] if images else None,
     )
-
-
-@lru_cache(maxsize=65536)
-def shared_related(
-    title: str, url: str, published: datetime, excerpt: str, provider: Provider | None, image: Image | None
-) -> Related:
-    """One Related object for each equal link: articles of one publisher recommend the same few
-    links (10,000 generated articles: 4,046 distinct links in 14,878), and each copy cost a worker
-    its own memory (see feedsvc.server.share_with_forks)."""
-    return Related(title, url, published, excerpt, provider, image)
 
 
 def _usable_image(value: Any) -> Image | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,10 @@ class Provider:
     name: str
     domain: str | None = None
 
+    def __reduce__(self) -> tuple:
+        """Unpickled (parse cache, parsing processes) as the one shared object, as when parsed."""
+        return shared_provider, (self.name, self.domain)
+
 
 @dataclass(frozen=True, slots=True)
 class Related:
@@ -40,6 +45,10 @@ class Related:
     excerpt: str = ""
     provider: Provider | None = None
     image: Image | None = None
+
+    def __reduce__(self) -> tuple:
+        """Unpickled (parse cache, parsing processes) as the one shared object, as when parsed."""
+        return shared_related, (self.title, self.url, self.published, self.excerpt, self.provider, self.image)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,3 +120,19 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
         return f"{where}: {self.severity}: {self.message}"
+
+
+@lru_cache(maxsize=4096)
+def shared_provider(name: str, domain: str | None) -> Provider:
+    """One Provider object per (name, domain): 100,000 articles name a few dozen publishers."""
+    return Provider(name, domain)
+
+
+@lru_cache(maxsize=65536)
+def shared_related(
+    title: str, url: str, published: datetime, excerpt: str, provider: Provider | None, image: Image | None
+) -> Related:
+    """One Related object for each equal link: articles of one publisher recommend the same few
+    links (10,000 generated articles: 4,046 distinct links in 14,878), and each copy cost memory
+    in every process (see feedsvc.server.share_with_forks)."""
+    return Related(title, url, published, excerpt, provider, image)

@@ -27,13 +27,13 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from feedsvc.content.fields import Limits, shared_provider, shared_related
+from feedsvc.content.fields import Limits
 from feedsvc.content.model import Article, Image, Problem, Provider, Related
 from feedsvc.runtime.loader import FileState
 from feedsvc.runtime.scan import Stamp
 
 log = logging.getLogger(__name__)
-FORMAT = 6  # bump when the parsing rules change (a model change is caught by MODEL): old caches are then ignored
+FORMAT = 7  # bump when the parsing rules change (a model change is caught by MODEL): old caches are then ignored
 # The classes pickled, by their fields: a cache written for other fields is another format.
 MODEL = {cls.__name__: [f.name for f in fields(cls)] for cls in (FileState, Article, Related, Image, Provider, Problem)}
 MODEL["Stamp"] = list(Stamp._fields)
@@ -138,23 +138,10 @@ def remove_stale_temps(cache_dir: Path, max_age: float = STALE_TEMP_AGE) -> int:
     return removed
 
 
-class StatePickler(pickle.Pickler):
-    """Pickles file states; a Provider or a Related link is written as a call of fields.shared_provider
-    or shared_related, so equal ones load as one shared object, as when parsing."""
-
-    def reducer_override(self, obj: Any) -> Any:
-        """Providers and related links by their fields; everything else as pickle does it."""
-        if type(obj) is Provider:
-            return shared_provider, (obj.name, obj.domain)
-        if type(obj) is Related:
-            return shared_related, (obj.title, obj.url, obj.published, obj.excerpt, obj.provider, obj.image)
-        return NotImplemented
-
-
 def encode_chunk(items: list[tuple[str, FileState]]) -> bytes:
     """One chunk of (name, state) pairs, pickled."""
     buffer = io.BytesIO()
-    StatePickler(buffer, pickle.HIGHEST_PROTOCOL).dump(items)
+    pickle.Pickler(buffer, pickle.HIGHEST_PROTOCOL).dump(items)  # Provider, Related: shared when loaded
     return buffer.getvalue()
 
 
