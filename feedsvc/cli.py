@@ -110,7 +110,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         return check(args.folder or Path(settings["SEEDS_DIR"]), limits_of(settings))
     if args.command == "build":
-        settings.setdefault("BASE_URL", None)
         return build_site(args.outdir, {**settings, "BASE_URL": settings["BASE_URL"] or BUILD_BASE_URL}, args.strict)
     return serve(settings)
 

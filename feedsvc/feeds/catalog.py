@@ -92,8 +92,13 @@ def moved_forward(
     client's If-Modified-Since must never hide a change (RFC 9110 13.1.3)."""
     if not gone and not added:
         return previous
-    newest = max(map(modified_ns, (a.path for a in added)), default=0) if modified_ns else 0
-    modified = datetime.fromtimestamp(newest // 1_000_000_000, tz=timezone.utc)
+    return moved_on(previous, max(map(modified_ns, (a.path for a in added)), default=0) if modified_ns else 0)
+
+
+def moved_on(previous: datetime, newest_mtime_ns: int) -> datetime:
+    """Last-Modified after a change: the newest mtime when it is later than `previous`, else now
+    (a removed file, cp -p, rsync -t): a client's If-Modified-Since must never hide a change."""
+    modified = datetime.fromtimestamp(newest_mtime_ns // 1_000_000_000, tz=timezone.utc)
     if modified <= previous:
         modified = datetime.now(timezone.utc).replace(microsecond=0)
     return max(modified, previous)

@@ -11,20 +11,12 @@ from feedsvc.feeds import digest, jsonfeed, rss_atom
 from feedsvc.feeds.query import Query
 
 FORMATS = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}  # the feeds
-
-
 FILE_NAMES = {**FORMATS, "digest-html": "digest.html", "digest-txt": "digest.txt"}  # every document of a topic
-
-
 MEDIA_TYPES = {**rss_atom.MEDIA_TYPES, "json": jsonfeed.MEDIA_TYPE, **digest.MEDIA_TYPES}
-
-
 # RFC 9110 section 7.2: Host = uri-host [":" port] (RFC 3986 sections 3.2.2, 3.2.3). Every link is
 # built on it, so only a DNS name, an IPv4 address or a bracketed IPv6 literal is taken, with a
 # port of digits: no path, user info, space or empty value.
 _HOST_HEADER = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?)(?::([0-9]{1,5}))?")
-
-
 DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 

@@ -130,7 +130,7 @@ def parse_states(root: Path, jobs: list[tuple], limits: Limits) -> list[tuple[st
             return parse_on_every_core(root, jobs, limits, cores)
         except (OSError, BrokenProcessPool) as exc:  # no process to be had, or it died: this one does it all
             log.warning("parsing in %d processes failed (%s); parsing in this one", cores, exc)
-    return [(name, load_state(root, name, stamp, old, limits)) for name, stamp, old in jobs]
+    return _parse_batch(root, limits, jobs)
 
 
 def parse_on_every_core(root: Path, jobs: list[tuple], limits: Limits, cores: int) -> list[tuple[str, FileState]]:
@@ -170,10 +170,10 @@ def stale_names(states: dict[str, FileState]) -> tuple[str, ...]:
     return tuple(sorted(compress(states.keys(), map(attrgetter("stale"), states.values()))))
 
 
-def unlisted_problems(found: Scan) -> tuple[Problem, ...]:
-    """One problem for each folder `found` could not list."""
+def unlisted_problems(unreadable: dict[str, str]) -> tuple[Problem, ...]:
+    """One problem for each folder that could not be listed (name -> why)."""
     fix = "its files are not read; give the service read and search (r-x) permission on it"
-    return tuple(Problem(folder, f"folder cannot be listed ({why}): {fix}") for folder, why in found.unreadable.items())
+    return tuple(Problem(folder, f"folder cannot be listed ({why}): {fix}") for folder, why in unreadable.items())
 
 
 def load_folder(root: Path | str, limits: Limits = Limits()) -> LoadResult:
@@ -181,4 +181,8 @@ def load_folder(root: Path | str, limits: Limits = Limits()) -> LoadResult:
     root = Path(root)
     found = scan(root)
     result = result_of(refresh(root, {}, found, limits))
-    return LoadResult(result.articles, result.problems + unlisted_problems(found)) if found.unreadable else result
+    return (
+        LoadResult(result.articles, result.problems + unlisted_problems(found.unreadable))
+        if found.unreadable
+        else result
+    )

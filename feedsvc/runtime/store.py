@@ -24,7 +24,7 @@ from typing import TypeVar
 from feedsvc.content.fields import Limits
 from feedsvc.content.model import Problem
 from feedsvc.errors import FeedsvcError
-from feedsvc.feeds.catalog import Catalog
+from feedsvc.feeds.catalog import Catalog, moved_on
 from feedsvc.runtime import parsecache
 from feedsvc.runtime.bodycache import RenderCache
 from feedsvc.runtime.loader import (
@@ -41,17 +41,9 @@ from feedsvc.runtime.watcher import Watcher
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
 Listener = Callable[[Catalog, Catalog], None]
-
-
 CACHE_WRITE_INTERVAL = 30.0  # seconds: a large cache is not rewritten on every edit
-
-
 CACHE_WRITE_PAUSE = 0.0005  # seconds the background cache write sleeps every millisecond or so
-
-
 # Seconds a reload may run before /healthz calls it stuck: a full re-parse of 100,000 files takes
 # about 20 s (BENCHMARKS.md), a blocked one never ends (RELOAD_STUCK_AFTER).
 STUCK_AFTER = 120.0
@@ -144,10 +136,11 @@ class FeedStore:
         found = with_unlisted(found, self._states)  # the files of a folder that cannot be listed stay
         self._note_unreadable(found)
         states = refresh(self.seeds_dir, self._states, found, self.limits, names)
-        if self._loaded and (states is self._states or states == self._states):
+        changed = states is not self._states and states != self._states
+        if self._loaded and not changed:
             self._found = found
             return False
-        first, changed = not self._loaded, states != self._states
+        first = not self._loaded
         modified = self.next_last_modified(found.newest_mtime_ns, changed)
         catalog = build_catalog(states, modified, previous=None if first else self.catalog)
         self._states, self._found, self._loaded, self.catalog = states, found, True, catalog
@@ -174,7 +167,7 @@ class FeedStore:
     def _note_unreadable(self, found: Scan) -> None:
         """Log each folder that cannot be listed when it becomes so, and again when it can be."""
         before, self._unreadable = self._unreadable, found.unreadable
-        for problem in unlisted_problems(found):
+        for problem in unlisted_problems(found.unreadable):
             if problem.path not in before:
                 log.warning("%s: %s; the last good articles of its files are served meanwhile", problem.path,
                             problem.message)  # fmt: skip
@@ -214,7 +207,7 @@ class FeedStore:
             oldest = min(self._attempts.values(), default=None)
             failures, error = self._failures, self._last_error
             started, finished = self._last_started, self._last_finished
-        unreadable = unlisted_problems(Scan({}, 0, self._unreadable))
+        unreadable = unlisted_problems(self._unreadable)
         watcher, status, reason = self._watcher, "ok", None
         if oldest is not None and time.monotonic() - oldest[0] > self.stuck_after:
             status = "unhealthy"
@@ -245,10 +238,9 @@ class FeedStore:
         forward to now when the content changed yet no mtime moved past the last value (cp -p,
         rsync -t, a removed file): a client's If-Modified-Since must never hide a change."""
         previous = self.catalog.last_modified
-        modified = datetime.fromtimestamp(newest_mtime_ns // 1_000_000_000, tz=timezone.utc)
-        if changed and self._loaded and modified <= previous:
-            modified = datetime.now(timezone.utc).replace(microsecond=0)
-        return max(modified, previous)
+        if changed and self._loaded:
+            return moved_on(previous, newest_mtime_ns)
+        return max(datetime.fromtimestamp(newest_mtime_ns // 1_000_000_000, tz=timezone.utc), previous)
 
     def save_cache(self, force: bool = False) -> None:
         """Write the parse cache on a thread of its own (not a daemon: the interpreter finishes the

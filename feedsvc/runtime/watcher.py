@@ -16,8 +16,6 @@ if TYPE_CHECKING:
     from feedsvc.runtime.store import FeedStore
 
 log = logging.getLogger(__name__)
-
-
 FOLDER_RETRY = 1.0  # seconds between looks for a vanished seeds folder while following events
 
 
