@@ -112,6 +112,7 @@ def test_json_feed_has_the_required_fields(any_client, slug, query):
                 "date_published",
                 "date_modified",
                 "authors",
+                "author",  # JSON Feed 1.0's, kept in 1.1 for 1.0 readers
                 "tags",
                 "language",
                 "attachments",
@@ -129,6 +130,28 @@ def test_feed_level_urls_are_absolute(any_client, slug):
     assert feed["feed_url"] == f"http://localhost{path(slug, 'json')}"
     assert feed["authors"] and all(a["name"] for a in feed["authors"])
     assert "hubs" not in feed
+
+
+def check_author_beside_authors(data: dict) -> int:
+    """JSON Feed 1.1 ("Existing feeds can include both author and authors for compatibility with existing
+    feed readers"): `author`, a 1.0 author object (a name or url at least), is the first of `authors`."""
+    if "authors" not in data:
+        assert "author" not in data
+        return 0
+    author = data["author"]
+    assert isinstance(author, dict) and set(author) <= {"name", "url", "avatar"}
+    assert author.get("name") or author.get("url")
+    assert author == data["authors"][0]
+    return 1
+
+
+@pytest.mark.parametrize("slug", SLUGS)
+def test_author_is_given_beside_authors_for_json_feed_1_0_readers(any_client, slug):
+    feed = get_json(any_client, path(slug, "json") + "?include=all")
+    assert check_author_beside_authors(feed) == 1
+    assert feed["author"] == {"name": "feedsvc", "url": feed["home_page_url"]}
+    with_authors = sum(check_author_beside_authors(item) for item in feed["items"])
+    assert with_authors == sum("authors" in item for item in feed["items"]) > 0
 
 
 @pytest.mark.parametrize("fmt", ["rss", "atom"])

@@ -13,6 +13,12 @@ MEDIA_TYPE = "application/feed+json"
 VERSION = "https://jsonfeed.org/version/1.1"
 
 
+def authorship(author: dict[str, str]) -> dict[str, Any]:
+    """`authors` (1.1) and the same object as `author` (1.0): JSON Feed 1.1 keeps `author` for
+    readers of 1.0 ("Existing feeds can include both author and authors for compatibility")."""
+    return {"author": author, "authors": [author]}
+
+
 def item(entry: Entry) -> dict[str, Any]:
     """One JSON Feed item; a related entry names its article in `_feedsvc.related_to`."""
     data: dict[str, Any] = {
@@ -28,7 +34,7 @@ def item(entry: Entry) -> dict[str, Any]:
     if entry.excerpt:
         data["summary"] = entry.excerpt
     if entry.provider:
-        data["authors"] = [{"name": entry.provider.name}]
+        data.update(authorship({"name": entry.provider.name}))
     if entry.image:
         data["image"] = entry.image.url
         data["content_html"] = newsletter_html(entry)
@@ -45,7 +51,8 @@ def render(info: FeedInfo, entries: Sequence[Entry]) -> bytes:
         "home_page_url": info.html_url,
         "feed_url": info.self_url,
         "description": info.subtitle,
-        "authors": [{"name": info.author}],
+        # The site is the feed author's: JSON Feed's author.url, "the URL of a site owned by the author".
+        **authorship({"name": info.author, "url": info.html_url}),
         "items": [item(e) for e in entries],
     }
     if "next" in info.links:
