@@ -23,6 +23,7 @@ import time
 import urllib.request
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -192,6 +193,44 @@ def check_feed(fmt: str, body: bytes) -> etree._Element:
 def rss_titles(body: bytes) -> list[str]:
     """The item titles of an RSS document, in order."""
     return [item.findtext("title") for item in etree.fromstring(body).iter("item")]
+
+
+# --- the W3C feed validator itself (tools/feedcheck: w3c/feedvalidator run offline) ---------------------
+
+# Where the team keeps it; FEEDCHECK names another copy. It is not part of this project: a test that
+# needs it is skipped, with the reason, where it is absent or cannot run (it needs html5lib).
+FEEDCHECK = Path(os.environ.get("FEEDCHECK", "/work/shared/tools/feedcheck"))
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem the validator reports: where, ERROR or WARNING, its message id and its text."""
+
+    target: str
+    level: str
+    kind: str  # the validator's message id (e.g. "DuplicateUpdated"): stable, unlike its wording
+    text: str
+
+
+def feedcheck(targets: list[str]) -> list[Finding]:
+    """What the W3C feed validator says about these files or loopback URLs (`feedcheck -v`)."""
+    if not FEEDCHECK.is_file():
+        pytest.skip(f"the W3C feed validator is not at {FEEDCHECK} (set FEEDCHECK to its feedcheck script)")
+    result = subprocess.run(
+        [sys.executable, str(FEEDCHECK), "-v", *targets], check=False, capture_output=True, text=True, timeout=600
+    )
+    if result.returncode in (3, 4):  # feedcheck's "validator not present" and "html5lib missing"
+        pytest.skip(f"feedcheck cannot run: {result.stderr.strip()}")
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    findings, lines = [], result.stdout.splitlines()
+    for line, following in zip(lines, [*lines[1:], ""]):
+        for target in targets:
+            level, _, text = line.removeprefix(f"{target}: ").partition(": ")
+            if line.startswith(f"{target}: ") and level in ("ERROR", "WARNING"):
+                kind = following.strip().removeprefix("id ").split(";")[0] if following.startswith("    id ") else ""
+                findings.append(Finding(target, level, kind, text))
+                break
+    return findings
 
 
 # --- the app, in process ---------------------------------------------------------------------------

@@ -75,8 +75,8 @@ def check_fitted(image, source_width: int, source_height: int) -> None:
     width, height = int(image.get("width")), int(image.get("height"))
     assert width == min(source_width, COLUMN)
     assert height == max(1, round(source_height * width / source_width))
-    style = image.get("style", "").replace(" ", "")
-    assert "max-width:100%" in style and "height:auto" in style
+    # Sized by attributes only: feed readers strip style attributes (the W3C validator warns of them).
+    assert image.get("style") is None
 
 
 def excerpts_by_url(client) -> dict[str, dict]:

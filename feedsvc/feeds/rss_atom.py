@@ -58,7 +58,12 @@ class AtomLinksExtension(BaseExtension):
 
 
 class AtomLinksEntryExtension(BaseEntryExtension):
-    """Writes entry-level Atom links with their rel/type/title, which feedgen 1.0.0 drops."""
+    """Writes entry-level Atom links with their rel/type/title, which feedgen 1.0.0 drops.
+
+    feedgen builds its Atom elements without a namespace under a root that declares the default
+    one, so the link is made the same way: an ordinary <link> in the default (Atom) namespace. A
+    "{Atom}link" element would be serialised as <ns0:link xmlns:ns0="...">, which the W3C validator
+    warns about ("Avoid Namespace Prefix") and some readers do not take for an Atom link."""
 
     def __init__(self) -> None:
         self.links: list[dict[str, str]] = []
@@ -71,7 +76,7 @@ class AtomLinksEntryExtension(BaseEntryExtension):
     def extend_atom(self, entry):
         """Append the queued links to the <entry> element."""
         for attributes in self.links:
-            xml_elem(f"{{{ATOM_NS}}}link", entry, **attributes)
+            xml_elem("link", entry, **attributes)
         return entry
 
 
@@ -133,8 +138,10 @@ def add_entry(fg: FeedGenerator, item: Entry, fmt: str) -> None:
     fe.published(item.published)
     fe.updated(item.published)
     # An entry with an image gets content:encoded below; feedgen would then write that HTML as
-    # <description> when there is none, so such an entry always has a plain-text one.
-    summary = related_summary(item) or (item.title if item.image else "")
+    # <description> when there is none, so such an entry always has a plain-text one. An Atom
+    # entry with neither content nor summary has no text at all (the W3C validator: "Missing
+    # textual content"); its title stands in, as in JSON Feed's content_text.
+    summary = related_summary(item) or (item.title if item.image or fmt == "atom" else "")
     if summary:
         # feedgen writes it as Atom <summary> (text) or RSS <description> (HTML to its readers).
         fe.summary(html_text(summary) if fmt == "rss" else summary)
@@ -166,7 +173,10 @@ def newsletter_html(item: Entry, column: int = NEWSLETTER_COLUMN) -> str:
     and for a related entry a link to its article; serialised by lxml, never escaped by hand."""
     width, height = item.image.fit(column)
     size = {"width": str(width), **({"height": str(height)} if height else {})}
-    image = E.img(src=item.image.url, alt=item.title, style="max-width:100%;height:auto", **size)
+    # Width and height attributes only: readers strip or distrust style attributes in feed HTML
+    # (the W3C validator: "style attribute contains potentially dangerous content"), and each
+    # reader fits pictures to its own column. The e-mail digest (digest.html) keeps inline styles.
+    image = E.img(src=item.image.url, alt=item.title, **size)
     parts = [E.p(E.a(image, href=item.url))]
     if item.excerpt:
         parts.append(E.p(item.excerpt))
