@@ -16,8 +16,14 @@ from feedsvc.runtime.loader import load_folder
 BUILD_BASE_URL = "http://localhost:8000/"  # `feedsvc build` without BASE_URL: links for a local preview
 
 
+def counted(number: int, noun: str) -> str:
+    """`1 file`, `2 files`, `0 files`: a count with its noun in the right number."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def check(folder: Path, limits: Limits = Limits()) -> int:
-    """Print every problem as `PATH[:LINE]: error|warning: message`; 1 when a file would be skipped."""
+    """Print every problem once, as `PATH[:LINE]: error|warning: message` on stdout, then a one-line
+    summary on stderr; 1 when a file would be skipped."""
     from feedsvc.feeds.catalog import Catalog
 
     try:
@@ -26,11 +32,14 @@ def check(folder: Path, limits: Limits = Limits()) -> int:
         print(f"{folder}: error: {exc}", file=sys.stderr)
         return 1
     catalog = Catalog(result.articles, result.problems)
-    for problem in sorted(catalog.problems, key=lambda p: (p.path, p.line or 0)):
+    problems = sorted(catalog.problems, key=lambda p: (p.path, p.line or 0))
+    for problem in problems:
         print(problem)
-    errors = len(catalog.skipped)
-    print(f"{len(catalog.articles)} articles, {errors} files skipped", file=sys.stderr)
-    return 1 if errors else 0
+    errors = sum(p.severity == "error" for p in problems)
+    summary = [counted(len(catalog.articles), "article"), f"{counted(len(catalog.skipped), 'file')} skipped"]
+    summary += [counted(errors, "error"), counted(len(problems) - errors, "warning")]
+    print(", ".join(summary), file=sys.stderr)
+    return 1 if catalog.skipped else 0
 
 
 def serve(settings: dict[str, Any]) -> int:
@@ -103,7 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script: settings from defaults, FEEDSVC_* variables, then options."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # `check` reports every problem on stdout itself: the loader's log lines about the same files
+    # ("skipped bad.md: ...") would print each one a second time, so only errors are logged there.
+    level = logging.ERROR if args.command == "check" else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = {key: str(value) if isinstance(value, Path) else value
                for key, value in vars(args).items() if key.isupper() and value is not None}  # fmt: skip
     settings = create_config(options)

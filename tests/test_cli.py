@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import check_rss, free_port, wait_for
+from helpers import FEEDSVC, check_rss, free_port, wait_for
 
 from feedsvc.cli import main
 
@@ -51,6 +51,41 @@ def test_check_warnings_alone_exit_0(write_article, seeds_dir, capsys) -> None:
     write_article("warn.md", related=[{"title": "no url"}])
     assert main(["check", str(seeds_dir)]) == 0
     assert capsys.readouterr().out.startswith("warn.md: warning: related link 1 dropped")
+
+
+def run_check(folder: Path) -> subprocess.CompletedProcess:
+    """The installed `feedsvc check FOLDER`, as a shell or a pre-commit hook runs it (its own logging set-up)."""
+    command = [str(FEEDSVC)] if FEEDSVC.exists() else [sys.executable, "-m", "feedsvc.cli"]
+    env = {**os.environ, "FEEDSVC_CACHE_DIR": ""}
+    arguments = [*command, "check", str(folder)]
+    return subprocess.run(arguments, check=False, capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_check_prints_each_problem_once_and_a_summary_in_the_right_number(write_article, seeds_dir) -> None:
+    write_article("bad-yaml.md", text="---\ntitle: [unclosed\n---\n")
+    write_article("warn.md", related=[{"title": "no url"}])
+    result = run_check(seeds_dir)
+    assert result.returncode == 1
+    report = result.stdout.splitlines()
+    assert [line.split(": ")[:2] for line in report] == [["bad-yaml.md:3", "error"], ["warn.md", "warning"]]
+    for line in report:  # the report on stdout only, never repeated by the log on stderr
+        assert line.split(": ", 2)[2] not in result.stderr
+    assert result.stderr.splitlines() == ["6 articles, 1 file skipped, 1 error, 1 warning"]
+
+
+def test_check_counts_in_the_plural(write_article, seeds_dir) -> None:
+    write_article("one.md", text="just text\n")
+    write_article("two.md", text="just text\n")
+    result = run_check(seeds_dir)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["5 articles, 2 files skipped, 2 errors, 0 warnings"]
+    for name in ("one.md", "two.md"):
+        (seeds_dir / name).unlink()
+    for name in [p.name for p in seeds_dir.iterdir()][1:]:
+        (seeds_dir / name).unlink()
+    result = run_check(seeds_dir)
+    assert (result.returncode, result.stdout) == (0, "")
+    assert result.stderr.splitlines() == ["1 article, 0 files skipped, 0 errors, 0 warnings"]
 
 
 def test_check_missing_folder_exits_1(tmp_path: Path, capsys) -> None:

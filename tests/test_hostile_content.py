@@ -257,7 +257,7 @@ def test_every_broken_file_at_once_leaves_every_good_article_serving(seeds_dir, 
         where, rest = printed_line.split(": error: ", 1)
         number = int(where.removeprefix(f"{name}:")) if where != name else None
         assert line_ok(number, line, data) and matches(rest, message), printed_line
-    assert err.strip().endswith(f"{len(SEED_URLS) + 1} articles, {len(BROKEN)} files skipped")
+    assert f"{len(SEED_URLS) + 1} articles, {len(BROKEN)} files skipped, {len(BROKEN)} errors, " in err
 
 
 # --- unsafe YAML ---------------------------------------------------------------------------------
