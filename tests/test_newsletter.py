@@ -49,7 +49,8 @@ def get(client, url: str) -> bytes:
 def feed_urls(client, name: str) -> list[str]:
     """The all-topics feed and every topic's, drafts included, every entry on one page."""
     opml = etree.fromstring(get(client, "/feeds.opml?include=all"))
-    slugs = [o.get("xmlUrl").split("/")[-2] for o in opml.iter("outline") if "/topics/" in o.get("xmlUrl")]
+    feeds = opml.iterfind(".//outline[@xmlUrl]")  # the feeds, not the outline grouping the topics
+    slugs = [o.get("xmlUrl").split("/")[-2] for o in feeds if "/topics/" in o.get("xmlUrl")]
     assert slugs
     return [f"/{name}{ALL}", *(f"/topics/{slug}/{name}{ALL}" for slug in slugs)]
 

@@ -7,6 +7,10 @@ only for what must never appear (secrets, tracebacks, filesystem paths).
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import sqlite3
+import subprocess
 import threading
 import time
 from datetime import datetime, timezone
@@ -18,7 +22,20 @@ import feedgen.feed
 import lxml.html
 import pytest
 import yaml
-from helpers import ATOM, CORPUS, DC, MEDIA, PROJECT, SEEDS, ShiftingClock, check_feed, get_ok, is_absolute_uri
+from helpers import (
+    ATOM,
+    CORPUS,
+    DC,
+    MEDIA,
+    PROJECT,
+    SEEDS,
+    Server,
+    ShiftingClock,
+    check_feed,
+    get_ok,
+    is_absolute_uri,
+    wait_for,
+)
 from lxml import etree
 from slugify import slugify
 from werkzeug.test import EnvironBuilder
@@ -737,15 +754,19 @@ def test_opml_lists_every_topic_feed(any_client, any_folder, include):
     root = etree.fromstring(response.data)
     assert root.tag == "opml" and root.get("version") == "2.0"
     assert root.findtext("head/title").strip()
-    outlines = root.findall("body/outline")
+    outlines = root.findall(".//outline[@xmlUrl]")
     xml_urls = [o.get("xmlUrl") for o in outlines]
     for outline in outlines:
         assert outline.get("type") == "rss"
         assert outline.get("text")
         assert is_absolute_uri(outline.get("xmlUrl"))
     expected = {f"http://localhost{feed_path(s, 'rss')}{include}" for s in expected_topics(any_folder, bool(include))}
-    assert expected <= set(xml_urls)
-    assert f"http://localhost/rss.xml{include}" in xml_urls
+    # The topic feeds in one group outline; "All topics" apart, after it (see test_newsboat_...).
+    (group,) = root.findall("body/outline[outline]")
+    assert group.get("text") == "feedsvc: topics" and group.get("xmlUrl") is None
+    assert {o.get("xmlUrl") for o in group.findall("outline")} == expected
+    assert [o.get("xmlUrl") for o in root.findall("body/outline[@xmlUrl]")] == [f"http://localhost/rss.xml{include}"]
+    assert xml_urls[-1] == f"http://localhost/rss.xml{include}"
     assert len(xml_urls) == len(set(xml_urls)) == len(expected) + 1
     for url in xml_urls:
         check_feed("rss", get_ok(any_client, url).data)
@@ -755,9 +776,58 @@ def test_opml_escapes_topic_names(write_article, make_client):
     write_article("markup.md", topics=["R&D <Labs>"], webUrl="https://example.com/markup")
     root = etree.fromstring(get_ok(make_client(), "/feeds.opml?include=all&limit=3").data)
     # Readers (newsboat, Feedly's import) show `text` as it is: the name, XML-escaped and no more.
-    assert "feedsvc: R&D <Labs>" in [o.get("text") for o in root.findall("body/outline")]
-    assert "feedsvc: R&D <Labs>" in [o.get("title") for o in root.findall("body/outline")]
-    assert all(o.get("xmlUrl").endswith("?include=all&limit=3") for o in root.findall("body/outline"))
+    assert "feedsvc: R&D <Labs>" in [o.get("text") for o in root.findall(".//outline[@xmlUrl]")]
+    assert "feedsvc: R&D <Labs>" in [o.get("title") for o in root.findall(".//outline[@xmlUrl]")]
+    assert all(o.get("xmlUrl").endswith("?include=all&limit=3") for o in root.findall(".//outline[@xmlUrl]"))
+
+
+NEWSBOAT = Path("/usr/bin/newsboat")
+
+
+def newsboat(home: Path, *arguments: str) -> None:
+    """Run newsboat without a terminal on the files in `home` (urls, cache.db, config), never the user's."""
+    files = ["-C", str(home / "config"), "-u", str(home / "urls"), "-c", str(home / "cache.db")]
+    environment = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home), "XDG_DATA_HOME": str(home)}
+    subprocess.run([str(NEWSBOAT), *files, *arguments], env=environment, stdin=subprocess.DEVNULL,
+                   capture_output=True, check=True, timeout=120)  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not NEWSBOAT.exists(), reason="newsboat is not installed (Debian: apt-get install newsboat)")
+@pytest.mark.parametrize("source", [SEEDS, CORPUS], ids=["seeds", "corpus"])
+def test_newsboat_importing_the_opml_shows_every_entry_in_all_topics(source, tmp_path):
+    """newsboat keeps an entry id in one feed only, the one it reloaded last (its issue #898), and
+    reloads in the OPML's order: "All topics", listed last, must hold every entry it serves (listed
+    first, it was left empty); no entry is lost, none is stored twice. (Every entry of every topic
+    feed cannot be shown there: topics overlap, and two of the corpus's serve the same entries.)"""
+    shutil.copytree(source, tmp_path / "articles")
+    server = Server(tmp_path / "articles")
+    try:
+        (tmp_path / "feeds.opml").write_bytes(wait_for(server.url("/feeds.opml")))
+        (tmp_path / "config").write_text("download-retries 1\nreload-threads 1\n")
+        newsboat(tmp_path, "-i", str(tmp_path / "feeds.opml"))
+        newsboat(tmp_path, "-x", "reload")
+        opml = etree.parse(str(tmp_path / "feeds.opml")).getroot()
+        served = {}
+        for outline in opml.iterfind(".//outline[@xmlUrl]"):
+            served[outline.get("xmlUrl")] = {
+                item.findtext("guid") for item in etree.fromstring(wait_for(outline.get("xmlUrl"))).iter("item")
+            }
+    finally:
+        assert server.stop() == 0, server.output[-3000:]
+    db = sqlite3.connect(tmp_path / "cache.db")
+    try:
+        stored = db.execute("SELECT feedurl, guid FROM rss_item").fetchall()
+    finally:
+        db.close()
+    everything = server.url("/rss.xml")
+    assert served[everything] == set().union(*served.values()) and len(served[everything]) > 1
+    assert {guid for feed, guid in stored if feed == everything} == served[everything]
+    assert sorted(guid for _, guid in stored) == sorted(served[everything])  # every entry, once
+    assert list(served)[-1] == everything and len(served) > 2
+    # The topic feeds came in as one group: newsboat files them under its name, as a tag.
+    topics = [line for line in (tmp_path / "urls").read_text().splitlines() if "/topics/" in line]
+    assert len(topics) == len(served) - 1 and all(line.endswith(' "feedsvc: topics"') for line in topics)
 
 
 # --- health -----------------------------------------------------------------------------------
