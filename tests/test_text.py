@@ -367,6 +367,12 @@ def test_controls_after_parsing_are_removed(text, expected):
     assert plain_text(text) == expected
 
 
+@pytest.mark.parametrize("noncharacter", ["\ufdd0", "\ufdef", "\U0001fffe", "\U0010ffff"])
+def test_noncharacters_are_removed(noncharacter):
+    """HTML parsers take them for an error (the W3C validator's "Invalid HTML" in a description)."""
+    assert plain_text(f"a{noncharacter}b &#{ord(noncharacter)}; c") == "ab c"
+
+
 @settings(max_examples=300, deadline=None)
 @example("a&#x81;b")
 @example("&#1;&#x7f;&#x9d;&#xfffe;&#0;")

@@ -28,8 +28,15 @@ _SUSPECT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
 # marks (LRM, RLM, ALM, UAX #9 section 2.6) have no scope, only a direction, and real right-to-left
 # text needs them: they stay.
 BIDI_CONTROLS = "\u202a-\u202e\u2066-\u2069"
-# What text fields never hold: _SUSPECT's characters and the bidirectional controls.
-_DROPPED = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff{BIDI_CONTROLS}]")
+# Unicode's noncharacters (U+FDD0-U+FDEF and the last two code points of every plane) are for a
+# program's internal use, never for interchange (Unicode 15.0 section 23.7); HTML parsers call
+# them a parse error (the WHATWG HTML standard's "noncharacter-in-input-stream"), which the W3C feed
+# validator reports as "Invalid HTML" in a description.
+NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
+    chr(plane | 0xFFFE) + chr(plane | 0xFFFF) for plane in range(0, 0x110000, 0x10000)
+)
+# What text fields never hold: _SUSPECT's characters, the noncharacters and the bidirectional controls.
+_DROPPED = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{NONCHARACTERS}{BIDI_CONTROLS}]")
 # ftfy is only needed where mojibake can be: Latin-1 letters such as "Ã" and "â" start every
 # UTF-8 sequence mis-decoded as Latin-1 or Windows-1252 (and parked C1 controls).
 _MOJIBAKE_HINT = re.compile("[\u00a0-\u00ff\ue080-\ue09f\ufffd]")
