@@ -23,6 +23,7 @@ from lxml import etree
 import feedsvc.runtime.bodycache
 from feedsvc import create_app
 from feedsvc.build import public_paths
+from feedsvc.feeds.query import Query
 
 FORMATS = ["rss", "atom", "json"]
 SLUGS = [None, "ai", "computer-vision"]
@@ -276,7 +277,7 @@ def with_drafts(request, seeds_dir, write_article):
 
 def public_responses(client) -> dict:
     """Every public route (and a page of each feed), in both codings: status, body, ETag, Last-Modified."""
-    paths = public_paths(store_of(client).catalog)
+    paths = public_paths(store_of(client).catalog, Query())
     feeds = [p.rpartition("/") for p in paths if p.endswith(("rss.xml", "atom.xml", "feed.json"))]
     pages = [f"{head}/{name}?limit=1" for head, _, name in feeds] + [
         f"{head}/page/2/{name}?limit=1" for head, _, name in feeds
