@@ -7,8 +7,13 @@ only for what must never appear (secrets, tracebacks, filesystem paths).
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import sqlite3
+import subprocess
 import threading
 import time
+from contextlib import closing
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -25,12 +30,14 @@ from helpers import (
     MEDIA,
     PROJECT,
     SEEDS,
+    Server,
     ShiftingClock,
     check_feed,
     document_path,
     entry_ids,
     get_ok,
     is_absolute_uri,
+    rss_titles,
 )
 from lxml import etree
 from slugify import slugify
@@ -688,6 +695,36 @@ def test_every_paging_link_is_a_path_url_that_resolves(corpus_client, name):
         if fmt != "json":
             assert links["first"] == base + f"/{name}?include=all&limit=3"
             assert links["last"] == base + document_path(None, name, len(pages)) + "?include=all&limit=3"
+
+
+NEWSBOAT = shutil.which("newsboat")
+
+
+@pytest.mark.slow  # a real `feedsvc serve` and a real feed reader
+@pytest.mark.skipif(NEWSBOAT is None, reason="newsboat is not installed: apt-get install -y newsboat")
+def test_a_reader_subscribed_to_an_old_page_link_gets_the_page(seeds_dir, tmp_path):
+    server = Server(seeds_dir)
+    try:
+        (tmp_path / "urls").write_text(server.url("/topics/ai/rss.xml?page=2&limit=1") + "\n", encoding="utf-8")
+        (tmp_path / "config").write_text("", encoding="utf-8")
+        command = [
+            NEWSBOAT,
+            "-u",
+            str(tmp_path / "urls"),
+            "-c",
+            str(tmp_path / "cache.db"),
+            "-C",
+            str(tmp_path / "config"),
+        ]
+        reload = subprocess.run([*command, "-x", "reload"], env={**os.environ, "HOME": str(tmp_path)},
+                                capture_output=True, timeout=60, check=False)  # fmt: skip
+        assert reload.returncode == 0, reload.stderr
+        with closing(sqlite3.connect(tmp_path / "cache.db")) as cache:
+            got = [title for (title,) in cache.execute("SELECT title FROM rss_item")]
+        status, _, page = server.request("/topics/ai/page/2/rss.xml?limit=1")
+        assert status == 200 and got == rss_titles(page) and len(got) == 1  # followed the 301 to page 2
+    finally:
+        assert server.stop() == 0, server.output[-2000:]
 
 
 # --- the same bytes, whatever the instance and the time ---------------------------------------
