@@ -715,8 +715,8 @@ def serve_series(size: int, rounds: int, seconds: int, connections: int, threads
     samples: dict[str, dict[str, list[dict]]] = {v: {"feedsvc": [], "nginx": []} for v in VARIANTS}
     noise = []
     try:
-        # The build's bytes: static builds have no RFC 5005 paging links (a static host ignores ?page=).
-        _, group, fs_port = start_serve(folder, cache, work, workers, timeout, "wrk", {"FEEDSVC_FEED_PAGING": "false"})
+        # The build's bytes: a build answers what the server does with the same settings, paging links included.
+        _, group, fs_port = start_serve(folder, cache, work, workers, timeout, "wrk")
         groups.append(group)
         group, ng_port = start_nginx(root, work, workers)
         groups.append(group)

@@ -1,7 +1,9 @@
 """`feedsvc build`: write every public route as files, for a static host or an object store.
 
 The files are the bytes the server answers for the same configuration (they are made by the
-app itself, through its test client). The build is atomic (a complete new tree is swapped in)
+app itself, through its test client), every page of every feed and digest included: a page
+lives at a path (/page/N/rss.xml, Site.feed_path), so the RFC 5005 paging links in the files
+resolve on a static host too. The build is atomic (a complete new tree is swapped in)
 and incremental (a file whose bytes did not change is carried over, hard-linked, with its
 mtime, so `rsync`/`aws s3 sync` upload only what changed).
 """
@@ -20,10 +22,12 @@ from pathlib import Path
 
 from feedsvc.errors import BuildRefused
 from feedsvc.feeds.catalog import Catalog
-from feedsvc.feeds.site import FILE_NAMES
+from feedsvc.feeds.query import Query, parse_query
+from feedsvc.feeds.render import feed_entries
+from feedsvc.feeds.site import FILE_NAMES, Site
 
 log = logging.getLogger(__name__)
-SITE_FILES = ("/", "/feeds.opml", *(f"/{name}" for name in FILE_NAMES.values()))
+SITE_FILES = ("/", "/feeds.opml")
 
 
 @dataclass(frozen=True)
@@ -35,10 +39,14 @@ class BuildReport:
     skipped_sources: int
 
 
-def public_paths(catalog: Catalog) -> list[str]:
-    """Every public route: the index, the OPML, and each feed and digest, site-wide and per topic."""
-    topics = [f"/topics/{t.slug}/{name}" for t in catalog.topics(include_all=False) for name in FILE_NAMES.values()]
-    return [*SITE_FILES, *topics]
+def public_paths(catalog: Catalog, query: Query) -> list[str]:
+    """Every public route: the index, the OPML, and every page of each feed and digest, site-wide
+    and per topic, as many pages as `query` (the default flags) makes."""
+    paths = list(SITE_FILES)
+    for slug in [None, *(t.slug for t in catalog.topics(include_all=False))]:
+        pages = feed_entries(catalog, slug, query)[1]
+        paths += [Site.feed_path(slug, fmt, page) for fmt in FILE_NAMES for page in range(1, pages + 1)]
+    return paths
 
 
 def file_name(path: str) -> str:
@@ -66,7 +74,8 @@ def build(app, outdir: Path, strict: bool = False) -> BuildReport:
 def fill(app, catalog: Catalog, staging: Path, previous: Path) -> tuple[int, int]:
     """Write each route's bytes under `staging`, hard-linking files `previous` already has byte for byte."""
     client, written, unchanged = app.test_client(), 0, 0
-    for path in public_paths(catalog):
+    query = parse_query({}, app.config["DEFAULT_LIMIT"], app.config["MAX_LIMIT"])  # what a URL without flags gets
+    for path in public_paths(catalog, query):
         response = client.get(path)
         if response.status_code != 200:
             raise BuildRefused(f"{path} answered {response.status_code}, not 200")

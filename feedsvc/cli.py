@@ -59,7 +59,7 @@ def build_site(outdir: Path, settings: dict[str, Any], strict: bool) -> int:
     from feedsvc.web import create_app
 
     try:
-        report = build(create_app({**settings, "RELOAD_INTERVAL": 0, "FEED_PAGING": False}), outdir, strict=strict)
+        report = build(create_app({**settings, "RELOAD_INTERVAL": 0}), outdir, strict=strict)
     except FeedsvcError as exc:
         print(f"feedsvc build: error: {exc}", file=sys.stderr)
         return 1

@@ -33,7 +33,7 @@ def default_config() -> dict[str, Any]:
         "RELOAD_STUCK_AFTER": 120,  # seconds a reload may run before /healthz calls this worker unhealthy
         "RENDER_CACHE_SIZE": 512,  # rendered bodies kept (LRU)
         "FAST_PATH": True,  # replay finished feed responses in front of Flask
-        "FEED_PAGING": True,  # RFC 5005 paging links; off for static builds (a static host ignores ?page=)
+        "FEED_PAGING": True,  # RFC 5005 paging links (first/last/previous/next) in every feed
         "WEBSUB_HUB": None,  # URL of a WebSub hub to advertise and notify
         "CACHE_DIR": str(default_cache_dir()),  # parse cache; "" turns it off
         "PREVIEW_TOKEN": None,  # when set, include=all needs token=<it>

@@ -236,10 +236,15 @@ def feedcheck(targets: list[str]) -> list[Finding]:
 # --- the app, in process ---------------------------------------------------------------------------
 
 
-def feed_path(slug: str | None, fmt: str) -> str:
-    """The path of a feed: the all-topics one (slug None) or a topic's, in rss, atom or json."""
-    name = "feed.json" if fmt == "json" else f"{fmt}.xml"
-    return f"/topics/{slug}/{name}" if slug else f"/{name}"
+def feed_path(slug: str | None, fmt: str, page: int = 1) -> str:
+    """The path of a page of a feed: the all-topics one (slug None) or a topic's, in rss, atom or json."""
+    return document_path(slug, "feed.json" if fmt == "json" else f"{fmt}.xml", page)
+
+
+def document_path(slug: str | None, name: str, page: int = 1) -> str:
+    """The path of page `page` of a feed or digest file `name`: page 1 at /[topics/SLUG/]NAME,
+    page N >= 2 at /[topics/SLUG/]page/N/NAME."""
+    return (f"/topics/{slug}/" if slug else "/") + (f"page/{page}/" if page > 1 else "") + name
 
 
 def get_ok(client, url: str, **kwargs):

@@ -1,7 +1,8 @@
 """`feedsvc build OUTDIR [--base-url URL] [--seeds DIR] [--strict]`: the static export.
 
-Every public route becomes a file, byte for byte what the server answers for the same base URL
-(checked against the app's test client and once against a real `feedsvc serve`). A build is
+Every public route becomes a file, every page of every feed and digest included, byte for byte
+what the server answers for the same base URL (checked against the app's test client and once
+against a real `feedsvc serve`), and every paging link in a file names another file. A build is
 atomic (a reader never sees a missing or partial file) and incremental (an unchanged file keeps
 its inode and mtime; a changed article rewrites only the files it shows in). With --strict, a
 folder with errors exits 1 and leaves the old tree as it was.
@@ -9,6 +10,7 @@ folder with errors exits 1 and leaves the old tree as it was.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -31,11 +33,9 @@ TOPIC_FILES = ["rss.xml", "atom.xml", "feed.json", "digest.html", "digest.txt"]
 T0 = 1_600_000_000  # a fixed past mtime, so that "not rewritten" is visible in st_mtime
 
 
-def app_for(seeds: Path, base: str = BASE):
-    """The app a build of `seeds` must agree with: same base URL, no paging, no reloading."""
-    return create_app(
-        {"TESTING": True, "SEEDS_DIR": str(seeds), "BASE_URL": base, "FEED_PAGING": False, "RELOAD_INTERVAL": 0}
-    )
+def app_for(seeds: Path, base: str = BASE, **config):
+    """The app a build of `seeds` must agree with: the server's defaults, the same base URL, no reloading."""
+    return create_app({"TESTING": True, "SEEDS_DIR": str(seeds), "BASE_URL": base, "RELOAD_INTERVAL": 0, **config})
 
 
 def route(name: str) -> str:
@@ -58,8 +58,9 @@ def stats(outdir: Path) -> dict[str, tuple[int, int]]:
     return found
 
 
-def expected_names(client) -> set[str]:
-    """The files a build must write, from the public OPML's topic feeds (not from the builder's list)."""
+def expected_names(client, per_page: int = 50) -> set[str]:
+    """The files a build must write, from the public OPML's topic feeds and each feed's number of
+    entries (not from the builder's list): page N >= 2 of a document is page/N/ beside page 1."""
     response = client.get("/feeds.opml")
     assert response.status_code == 200
     slugs = {
@@ -68,7 +69,23 @@ def expected_names(client) -> set[str]:
         if "/topics/" in o.get("xmlUrl")
     }
     assert slugs
-    return set(SITE_FILES) | {f"topics/{slug}/{name}" for slug in slugs for name in TOPIC_FILES}
+    names = set(SITE_FILES[:2])
+    for folder in ["", *(f"topics/{slug}/" for slug in slugs)]:
+        entries = len(json.loads(client.get(f"/{folder}feed.json?limit=500").data)["items"])
+        pages = max(1, -(-entries // per_page))
+        names |= {f"{folder}{name}" for name in TOPIC_FILES}
+        names |= {f"{folder}page/{n}/{name}" for n in range(2, pages + 1) for name in TOPIC_FILES}
+    return names
+
+
+def links_in(name: str, body: bytes) -> dict[str, str]:
+    """rel -> href of the self and RFC 5005 paging links of an exported feed (JSON Feed: feed_url, next_url)."""
+    if name.endswith(".json"):
+        data = json.loads(body)
+        return {"self": data["feed_url"]} | ({"next": data["next_url"]} if "next_url" in data else {})
+    root = etree.fromstring(body)
+    links = root.findall(f"{ATOM}link") if root.tag == f"{ATOM}feed" else root.findall(f"channel/{ATOM}link")
+    return {l.get("rel"): l.get("href") for l in links if l.get("rel") in ("self", "first", "last", "previous", "next")}
 
 
 def run_build(capsys, outdir: Path, seeds: Path, *extra: str, base: str = BASE) -> tuple[int, str]:
@@ -109,43 +126,60 @@ def with_a_draft_topic(seeds_dir: Path) -> Path:
     return seeds_dir
 
 
+@pytest.mark.parametrize("per_page", [50, 2])
 @pytest.mark.parametrize("folder", ["seeds", "corpus"])
-def test_build_writes_every_public_route_as_the_app_answers_it(tmp_path, capsys, with_a_draft_topic, folder):
+def test_build_writes_every_public_route_as_the_app_answers_it(
+    tmp_path, capsys, monkeypatch, with_a_draft_topic, folder, per_page
+):
     seeds = with_a_draft_topic if folder == "seeds" else shutil.copytree(CORPUS, tmp_path / "corpus")
+    monkeypatch.setenv("FEEDSVC_DEFAULT_LIMIT", str(per_page))  # the build reads the server's settings
     outdir = tmp_path / "site"
     code, err = run_build(capsys, outdir, seeds)
     assert code == 0, err
     client = app_for(seeds).test_client()
     tree = files_of(outdir)
-    assert set(tree) == expected_names(client)
+    assert set(tree) == expected_names(client, per_page)
     assert f"{len(tree)} files written, 0 unchanged" in err
     for name, body in tree.items():
         response = client.get(route(name))
         assert response.status_code == 200, name
         assert body == response.data, f"{name} differs from GET {route(name)}"
-    # what the files say: absolute links on the given base URL, no paging, no drafts
+    # what the files say: absolute links on the given base URL, paging that a static host serves, no drafts
     assert not [n for n in tree if "embargoed" in n]
     assert all(b"A draft nobody may see" not in body for body in tree.values())
     check_rss(tree["rss.xml"])
-    root = check_atom(tree["topics/ai/atom.xml"])
-    rels = {link.get("rel") for link in root.findall(f"{ATOM}link")}
-    assert "next" not in rels and "first" not in rels and "last" not in rels  # a static host ignores ?page=
-    assert {l.get("href") for l in root.findall(f"{ATOM}link") if l.get("rel") == "self"} == {
-        BASE + "topics/ai/atom.xml"
+    feeds = {
+        name: links_in(name, body) for name, body in tree.items() if name.endswith(("rss.xml", "atom.xml", "feed.json"))
     }
+    for name, links in feeds.items():
+        assert links["self"] == BASE + name, name  # a page's rel=self is its own path
+        for rel, href in links.items():
+            assert href.startswith(BASE) and href[len(BASE) :] in tree, f"{name}: rel={rel} {href} is not a file"
+    check_atom(tree["topics/ai/atom.xml"])
+    assert feeds["topics/ai/atom.xml"]["first"] == BASE + "topics/ai/atom.xml"
+    walked = ["feed.json"]  # JSON Feed's next_url from page 1 visits every page file once
+    while "next" in feeds[walked[-1]]:
+        walked.append(feeds[walked[-1]]["next"][len(BASE) :])
+    assert sorted(walked) == sorted(n for n in tree if n.endswith("feed.json") and not n.startswith("topics/"))
+    if per_page == 2:
+        assert len(walked) >= 2
+        check_atom(tree["topics/ai/page/2/atom.xml"])
+        assert feeds["topics/ai/atom.xml"]["next"] == BASE + "topics/ai/page/2/atom.xml"
     check_feed("rss", tree["topics/computer-vision/rss.xml"])
     assert b'href="https://static.example.org/news/topics/ai/rss.xml"' in tree["index.html"]
     assert leftovers(outdir) == []
 
 
 @pytest.mark.slow
-def test_build_is_byte_identical_to_a_real_feedsvc_serve(tmp_path, capsys, with_a_draft_topic):
+def test_build_is_byte_identical_to_a_real_feedsvc_serve(tmp_path, capsys, monkeypatch, with_a_draft_topic):
     base = "http://feeds.example.net/"
+    monkeypatch.setenv("FEEDSVC_DEFAULT_LIMIT", "2")  # pages to export
     outdir = tmp_path / "site"
     code, err = run_build(capsys, outdir, with_a_draft_topic, base=base)
     assert code == 0, err
     tree = files_of(outdir)
-    server = Server(with_a_draft_topic, {"FEEDSVC_FEED_PAGING": "false", "FEEDSVC_BASE_URL": base})
+    assert "page/2/rss.xml" in tree and "topics/ai/page/2/digest.txt" in tree
+    server = Server(with_a_draft_topic, {"FEEDSVC_BASE_URL": base, "FEEDSVC_DEFAULT_LIMIT": "2"})
     try:
         for name, body in tree.items():
             status, headers, served = server.request(route(name), {"Accept-Encoding": "identity"})
@@ -158,9 +192,12 @@ def test_build_is_byte_identical_to_a_real_feedsvc_serve(tmp_path, capsys, with_
     assert code == 0, server.output[-3000:]
 
 
-def test_rebuild_without_changes_rewrites_nothing(tmp_path, capsys, seeds_dir):
+@pytest.mark.parametrize("per_page", [50, 1])
+def test_rebuild_without_changes_rewrites_nothing(tmp_path, capsys, monkeypatch, seeds_dir, per_page):
+    monkeypatch.setenv("FEEDSVC_DEFAULT_LIMIT", str(per_page))
     outdir = tmp_path / "site"
     assert run_build(capsys, outdir, seeds_dir)[0] == 0
+    assert ("page/2/rss.xml" in files_of(outdir)) is (per_page == 1)  # pages are carried over too
     set_mtimes(outdir, T0)
     before, contents = stats(outdir), files_of(outdir)
     code, err = run_build(capsys, outdir, seeds_dir)

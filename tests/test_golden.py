@@ -29,7 +29,9 @@ def routes(client) -> list[str]:
     slugs = sorted(set(re.findall(r"/topics/([^/]+)/rss\.xml", index)))
     paths = ["/", "/feeds.opml", "/healthz"] + [f"/{name}" for name in DOCUMENTS]
     paths += [f"/topics/{slug}/{name}" for slug in slugs for name in DOCUMENTS]
-    return sorted({path + flags for path in paths for flags in FLAG_SETS})
+    # Page 2 of every document at its path (/page/2/NAME); "?limit=2&page=2" records its 301.
+    pages = [re.sub(r"([^/]+)$", r"page/2/\1", path) + "?limit=2" for path in paths if path.endswith(DOCUMENTS)]
+    return sorted({path + flags for path in paths for flags in FLAG_SETS} | set(pages))
 
 
 def answer(client, path: str, gzip: bool) -> dict:

@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from datetime import datetime, timedelta, timezone
@@ -22,6 +23,7 @@ from lxml import etree
 import feedsvc.runtime.bodycache
 from feedsvc import create_app
 from feedsvc.build import public_paths
+from feedsvc.feeds.query import Query
 
 FORMATS = ["rss", "atom", "json"]
 SLUGS = [None, "ai", "computer-vision"]
@@ -275,14 +277,17 @@ def with_drafts(request, seeds_dir, write_article):
 
 def public_responses(client) -> dict:
     """Every public route (and a page of each feed), in both codings: status, body, ETag, Last-Modified."""
-    paths = public_paths(store_of(client).catalog)
-    pages = [f"{p}?limit=1&page={n}" for p in paths if p.endswith(("rss.xml", "atom.xml", "feed.json")) for n in (1, 2)]
+    paths = public_paths(store_of(client).catalog, Query())
+    feeds = [p.rpartition("/") for p in paths if p.endswith(("rss.xml", "atom.xml", "feed.json"))]
+    pages = [f"{head}/{name}?limit=1" for head, _, name in feeds] + [
+        f"{head}/page/2/{name}?limit=1" for head, _, name in feeds
+    ]
     found = {}
     for url in [*paths, *pages]:
         for coding in ("identity", "gzip"):
             for _ in range(2):  # the second is replayed, where the fast path is on
                 response = client.get(url, headers={"Accept-Encoding": coding})
-                assert response.status_code == 200 or "page=2" in url, url
+                assert response.status_code == 200 or "/page/2/" in url, url
                 found[url, coding] = (response.status_code, response.data, response.headers.get("ETag"),
                                       response.headers.get("Last-Modified"))  # fmt: skip
     return found
@@ -756,6 +761,12 @@ def query_of(url: str) -> dict[str, list[str]]:
     return parse_qs(urlsplit(url).query)
 
 
+def page_of(url: str) -> int:
+    """The page number a feed URL's path names (/page/N/...; none: 1)."""
+    match = re.search(r"/page/([0-9]+)/[^/]+$", urlsplit(url).path)
+    return int(match.group(1)) if match else 1
+
+
 def walk(client, url: str, fmt: str, max_pages: int = 200) -> tuple[list[str], list[str]]:
     """Follow rel=next from `url`; the entry ids in order and the URLs visited."""
     ids, visited = [], []
@@ -779,8 +790,8 @@ def test_walking_next_links_visits_every_entry_once_in_order(ro_corpus, fmt, slu
     assert ids == everything
     assert len(ids) == len(set(ids))
     assert len(visited) == -(-len(everything) // 3)
-    assert [query_of(u).get("page", ["1"])[0] for u in visited] == [str(n) for n in range(1, len(visited) + 1)]
-    assert all(query_of(u)["include"] == ["all"] and query_of(u)["limit"] == ["3"] for u in visited)
+    assert visited[1:] == [feed_path(slug, fmt, n) + "?include=all&limit=3" for n in range(2, len(visited) + 1)]
+    assert all(query_of(u) == {"include": ["all"], "limit": ["3"]} for u in visited)  # the page is in the path
 
 
 @pytest.mark.parametrize("fmt", ["rss", "atom"])
@@ -789,15 +800,13 @@ def test_rss_and_atom_carry_first_last_previous_next(ro_corpus, fmt):
     total = len(entry_ids(fmt, get_ok(ro_corpus, feed_path(None, fmt) + "?include=all&limit=500").data))
     pages = -(-total // 3)
     assert pages >= 3
-    url = lambda page: (
-        f"http://localhost{feed_path(None, fmt)}?include=all&limit=3" + (f"&page={page}" if page > 1 else "")
-    )
+    url = lambda page: f"http://localhost{feed_path(None, fmt, page)}?include=all&limit=3"
 
     first = page_links(fmt, get_ok(ro_corpus, base).data)
     assert first == {"first": url(1), "last": url(pages), "next": url(2)}
-    middle = page_links(fmt, get_ok(ro_corpus, base + "&page=2").data)
+    middle = page_links(fmt, get_ok(ro_corpus, local(url(2))).data)
     assert middle == {"first": url(1), "last": url(pages), "previous": url(1), "next": url(3)}
-    last = page_links(fmt, get_ok(ro_corpus, base + f"&page={pages}").data)
+    last = page_links(fmt, get_ok(ro_corpus, local(url(pages))).data)
     assert last == {"first": url(1), "last": url(pages), "previous": url(pages - 1)}
 
 
@@ -826,17 +835,18 @@ def test_single_page_feed_has_no_next_or_previous(ro_client, fmt):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_page_past_the_end_is_404(ro_corpus, fmt):
     last = page_links("atom", get_ok(ro_corpus, "/atom.xml?include=all&limit=3").data)["last"]
-    pages = int(query_of(last)["page"][0])
-    assert get_ok(ro_corpus, feed_path(None, fmt) + f"?include=all&limit=3&page={pages}")
+    pages = page_of(last)
+    assert pages > 2
+    assert get_ok(ro_corpus, feed_path(None, fmt, pages) + "?include=all&limit=3")
     for page in (pages + 1, pages + 50, 10**30):
-        response = ro_corpus.get(feed_path(None, fmt) + f"?include=all&limit=3&page={page}")
+        response = ro_corpus.get(feed_path(None, fmt, page) + "?include=all&limit=3")
         assert response.status_code == 404
         assert response.mimetype == "text/plain"
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_page_two_of_a_one_page_feed_is_404(ro_client, fmt):
-    assert ro_client.get(feed_path("ai", fmt) + "?page=2").status_code == 404
+    assert ro_client.get(feed_path("ai", fmt, 2)).status_code == 404
 
 
 @pytest.mark.parametrize("page", ["0", "-1", "abc", "", "1.5", "\u0661", " 2", "2 "])
@@ -851,16 +861,9 @@ def test_page_given_twice_is_400(ro_client):
     assert ro_client.get("/rss.xml?page=1&page=1").status_code == 400
 
 
-def test_page_one_is_the_feed_without_a_page_flag(ro_corpus):
-    for fmt in FORMATS:
-        plain = get_ok(ro_corpus, feed_path(None, fmt) + "?include=all&limit=3")
-        explicit = get_ok(ro_corpus, feed_path(None, fmt) + "?include=all&limit=3&page=1")
-        assert plain.data == explicit.data and plain.headers["ETag"] == explicit.headers["ETag"]
-
-
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_pages_are_cached_and_validated_like_any_feed(ro_corpus, fmt):
-    url = feed_path(None, fmt) + "?include=all&limit=3&page=2"
+    url = feed_path(None, fmt, 2) + "?include=all&limit=3"
     response = get_ok(ro_corpus, url)
     etag = entity_tag(response)
     assert etag == f'"{digest(response.data)}"'
@@ -886,7 +889,7 @@ def without_date(response) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(
-    "url", ["/rss.xml", "/topics/ai/atom.xml", "/feed.json?include=all", "/atom.xml?limit=1&page=2"]
+    "url", ["/rss.xml", "/topics/ai/atom.xml", "/feed.json?include=all", "/page/2/atom.xml?limit=1"]
 )
 def test_replayed_responses_are_what_flask_answers(fast_and_flask, url):
     fast, flask = fast_and_flask
@@ -938,6 +941,22 @@ def test_errors_are_never_replayed(client, write_article):
     write_article("later.md", topics=["Later"], webUrl="https://example.com/later")
     store_of(client).reload()
     assert get_ok(client, "/topics/later/rss.xml")
+
+
+@pytest.mark.parametrize("name", ["rss.xml", "atom.xml", "feed.json", "digest.html", "digest.txt"])
+def test_pages_and_their_redirects_are_never_mixed_up_by_the_replay(fast_and_flask, name):
+    """/page/2/NAME is kept and replayed; NAME?page=2 (its 301), /page/1/ and /page/01/ never get its bytes."""
+    fast, flask = fast_and_flask
+    urls = [f"/page/2/{name}?limit=1", f"/{name}?limit=1&page=2", f"/{name}?page=2&limit=1", f"/page/1/{name}?limit=1",
+            f"/{name}?limit=1&page=1", f"/page/02/{name}?limit=1", f"/{name}?limit=1", f"/topics/ai/page/2/{name}?limit=1",
+            f"/topics/ai/{name}?limit=1&page=2"]  # fmt: skip
+    replays = fast.application.wsgi_app.hits
+    for _ in range(3):
+        for url in urls:
+            a, b = fast.get(url), flask.get(url)
+            assert (a.status_code, without_date(a), a.data) == (b.status_code, without_date(b), b.data), url
+    assert [fast.get(u).status_code for u in urls] == [200, 301, 301, 301, 301, 404, 200, 200, 301]
+    assert fast.application.wsgi_app.hits - replays == 2 * 3 + 3  # only the three 200s are replayed
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from helpers import OLD_TITLE, PROJECT, PUBLISHED, Server, free_port, rss_titles
@@ -441,6 +442,25 @@ def test_previews_and_uncacheable_pages_always_reach_the_app(stack):
             status, headers, _ = nginx.request(path)
             assert status == 200 and cache_status(headers) == "MISS"
         stack.wait_app_lines(path, [*before, 200, 200])
+
+
+def test_pages_and_the_old_page_links_redirects_are_cached_like_feeds(stack):
+    """Pages are paths (/topics/ai/page/2/rss.xml): cached per URL like any feed; an old ?page=N link's
+    301 passes through (and is cached: it is permanent) with the app's Location."""
+    nginx = stack.nginx
+    page, old = "/topics/ai/page/2/rss.xml?limit=1", "/topics/ai/rss.xml?page=2&limit=1"
+    status, first, body = nginx.request(page)
+    assert status == 200 and cache_status(first) == "MISS" and rss_titles(body)
+    status, again, cached = nginx.request(page)
+    assert status == 200 and cache_status(again) == "HIT" and cached == body
+    for expected in ("MISS", "HIT"):
+        status, moved, _ = nginx.request(old)
+        assert status == 301 and cache_status(moved) == expected
+        assert urlsplit(moved["Location"])[2:4] == ("/topics/ai/page/2/rss.xml", "limit=1")
+    stack.wait_app_lines(page, [200])
+    stack.wait_app_lines(old, [301])
+    status, headers, _ = nginx.request("/topics/ai/page/02/rss.xml")
+    assert status == 404 and "Cache-Control" not in headers
 
 
 def test_access_log_never_holds_a_preview_token(stack):

@@ -10,11 +10,11 @@ from helpers import ATOM
 from lxml import etree
 
 from feedsvc.content.model import Article, Provider
-from feedsvc.errors import QueryError, TopicNotFound
+from feedsvc.errors import PageNotFound, QueryError, TopicNotFound
 from feedsvc.feeds.catalog import Catalog
-from feedsvc.feeds.query import Query, parse_query
+from feedsvc.feeds.query import Query, parse_query, path_page
 from feedsvc.feeds.render import render_feed
-from feedsvc.feeds.site import Site
+from feedsvc.feeds.site import FILE_NAMES, Site
 
 FORMATS = {"rss": "rss.xml", "atom": "atom.xml"}
 
@@ -153,6 +153,33 @@ def test_canonical_order_is_fixed():
     assert forward.canonical(DEFAULT) == backward.canonical(DEFAULT) == "?include=all&limit=9"
 
 
+@pytest.mark.parametrize("page", [1, 2, 40])
+def test_canonical_never_carries_the_page(page):
+    """The page is in the path (/page/N/), so that a static host can serve it."""
+    query = Query(True, 7, page=page, token="s3cret")
+    assert query.canonical(DEFAULT) == "?include=all&token=s3cret&limit=7"
+    assert Query(False, DEFAULT, page=page).canonical(DEFAULT) == ""
+
+
+# --- page numbers in paths ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("segment, page", [("1", 1), ("2", 2), ("10", 10), ("123456789012345678", 123456789012345678)])
+def test_path_page_is_a_plain_decimal(segment, page):
+    assert path_page(segment) == page
+
+
+@pytest.mark.parametrize(
+    "segment",
+    ["0", "00", "01", "002", "-1", "+2", "2 ", " 2", "1.0", "1e3", "x", "", "\u0662", "\uff12", "9" * 19, "9" * 5000],
+)
+def test_other_page_segments_are_no_page(segment):
+    with pytest.raises(PageNotFound) as error:
+        path_page(segment)
+    message = str(error.value)
+    assert "\n" not in message and len(message) < 160
+
+
 # --- Site URLs --------------------------------------------------------------------------------
 
 
@@ -197,6 +224,65 @@ def test_feed_url_flags_relative_to_the_sites_default_limit():
     site = Site(BASE, default_limit=10)
     assert site.feed_url(None, "rss", Query(False, 10)) == BASE + "/rss.xml"
     assert site.feed_url(None, "rss", Query(False, 50)) == BASE + "/rss.xml?limit=50"
+
+
+PAGED_PATHS = [
+    (None, "rss", 1, "/rss.xml"),
+    (None, "atom", 2, "/page/2/atom.xml"),
+    (None, "json", 3, "/page/3/feed.json"),
+    (None, "digest-html", 1, "/digest.html"),
+    (None, "digest-txt", 12, "/page/12/digest.txt"),
+    ("ai", "rss", 2, "/topics/ai/page/2/rss.xml"),
+    ("ai", "atom", 1, "/topics/ai/atom.xml"),
+    ("computer-vision", "json", 2, "/topics/computer-vision/page/2/feed.json"),
+    ("ai", "digest-html", 7, "/topics/ai/page/7/digest.html"),
+    ("ai", "digest-txt", 1, "/topics/ai/digest.txt"),
+]
+
+
+@pytest.mark.parametrize("slug, fmt, page, path", PAGED_PATHS)
+def test_feed_path_of_a_page(slug, fmt, page, path):
+    assert Site.feed_path(slug, fmt, page) == path
+    assert Site(BASE + "/").feed_path(slug, fmt, page) == path
+
+
+@pytest.mark.parametrize("fmt", FILE_NAMES)
+@pytest.mark.parametrize("slug", [None, "ai"])
+def test_page_one_of_every_document_is_its_own_path(fmt, slug):
+    folder = f"/topics/{slug}/" if slug else "/"
+    assert Site.feed_path(slug, fmt) == Site.feed_path(slug, fmt, 1) == folder + FILE_NAMES[fmt]
+    assert Site.feed_path(slug, fmt, 2) == folder + "page/2/" + FILE_NAMES[fmt]
+
+
+@pytest.mark.parametrize(
+    "slug, page, path",
+    [(None, 1, "/all/"), (None, 2, "/all/page/2/"), ("ai", 1, "/topics/ai/"), ("ai", 12, "/topics/ai/page/12/")],
+)
+def test_html_page_paths_are_folders(slug, page, path):
+    """A topic's HTML page has no file name: /topics/<slug>/, and /all/ for every topic (/ is the index)."""
+    assert Site.page_path(slug, page) == Site.feed_path(slug, "html", page) == path
+
+
+@pytest.mark.parametrize("slug, fmt, page, path", PAGED_PATHS)
+def test_feed_url_of_a_page_keeps_the_other_flags_in_the_query(slug, fmt, page, path):
+    site = Site(BASE + "/news/", default_limit=20)
+    query = Query(True, 10, page=5, token="t")  # the page argument wins: a Query's page is not in its URL
+    assert site.feed_url(slug, fmt, query, page) == BASE + "/news" + path + "?include=all&token=t&limit=10"
+    assert site.feed_url(slug, fmt, Query(False, 20), page) == BASE + "/news" + path
+
+
+@pytest.mark.parametrize("fmt", FILE_NAMES)
+@pytest.mark.parametrize("slug", [None, "ai"])
+def test_page_links_are_path_urls(fmt, slug):
+    site = Site(BASE)
+    url = lambda n: BASE + Site.feed_path(slug, fmt, n) + "?limit=3"
+    assert url(2) == BASE + ("/topics/ai" if slug else "") + f"/page/2/{FILE_NAMES[fmt]}?limit=3"
+    assert site.page_links(slug, fmt, Query(False, 3), 1) == {"first": url(1), "last": url(1)}
+    assert site.page_links(slug, fmt, Query(False, 3), 4) == {"first": url(1), "last": url(4), "next": url(2)}
+    middle = site.page_links(slug, fmt, Query(False, 3, page=2), 4)
+    assert middle == {"first": url(1), "last": url(4), "previous": url(1), "next": url(3)}
+    last = site.page_links(slug, fmt, Query(False, 3, page=4), 4)
+    assert last == {"first": url(1), "last": url(4), "previous": url(3)}
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -271,6 +357,19 @@ def test_feed_id_differs_with_include_all(catalog, slug):
 def test_feed_ids_differ_between_topics(catalog):
     ids = {feed_id(catalog, slug, Query()) for slug in (None, "ai", "computer-vision", "robots")}
     assert len(ids) == 4
+
+
+@pytest.mark.parametrize("fmt", ["rss", "atom"])
+def test_a_pages_self_and_alternates_are_its_own_path_its_id_the_feeds(catalog, fmt):
+    query = Query(True, 1, page=2)
+    root = etree.fromstring(render_feed(catalog, Site(BASE), "ai", fmt, query))
+    links = root.findall(f"{ATOM}link") if fmt == "atom" else root.findall(f"channel/{ATOM}link")
+    hrefs = {(l.get("rel"), l.get("type")): l.get("href") for l in links}
+    assert hrefs["self", f"application/{fmt}+xml"] == f"{BASE}/topics/ai/page/2/{fmt}.xml?include=all&limit=1"
+    other = "atom" if fmt == "rss" else "rss"
+    assert hrefs["alternate", f"application/{other}+xml"] == f"{BASE}/topics/ai/page/2/{other}.xml?include=all&limit=1"
+    assert hrefs["alternate", "application/feed+json"] == f"{BASE}/topics/ai/page/2/feed.json?include=all&limit=1"
+    assert feed_id(catalog, "ai", query) == f"{BASE}/topics/ai/atom.xml?include=all"
 
 
 @pytest.mark.parametrize("fmt", ["rss", "atom"])

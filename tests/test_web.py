@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+from contextlib import closing
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -32,8 +33,11 @@ from helpers import (
     Server,
     ShiftingClock,
     check_feed,
+    document_path,
+    entry_ids,
     get_ok,
     is_absolute_uri,
+    rss_titles,
     wait_for,
 )
 from lxml import etree
@@ -568,6 +572,160 @@ def test_atom_id_ignores_limit(client, slug):
 
     assert atom_id("") == atom_id("?limit=1") == atom_id("?limit=500")
     assert atom_id("?include=all") == atom_id("?include=all&limit=2") != atom_id("")
+
+
+# --- pages at paths: /page/N/NAME, /topics/SLUG/page/N/NAME ---------------------------------------
+
+DOCUMENTS = ["rss.xml", "atom.xml", "feed.json", "digest.html", "digest.txt"]
+FEED_FORMATS = {"rss.xml": "rss", "atom.xml": "atom", "feed.json": "json"}
+DOCUMENT_TYPES = {"rss.xml": "application/rss+xml", "atom.xml": "application/atom+xml",
+                  "feed.json": "application/feed+json", "digest.html": "text/html", "digest.txt": "text/plain"}  # fmt: skip
+
+
+def assert_moved(response, location: str) -> None:
+    """A 301 Moved Permanently to exactly `location`."""
+    assert response.status_code == 301, (response.status_code, response.data[:200])
+    assert response.headers["Location"] == location
+
+
+@pytest.mark.parametrize("slug", [None, "ai"], ids=str)
+@pytest.mark.parametrize("name", DOCUMENTS)
+def test_page_two_is_served_at_its_path(client, name, slug):
+    first = get_ok(client, document_path(slug, name) + "?include=all&limit=2")
+    second = get_ok(client, document_path(slug, name, 2) + "?include=all&limit=2")
+    assert second.mimetype == DOCUMENT_TYPES[name] and second.data != first.data
+    if name in FEED_FORMATS:
+        fmt = FEED_FORMATS[name]
+        everything = entry_ids(fmt, get_ok(client, document_path(slug, name) + "?include=all&" + BIG).data)
+        assert len(everything) > 4
+        assert entry_ids(fmt, first.data) == everything[:2]
+        assert entry_ids(fmt, second.data) == everything[2:4]
+
+
+@pytest.mark.parametrize(
+    "query, page, canonical",
+    [
+        ("?page=2", 2, ""),
+        ("?limit=2&page=3&utm_source=x", 3, "?limit=2"),
+        ("?page=2&limit=2&include=all", 2, "?include=all&limit=2"),
+        ("?page=1&limit=1", 1, "?limit=1"),
+        ("?page=1", 1, ""),
+        ("?page=02&include=published&limit=50", 2, ""),
+    ],
+)
+@pytest.mark.parametrize("slug", [None, "ai"], ids=str)
+@pytest.mark.parametrize("name", DOCUMENTS)
+def test_page_query_moves_permanently_to_the_path(client, name, slug, query, page, canonical):
+    """Old ?page=N links and subscriptions keep working: readers follow the 301 and update."""
+    location = "http://localhost" + document_path(slug, name, page) + canonical
+    for path in (document_path(slug, name), document_path(slug, name, 2)):  # also on a page's own path
+        assert_moved(client.get(path + query), location)
+
+
+@pytest.mark.parametrize("name", DOCUMENTS)
+def test_page_one_in_the_path_moves_to_the_documents_own_url(client, name):
+    assert_moved(client.get(f"/page/1/{name}"), f"http://localhost/{name}")
+    assert_moved(client.get(f"/topics/ai/page/1/{name}?limit=3&x=1"), f"http://localhost/topics/ai/{name}?limit=3")
+
+
+@pytest.mark.parametrize("name", DOCUMENTS)
+def test_page_redirects_are_built_on_base_url_and_keep_the_preview_token(make_client, name):
+    client = make_client(BASE_URL="https://news.example.net/feeds/", PREVIEW_TOKEN="tok")
+    public = client.get(f"/topics/ai/{name}?page=2&limit=1")
+    assert_moved(public, f"https://news.example.net/feeds/topics/ai/page/2/{name}?limit=1")
+    assert public.cache_control.public and not public.cache_control.private
+    preview = client.get(f"/{name}?limit=1&token=tok&include=all&page=2")
+    assert_moved(preview, f"https://news.example.net/feeds/page/2/{name}?include=all&token=tok&limit=1")
+    assert preview.cache_control.private and not preview.cache_control.public
+    assert client.get(f"/{name}?include=all&page=2").status_code == 403  # no redirect without the token
+
+
+BAD_PAGE_SEGMENTS = ["0", "00", "01", "002", "-1", "+2", "x", "1.5", "2e1", "%202", "2%20", "%D9%A2", "9" * 30]
+
+
+@pytest.mark.parametrize("segment", BAD_PAGE_SEGMENTS)
+@pytest.mark.parametrize("name", DOCUMENTS)
+def test_a_page_number_not_written_plainly_is_404(client, name, segment):
+    """One URL per page: /page/02/ is not /page/2/ (a static host could not answer both)."""
+    assert_plain_one_line(client.get(f"/page/{segment}/{name}?limit=1"), 404)
+    assert_plain_one_line(client.get(f"/topics/ai/page/{segment}/{name}?limit=1"), 404)
+
+
+@pytest.mark.parametrize("name", DOCUMENTS)
+def test_a_page_past_the_last_is_404(client, name):
+    get_ok(client, document_path("ai", name, 2) + "?limit=1")
+    for page in (50, 10**17):
+        assert_plain_one_line(client.get(document_path("ai", name, page) + "?limit=1"), 404)
+    assert_plain_one_line(client.get(document_path("ai", name, 2)), 404)  # 50 a page: one page
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "", "1.5", "%D9%A2"])
+@pytest.mark.parametrize("name", DOCUMENTS)
+def test_a_bad_page_query_is_still_400(client, name, value):
+    assert_plain_one_line(client.get(f"/{name}?page={value}"), 400)
+    assert_plain_one_line(client.get(f"/topics/ai/page/2/{name}?page={value}"), 400)
+    assert_plain_one_line(client.get(f"/{name}?page=2&page=2"), 400)
+
+
+def paging_links(fmt: str, body: bytes) -> dict[str, str]:
+    """rel -> href of a feed's RFC 5005 links and its self link (JSON Feed: next_url, feed_url)."""
+    if fmt == "json":
+        data = json.loads(body)
+        return {"self": data["feed_url"]} | ({"next": data["next_url"]} if "next_url" in data else {})
+    wanted = ("self", "first", "last", "previous", "next")
+    return {l.get("rel"): l.get("href") for l in feed_links(fmt, etree.fromstring(body)) if l.get("rel") in wanted}
+
+
+@pytest.mark.parametrize("name", list(FEED_FORMATS))
+def test_every_paging_link_is_a_path_url_that_resolves(corpus_client, name):
+    fmt, base = FEED_FORMATS[name], "http://localhost"
+    first = get_ok(corpus_client, f"/{name}?include=all&limit=3")
+    pages = [first.data]
+    url = paging_links(fmt, first.data).get("next")
+    while url:
+        assert len(pages) < 100
+        pages.append(get_ok(corpus_client, url[len(base) :]).data)
+        url = paging_links(fmt, pages[-1]).get("next")
+    assert len(pages) >= 3
+    for number, body in enumerate(pages, start=1):
+        links = paging_links(fmt, body)
+        assert links["self"] == base + document_path(None, name, number) + "?include=all&limit=3"
+        for rel, href in links.items():
+            assert href.startswith(base + "/") and href.endswith(f"/{name}?include=all&limit=3"), (rel, href)
+            assert get_ok(corpus_client, href[len(base) :]).status_code == 200
+        if fmt != "json":
+            assert links["first"] == base + f"/{name}?include=all&limit=3"
+            assert links["last"] == base + document_path(None, name, len(pages)) + "?include=all&limit=3"
+
+
+NEWSBOAT = shutil.which("newsboat")
+
+
+@pytest.mark.slow  # a real `feedsvc serve` and a real feed reader
+@pytest.mark.skipif(NEWSBOAT is None, reason="newsboat is not installed: apt-get install -y newsboat")
+def test_a_reader_subscribed_to_an_old_page_link_gets_the_page(seeds_dir, tmp_path):
+    server = Server(seeds_dir)
+    try:
+        (tmp_path / "urls").write_text(server.url("/topics/ai/rss.xml?page=2&limit=1") + "\n", encoding="utf-8")
+        (tmp_path / "config").write_text("", encoding="utf-8")
+        command = [
+            NEWSBOAT,
+            "-u",
+            str(tmp_path / "urls"),
+            "-c",
+            str(tmp_path / "cache.db"),
+            "-C",
+            str(tmp_path / "config"),
+        ]
+        reload = subprocess.run([*command, "-x", "reload"], env={**os.environ, "HOME": str(tmp_path)},
+                                capture_output=True, timeout=60, check=False)  # fmt: skip
+        assert reload.returncode == 0, reload.stderr
+        with closing(sqlite3.connect(tmp_path / "cache.db")) as cache:
+            got = [title for (title,) in cache.execute("SELECT title FROM rss_item")]
+        status, _, page = server.request("/topics/ai/page/2/rss.xml?limit=1")
+        assert status == 200 and got == rss_titles(page) and len(got) == 1  # followed the 301 to page 2
+    finally:
+        assert server.stop() == 0, server.output[-2000:]
 
 
 # --- the same bytes, whatever the instance and the time ---------------------------------------

@@ -1,17 +1,22 @@
 """A request's query flags, validated: which articles (include, the preview token), how many
-entries (limit) and which page. Request-free: plain values in, a Query or QueryError out."""
+entries (limit) and which page (a path segment, /page/N/; `?page=N` only to redirect there).
+Request-free: plain values in, a Query or QueryError out."""
 
 from __future__ import annotations
 
 import hmac
+import re
 import sys
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from feedsvc.content.urls import shorten
-from feedsvc.errors import AccessDenied, QueryError
+from feedsvc.errors import AccessDenied, PageNotFound, QueryError
 
 INCLUDE_VALUES = ("published", "all")
+# A page number in a path is written one way only (no sign, no leading zero), so each page has
+# one URL: a static host cannot map /page/02/ to /page/2/, so the server does not either.
+_PAGE_SEGMENT = re.compile(r"[1-9][0-9]{0,17}")  # at most 18 digits: a page no feed reaches, below 2**63
 
 
 @dataclass(frozen=True)
@@ -24,7 +29,8 @@ class Query:
     token: str | None = field(default=None, repr=False)  # the preview token this request proved
 
     def canonical(self, default_limit: int) -> str:
-        """The flags that differ from the defaults, in a fixed order ("" when none).
+        """The flags that differ from the defaults, in a fixed order ("" when none); the page is
+        not one of them: it is in the path (Site.feed_path), so a static host can serve it.
 
         A preview token goes only into the links of the response to the request that sent it,
         so that reader's next poll and next page keep working.
@@ -34,8 +40,6 @@ class Query:
             pairs.append(("token", self.token))
         if self.limit != default_limit:
             pairs.append(("limit", str(self.limit)))
-        if self.page != 1:
-            pairs.append(("page", str(self.page)))
         return "?" + urlencode(pairs) if pairs else ""
 
 
@@ -73,6 +77,15 @@ def parse_query(
     token = check_preview_token(single(args, "token"), preview_token) if include_all else None
     limit = whole_number(args, "limit", default_limit, max_limit)
     return Query(include_all=include_all, limit=limit, page=whole_number(args, "page", 1), token=token)
+
+
+def path_page(segment: str) -> int:
+    """The page number a /page/N/ path segment names; any other spelling is no page (404)."""
+    if not _PAGE_SEGMENT.fullmatch(segment):
+        raise PageNotFound(
+            f"no page {shorten(segment, 40)}: a page is /page/N/ with N from 2 up, no leading zero (page 1 has no /page/)"
+        )
+    return int(segment)
 
 
 def check_preview_token(given: str | None, expected: str | None) -> str | None:

@@ -4,7 +4,7 @@ paging links), and each feed's own metadata. Request-free."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from feedsvc.errors import BadHost
 from feedsvc.feeds import digest, jsonfeed, rss_atom
@@ -12,6 +12,7 @@ from feedsvc.feeds.query import Query
 
 FORMATS = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}  # the feeds
 FILE_NAMES = {**FORMATS, "digest-html": "digest.html", "digest-txt": "digest.txt"}  # every document of a topic
+PATH_NAMES = {**FILE_NAMES, "html": ""}  # a topic's HTML page is its folder (/topics/<slug>/)
 MEDIA_TYPES = {**rss_atom.MEDIA_TYPES, "json": jsonfeed.MEDIA_TYPE, **digest.MEDIA_TYPES}
 # RFC 9110 section 7.2: Host = uri-host [":" port] (RFC 3986 sections 3.2.2, 3.2.3). Every link is
 # built on it, so only a DNS name, an IPv4 address or a bracketed IPv6 literal is taken, with a
@@ -47,15 +48,28 @@ class Site:
         """An absolute URL for a path of this site."""
         return self.base_url.rstrip("/") + "/" + path.lstrip("/")
 
-    def feed_path(self, slug: str | None, fmt: str) -> str:
-        """The path of a feed (or digest): one topic's, or every topic's when slug is None."""
-        name = FILE_NAMES[fmt]
-        return f"/topics/{slug}/{name}" if slug else f"/{name}"
+    @staticmethod
+    def feed_path(slug: str | None, fmt: str, page: int = 1) -> str:
+        """The path of page `page` of a feed (or digest, or with fmt "html" the HTML page): one
+        topic's, or every topic's when slug is None.
 
-    def feed_url(self, slug: str | None, fmt: str, query: Query | None = None) -> str:
-        """The absolute URL of a feed, with its non-default flags."""
+        Page 1 is at the document's own path, page N >= 2 in a page/N/ folder beside it, so a
+        static host serves every page as a file (it ignores a query string such as ?page=N).
+        """
+        name = PATH_NAMES[fmt]
+        # The site-wide HTML page cannot be "/" (the index): it is /all/.
+        base = f"/topics/{slug}/" if slug else ("/" if name else "/all/")
+        return base + (f"page/{page}/" if page > 1 else "") + name
+
+    @staticmethod
+    def page_path(slug: str | None, page: int = 1) -> str:
+        """The path of page `page` of a topic's HTML page (/all/ when slug is None)."""
+        return Site.feed_path(slug, "html", page)
+
+    def feed_url(self, slug: str | None, fmt: str, query: Query | None = None, page: int = 1) -> str:
+        """The absolute URL of page `page` of a feed, with its non-default flags."""
         flags = query.canonical(self.default_limit) if query else ""
-        return self.url(self.feed_path(slug, fmt)) + flags
+        return self.url(self.feed_path(slug, fmt, page)) + flags
 
     def page_links(self, slug: str | None, fmt: str, query: Query, pages: int) -> dict[str, str]:
         """RFC 5005 section 3 paging links: first, last, and previous/next where they exist."""
@@ -64,17 +78,17 @@ class Site:
             links["previous"] = query.page - 1
         if query.page < pages:
             links["next"] = query.page + 1
-        return {rel: self.feed_url(slug, fmt, replace(query, page=page)) for rel, page in links.items()}
+        return {rel: self.feed_url(slug, fmt, query, page) for rel, page in links.items()}
 
     def feed_info(self, name: str, slug: str | None, fmt: str, query: Query, pages: int) -> rss_atom.FeedInfo:
         """The feed-level fields of one feed."""
-        others = {MEDIA_TYPES[f]: self.feed_url(slug, f, query) for f in FORMATS if f != fmt}
+        others = {MEDIA_TYPES[f]: self.feed_url(slug, f, query, query.page) for f in FORMATS if f != fmt}
         return rss_atom.FeedInfo(
             # The id names the feed, not a window on it: limit and page change nothing in it (RFC 4287 4.2.6).
             feed_id=self.feed_url(slug, "atom", Query(query.include_all, self.default_limit)),  # no token
             title=f"{self.title}: {name}",
             subtitle=f"News about {name}, with related coverage" if slug else "News on every topic",
-            self_url=self.feed_url(slug, fmt, query),
+            self_url=self.feed_url(slug, fmt, query, query.page),  # a page's own URL (RFC 4287 4.2.7.2)
             html_url=self.url("/") + (f"#{slug}" if slug else ""),
             author=self.author,
             alternates=others,

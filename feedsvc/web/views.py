@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timezone
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_etags
 
 from feedsvc.errors import AccessDenied, BadHost, FeedsvcError, PageNotFound, QueryError, TopicNotFound
 from feedsvc.feeds.catalog import Catalog
-from feedsvc.feeds.query import Query, check_preview_token, parse_query
+from feedsvc.feeds.query import Query, check_preview_token, parse_query, path_page
 from feedsvc.feeds.site import FORMATS, MEDIA_TYPES, Site, request_base_url
 from feedsvc.runtime.bodycache import Rendered, cached_feed
 from feedsvc.runtime.store import FeedStore, Health
@@ -52,24 +53,44 @@ def current_query() -> Query:
 
 
 @bp.get("/<any(rss, atom):fmt>.xml", defaults={"slug": None})
+@bp.get("/page/<page>/<any(rss, atom):fmt>.xml", defaults={"slug": None})
 @bp.get("/topics/<slug>/<any(rss, atom):fmt>.xml")
+@bp.get("/topics/<slug>/page/<page>/<any(rss, atom):fmt>.xml")
 @bp.get("/feed.json", defaults={"slug": None, "fmt": "json"})
+@bp.get("/page/<page>/feed.json", defaults={"slug": None, "fmt": "json"})
 @bp.get("/topics/<slug>/feed.json", defaults={"fmt": "json"})
-def feed(slug: str | None, fmt: str) -> Response:
-    """One feed, RSS 2.0, Atom 1.0 or JSON Feed 1.1, answered conditionally."""
-    catalog, query = current_catalog(), current_query()
+@bp.get("/topics/<slug>/page/<page>/feed.json", defaults={"fmt": "json"})
+def feed(slug: str | None, fmt: str, page: str | None = None) -> Response:
+    """One page of a feed, RSS 2.0, Atom 1.0 or JSON Feed 1.1, answered conditionally."""
+    asked = current_query()  # its page is ?page=N's, else 1
+    query = replace(asked, page=path_page(page) if page else 1)
+    if "page" in request.args or page == "1":
+        return moved(current_site().feed_url(slug, fmt, asked, asked.page), shared=not asked.include_all)
+    catalog = current_catalog()
     rendered = cached_feed(current_store().cache, catalog, current_site(), slug, fmt, query)
     last_modified = catalog.last_modified_for(query.include_all)  # drafts never move a public one
     return conditional_response(rendered, MEDIA_TYPES[fmt], last_modified, shared=not query.include_all)
 
 
 @bp.get("/digest.<any(html, txt):kind>", defaults={"slug": None})
+@bp.get("/page/<page>/digest.<any(html, txt):kind>", defaults={"slug": None})
 @bp.get("/topics/<slug>/digest.<any(html, txt):kind>")
-def digest(slug: str | None, kind: str) -> Response:
+@bp.get("/topics/<slug>/page/<page>/digest.<any(html, txt):kind>")
+def digest(slug: str | None, kind: str, page: str | None = None) -> Response:
     """The newest entries as an e-mail-safe HTML fragment, or its plain-text twin."""
-    response = feed(slug, f"digest-{kind}")
+    response = feed(slug, f"digest-{kind}", page)
     if kind == "html":
         response.headers["Content-Security-Policy"] = DIGEST_POLICY
+    return response
+
+
+def moved(location: str, shared: bool) -> Response:
+    """301 Moved Permanently (RFC 9110 15.4.2) to where a page lives: ?page=N (the old form) to
+    /page/N/, /page/1/ to the feed's own URL. Feed readers follow it and update the subscription."""
+    response = redirect(location, 301)
+    response.cache_control.public = shared
+    response.cache_control.private = not shared  # a preview's Location carries its token
+    response.cache_control.max_age = current_app.config["MAX_AGE"]
     return response
 
 
