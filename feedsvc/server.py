@@ -27,6 +27,7 @@ import re
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -426,8 +427,12 @@ def metrics_folder(enabled: bool) -> Iterator[str | None]:
     if not enabled:
         yield None
         return
-    folder = tempfile.mkdtemp(prefix="feedsvc-metrics-")
     previous = os.environ.get(METRICS_DIR_VARIABLE)
+    if previous is None and "prometheus_client" in sys.modules:
+        # Imported without the variable, it keeps each value in this process: every worker would
+        # count alone, and a scrape (which reads the folder) would show nothing.
+        raise FeedsvcError("prometheus_client was imported before feedsvc.server.run: call run() first")
+    folder = tempfile.mkdtemp(prefix="feedsvc-metrics-")
     os.environ[METRICS_DIR_VARIABLE] = folder
     try:
         yield folder

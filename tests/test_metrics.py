@@ -12,13 +12,17 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from helpers import Server, get_ok, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
+from feedsvc.errors import FeedsvcError
+from feedsvc.server import metrics_folder
 from feedsvc.web.metrics import route_kind
 
 TOKEN = "preview-secret"
@@ -312,3 +316,22 @@ def test_counts_under_load_match_what_wrk_counted(metrics_server):
     assert sum(requests_by(samples, "kind").values()) - before >= done
     excerpt = [line for line in text.splitlines() if line.startswith("feedsvc_") and "_bucket" not in line]
     print(f"\nwrk: {done} requests in 3 s; scrape:\n" + "\n".join(excerpt))
+
+
+def test_serve_gives_the_workers_a_new_metrics_folder_and_removes_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # tempfile reads TMPDIR again
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "the-operators"))
+    with metrics_folder(True) as folder:
+        assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == folder
+        assert Path(folder).parent == tmp_path and not any(Path(folder).iterdir())
+    assert not Path(folder).exists() and os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path / "the-operators")
+    with metrics_folder(False) as none:
+        assert none is None
+
+
+def test_serve_refuses_a_prometheus_client_imported_in_one_process_mode(monkeypatch):
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    assert "prometheus_client" in sys.modules  # this module imported its parser
+    with pytest.raises(FeedsvcError, match="prometheus_client"), metrics_folder(True):
+        pass
