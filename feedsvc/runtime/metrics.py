@@ -87,19 +87,21 @@ class Metrics:
 
         def observe(seconds: float, outcome: str) -> None:
             self.reloads.labels(outcome).observe(seconds)
-            if outcome != "failed":
+            if outcome == "changed":  # the figures are the catalog's: O(articles), so only for a new one
                 self.folder_seen(public_figures())
+            if outcome != "failed":
+                self.last_reload.set_to_current_time()
 
         store.reload_observers.append(observe)
         self.folder_seen(public_figures())  # the store's first load
+        self.last_reload.set_to_current_time()
 
     def folder_seen(self, figures: dict[str, int]) -> None:
-        """A load or reload succeeded and found these public figures."""
+        """A load or reload found these public figures."""
         self.published.set(figures["published"])
         self.topics.set(figures["topics"])
         self.skipped.set(figures["skipped"])
         self.stale.set(figures["stale"])
-        self.last_reload.set_to_current_time()
 
     def count_lookup(self, hit: bool) -> None:
         """One render-cache look-up."""
