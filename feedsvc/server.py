@@ -463,9 +463,12 @@ class DeadWorkerMarker(threading.Thread):
         from prometheus_client import multiprocess
 
         while True:
-            for pid in self.pids_with_live_gauges() - {os.getpid()}:
-                if not process_exists(pid):
-                    multiprocess.mark_process_dead(pid, self.folder)
+            try:
+                for pid in self.pids_with_live_gauges() - {os.getpid()}:
+                    if not process_exists(pid):
+                        multiprocess.mark_process_dead(pid, self.folder)
+            except FileNotFoundError:  # the folder is gone: the server is stopping
+                return
             time.sleep(WATCH_INTERVAL)
 
     def pids_with_live_gauges(self) -> set[int]:
