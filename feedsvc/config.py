@@ -37,6 +37,7 @@ def default_config() -> dict[str, Any]:
         "WEBSUB_HUB": None,  # URL of a WebSub hub to advertise and notify
         "CACHE_DIR": str(default_cache_dir()),  # parse cache; "" turns it off
         "PREVIEW_TOKEN": None,  # when set, include=all needs token=<it>
+        "METRICS": False,  # serve /metrics (Prometheus text format); off: /metrics is a 404
         "MAX_FILE_BYTES": 1_000_000,  # a larger article file is skipped
         "MAX_TITLE_CHARS": 300,  # longer titles are cut at a word boundary
         "MAX_EXCERPT_CHARS": 1_000,  # longer excerpts are cut at a word boundary

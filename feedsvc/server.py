@@ -24,11 +24,15 @@ import logging
 import multiprocessing
 import os
 import re
+import shutil
 import signal
 import socket
+import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 from urllib.parse import unquote_plus
@@ -405,6 +409,86 @@ def forward_sighup(server: Server) -> None:
     signal.signal(signal.SIGHUP, forward)
 
 
+# prometheus_client's multiprocess mode (feedsvc.runtime.metrics): the folder every process
+# writes its values to. Named here, not imported: importing prometheus_client picks its mode.
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextmanager
+def metrics_folder(enabled: bool) -> Iterator[str | None]:
+    """With `enabled`: a new private folder (mode 0700) for every process's metric values, in
+    PROMETHEUS_MULTIPROC_DIR while the server runs, then removed with what it holds.
+
+    prometheus_client reads the variable when it is first imported, so this comes before the app
+    is built (in the master, whose workers fork from it) or spawned workers start (they inherit
+    the environment). Always a new folder, never an inherited variable's: values left by an
+    earlier run (or another server) would be summed with ours (the library's docs ask for a
+    folder wiped between runs; a new one is empty)."""
+    if not enabled:
+        yield None
+        return
+    previous = os.environ.get(METRICS_DIR_VARIABLE)
+    if previous is None and "prometheus_client" in sys.modules:
+        # Imported without the variable, it keeps each value in this process: every worker would
+        # count alone, and a scrape (which reads the folder) would show nothing.
+        raise FeedsvcError("prometheus_client was imported before feedsvc.server.run: call run() first")
+    folder = tempfile.mkdtemp(prefix="feedsvc-metrics-")
+    os.environ[METRICS_DIR_VARIABLE] = folder
+    try:
+        yield folder
+    finally:
+        if previous is None:
+            os.environ.pop(METRICS_DIR_VARIABLE, None)
+        else:
+            os.environ[METRICS_DIR_VARIABLE] = previous
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class DeadWorkerMarker(threading.Thread):
+    """In the master: tells prometheus_client of each worker that has died (mark_process_dead), so
+    the gauges kept for live processes only ("live*" modes) drop its values; granian starts a
+    replacement.
+
+    Every WATCH_INTERVAL it looks for the processes that have such gauge files (prometheus_client
+    names them gauge_live<mode>_<pid>.db) and marks those whose pid is gone (granian's own watcher
+    thread reaps a dead worker at once). From the files, not from granian's list of workers: a
+    worker that died before a look at that list would never be marked."""
+
+    def __init__(self, folder: str) -> None:
+        super().__init__(name="feedsvc-metrics-marker", daemon=True)  # nothing to finish at exit: the folder goes
+        self.folder = folder
+
+    def run(self) -> None:
+        """Mark every pid with live-gauge files that no longer runs."""
+        from prometheus_client import multiprocess
+
+        while True:
+            try:
+                for pid in self.pids_with_live_gauges() - {os.getpid()}:
+                    if not process_exists(pid):
+                        multiprocess.mark_process_dead(pid, self.folder)
+            except FileNotFoundError:  # the folder is gone: the server is stopping
+                return
+            time.sleep(WATCH_INTERVAL)
+
+    def pids_with_live_gauges(self) -> set[int]:
+        """The pids named by the folder's live-gauge files."""
+        names = (path.rsplit("_", 1)[-1].removesuffix(".db") for path in os.listdir(self.folder)
+                 if path.startswith("gauge_live") and path.endswith(".db"))  # fmt: skip
+        return {int(name) for name in names if name.isdigit()}
+
+
+def process_exists(pid: int) -> bool:
+    """Whether a process with this pid exists (kill(2) with signal 0 checks without sending one)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
 def run(settings: Mapping[str, Any], build: Callable[..., Flask] | None = None) -> int:
     """Serve until SIGINT/SIGTERM (workers finish in-flight requests first); `build(settings)` makes
     the app. `settings` is a whole configuration (feedsvc.config.create_config): HOST, PORT,
@@ -417,13 +501,16 @@ def run(settings: Mapping[str, Any], build: Callable[..., Flask] | None = None) 
     host, port = settings["HOST"], settings["PORT"]
     claim = claim_address(host, port)  # first: a taken port fails at once, not after the app is built
     try:
-        max_connections = raise_file_limit(settings["MAX_CONNECTIONS"])
-        loader = worker_loader(partial(build, settings))
-        options = production_options(host, port, settings["WORKERS"], settings["IDLE_TIMEOUT"], max_connections)
-        server = Server("feedsvc:create_app", **options)
-        # Startup hooks run after granian has set its own signal handlers, before any worker exists.
-        server.on_startup(partial(forward_sighup, server))
-        server.serve(target_loader=loader, wrap_loader=False)
+        with metrics_folder(settings["METRICS"]) as metrics_dir:  # before the app is built
+            max_connections = raise_file_limit(settings["MAX_CONNECTIONS"])
+            loader = worker_loader(partial(build, settings))
+            options = production_options(host, port, settings["WORKERS"], settings["IDLE_TIMEOUT"], max_connections)
+            server = Server("feedsvc:create_app", **options)
+            # Startup hooks run after granian has set its own signal handlers, before any worker exists.
+            server.on_startup(partial(forward_sighup, server))
+            if metrics_dir is not None:
+                server.on_startup(DeadWorkerMarker(metrics_dir).start)
+            server.serve(target_loader=loader, wrap_loader=False)
     finally:
         if claim is not None:
             claim.close()

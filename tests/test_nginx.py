@@ -463,6 +463,13 @@ def test_pages_and_the_old_page_links_redirects_are_cached_like_feeds(stack):
     assert status == 404 and "Cache-Control" not in headers
 
 
+def test_metrics_are_never_passed_on(stack):
+    status, _, _ = stack.nginx.request("/metrics")
+    assert status == 403
+    assert stack.app.request("/healthz")[0] == 200  # the app answers (and logs) meanwhile
+    stack.wait_app_lines("/metrics", [])  # nginx never asked it for /metrics
+
+
 def test_access_log_never_holds_a_preview_token(stack):
     nginx = stack.nginx
     status, _, _ = nginx.request(FEED + "?include=all&token=secret-preview-9931")

@@ -55,15 +55,20 @@ class RenderCache:
         self._records: OrderedDict[Hashable, _Record] = OrderedDict()
         self._lock = Lock()
         self.renders = 0  # how many bodies were made: a test of "re-render only what changed"
+        self.on_lookup: Callable[[bool], None] | None = None  # told of each get(): True for a hit (metrics)
 
     def get(self, key: Hashable, owner: object, source: object, produce: Callable[[], bytes]) -> Rendered:
         """The body for `key`, made by `produce()` unless a body made from equal `source` exists."""
         with self._lock:
             record = self._records.get(key)
-            if record is not None and (record.owner is owner or record.source == source):
+            hit = record is not None and (record.owner is owner or record.source == source)
+            if hit:
                 record.owner = owner
                 self._records.move_to_end(key)
-                return record.rendered
+        if self.on_lookup is not None:
+            self.on_lookup(hit)
+        if hit:
+            return record.rendered  # a record's body never changes: a miss stores a new record
         rendered = Rendered.of(produce())
         with self._lock:
             self.renders += 1

@@ -42,6 +42,8 @@ from feedsvc.runtime.watcher import Watcher
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Listener = Callable[[Catalog, Catalog], None]
+# Told of every reload: the seconds it took and its outcome, "changed", "unchanged" or "failed".
+ReloadObserver = Callable[[float, str], None]
 CACHE_WRITE_INTERVAL = 30.0  # seconds: a large cache is not rewritten on every edit
 CACHE_WRITE_PAUSE = 0.0005  # seconds the background cache write sleeps every millisecond or so
 # Seconds a reload may run before /healthz calls it stuck: a full re-parse of 100,000 files takes
@@ -82,6 +84,7 @@ class FeedStore:
         self._cache_written = 0.0
         self.cache = RenderCache(render_cache_size)
         self.listeners: list[Listener] = []
+        self.reload_observers: list[ReloadObserver] = []
         self._states: dict[str, FileState] = {}
         self._reload_lock = threading.Lock()
         self._watcher: Watcher | None = None
@@ -113,15 +116,17 @@ class FeedStore:
     def reload(self, touched: Iterable[str] | None = None) -> bool:
         """Re-read changed files (only the `touched` paths, when file events named them); swap in
         a new catalog in one assignment if anything changed."""
-        attempt = self._begin()
+        attempt, began = self._begin(), time.perf_counter()
         try:
             with self._reload_lock, collector_paused():
                 old = self.catalog
                 changed = self._swap(touched)
         except BaseException as exc:
             self._end(attempt, exc)
+            self._observe(time.perf_counter() - began, "failed")
             raise
         self._end(attempt, None)
+        self._observe(time.perf_counter() - began, "changed" if changed else "unchanged")
         if not changed:
             return False
         self._log_loaded()
@@ -191,6 +196,11 @@ class FeedStore:
                 self._failures, self._last_error = 0, ""
             else:
                 self._failures, self._last_error = self._failures + 1, self.describe(error)
+
+    def _observe(self, seconds: float, outcome: str) -> None:
+        """Tell the reload observers (metrics) how a reload went."""
+        for observer in self.reload_observers:
+            observer(seconds, outcome)
 
     def describe(self, error: BaseException) -> str:
         """An error in words fit for /healthz: no absolute path (the log has the whole story)."""

@@ -57,8 +57,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         store.watch(app.config["RELOAD_INTERVAL"])
 
     app.before_request(watch)
+    count_replays = None
+    if app.config["METRICS"]:
+        from feedsvc.web.metrics import install_metrics  # imports prometheus_client: only when asked for
+
+        count_replays = install_metrics(app, store)
     if app.config["FAST_PATH"]:
-        app.wsgi_app = ResponseCache(app.wsgi_app, store, watch, app.config["RENDER_CACHE_SIZE"])
+        app.wsgi_app = ResponseCache(app.wsgi_app, store, watch, app.config["RENDER_CACHE_SIZE"], count_replays)
     app.register_blueprint(views.bp)
     views.register_error_handlers(app)
     return app

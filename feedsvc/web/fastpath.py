@@ -25,6 +25,12 @@ FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/feed+j
 # Headers a 304 leaves out, as werkzeug's make_conditional does (RFC 9110 15.4.5).
 _NOT_IN_304 = {"content-length", "content-type", "content-encoding", "last-modified", "allow"}
 StartResponse = Callable[..., Any]
+# (path, status) -> what counts one replay of that response with that status (feedsvc.web.metrics).
+ReplayCounter = Callable[[str, int], Callable[[], None]]
+
+
+def _uncounted() -> None:
+    """Count nothing (metrics are off)."""
 
 
 @dataclass
@@ -38,13 +44,22 @@ class Kept:
     etag: str
     last_modified: datetime | None
     dated: bool  # the response carried a Date header, to be sent anew on every replay
+    count_200: Callable[[], None] = _uncounted  # counts a replay answered 200
+    count_304: Callable[[], None] = _uncounted  # counts a replay answered 304
 
 
 class ResponseCache:
     """WSGI middleware that answers repeated GET/HEAD requests for feeds from kept responses."""
 
-    def __init__(self, app: Callable, store: FeedStore, on_request: Callable[[], None], max_items: int = 1024) -> None:
-        self.app, self.store, self.on_request, self.max_items = app, store, on_request, max_items
+    def __init__(
+        self,
+        app: Callable,
+        store: FeedStore,
+        on_request: Callable[[], None],
+        max_items: int = 1024,
+        count: ReplayCounter | None = None,
+    ) -> None:
+        self.app, self.store, self.on_request, self.max_items, self.count = app, store, on_request, max_items, count
         self._kept: OrderedDict[tuple, Kept] = OrderedDict()
         self._lock = Lock()
         self._gzip_memo: dict[str, bool] = {}
@@ -86,8 +101,10 @@ class ResponseCache:
         # Date is the moment of this response (RFC 9110 6.6.1), not of the one kept.
         date = [("Date", http_date())] if kept.dated else []
         if not_modified(kept, environ):
+            kept.count_304()
             start_response("304 NOT MODIFIED", kept.headers_304 + date)
             return []
+        kept.count_200()
         start_response("200 OK", kept.headers + date)
         return [] if head else [kept.body]
 
@@ -130,6 +147,8 @@ class ResponseCache:
 
     def keep(self, key: tuple, kept: Kept) -> None:
         """Store one response, dropping the least recently stored beyond `max_items`."""
+        if self.count is not None:  # the labels are looked up once here, not on every replay
+            kept.count_200, kept.count_304 = self.count(key[0], 200), self.count(key[0], 304)
         with self._lock:
             self._kept[key] = kept
             self._kept.move_to_end(key)
