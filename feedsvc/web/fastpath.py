@@ -10,7 +10,6 @@ response a miss, so Flask (and its render cache) decides again.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,12 +18,17 @@ from typing import Any
 
 from werkzeug.http import http_date, parse_accept_header, parse_date, parse_etags
 
+from feedsvc.runtime.bodycache import BoundedLru
 from feedsvc.runtime.store import FeedStore
 
 FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/feed+json", "text/html", "text/plain")
 # Headers a 304 leaves out, as werkzeug's make_conditional does (RFC 9110 15.4.5).
 _NOT_IN_304 = {"content-length", "content-type", "content-encoding", "last-modified", "allow"}
 StartResponse = Callable[..., Any]
+# Set (true) in the WSGI environ by a view whose response is a filtered feed or was asked for by
+# a URL the service never links to (flags in another order, unknown parameters): kept apart, in
+# a small pool, so that a stream of such URLs cannot push the feeds' responses out.
+KEEP_APART = "feedsvc.keep_apart"
 
 
 @dataclass
@@ -43,9 +47,19 @@ class Kept:
 class ResponseCache:
     """WSGI middleware that answers repeated GET/HEAD requests for feeds from kept responses."""
 
-    def __init__(self, app: Callable, store: FeedStore, on_request: Callable[[], None], max_items: int = 1024) -> None:
-        self.app, self.store, self.on_request, self.max_items = app, store, on_request, max_items
-        self._kept: OrderedDict[tuple, Kept] = OrderedDict()
+    def __init__(
+        self,
+        app: Callable,
+        store: FeedStore,
+        on_request: Callable[[], None],
+        max_items: int = 1024,
+        max_bytes: int = 64 * 1024 * 1024,
+        apart_items: int = 64,
+        apart_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
+        self.app, self.store, self.on_request = app, store, on_request
+        self.main: BoundedLru[Kept] = BoundedLru(max_items, max_bytes)
+        self.apart: BoundedLru[Kept] = BoundedLru(apart_items, apart_bytes)
         self._lock = Lock()
         self._gzip_memo: dict[str, bool] = {}
         self.hits = 0
@@ -58,7 +72,8 @@ class ResponseCache:
             return self.app(environ, start_response)
         self.on_request()
         key = self.key(environ)
-        kept = self._kept.get(key)
+        with self._lock:
+            kept = self.main.get(key) or self.apart.get(key)
         if kept is not None and kept.catalog is self.store.catalog:
             self.hits += 1
             return self.replay(kept, environ, start_response, method == "HEAD")
@@ -116,6 +131,7 @@ class ResponseCache:
         undated = [h for h in headers if h[0].lower() != "date"]
         self.keep(
             key,
+            bool(environ.get(KEEP_APART)),
             Kept(
                 catalog,
                 undated,
@@ -128,13 +144,11 @@ class ResponseCache:
         )
         return [body]
 
-    def keep(self, key: tuple, kept: Kept) -> None:
-        """Store one response, dropping the least recently stored beyond `max_items`."""
+    def keep(self, key: tuple, apart: bool, kept: Kept) -> None:
+        """Store one response in its pool, dropping the least recently used beyond the pool's bounds."""
+        size = len(kept.body) + sum(len(n) + len(v) for n, v in kept.headers)
         with self._lock:
-            self._kept[key] = kept
-            self._kept.move_to_end(key)
-            while len(self._kept) > self.max_items:
-                self._kept.popitem(last=False)
+            (self.apart if apart else self.main).put(key, kept, size)
 
 
 def not_modified(kept: Kept, environ: dict) -> bool:
