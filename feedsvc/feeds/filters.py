@@ -110,10 +110,19 @@ def apply(entries: Sequence[Entry], filters: Filters, anchor: datetime) -> tuple
 
 def title_key(title: str) -> str:
     """A title as one story's copies share it: NFKC, case folded, without punctuation, one space
-    between words ("Market Size – Worth $5 Billion!" and "market size worth $5 billion")."""
+    between words ("Market Size – Worth $5 Billion!" and "market size worth $5 billion",
+    "with A.I." and "with AI")."""
     text = unicodedata.normalize("NFKC", title).casefold()
-    kept = "".join(" " if unicodedata.category(c).startswith("P") else c for c in text)
-    return " ".join(kept.split())
+    return " ".join("".join(map(_unpunctuated, text)).split())
+
+
+def _unpunctuated(char: str) -> str:
+    """A dash or slash parts words ("AI–driven", "size/share"): a space; other punctuation joins
+    them ("A.I.", "it’s"): nothing; any other character is itself."""
+    category = unicodedata.category(char)
+    if category == "Pd" or char == "/":
+        return " "
+    return "" if category.startswith("P") else char
 
 
 def one_per_story(entries: Sequence[Entry]) -> tuple[Entry, ...]:
