@@ -64,7 +64,9 @@ def compile_pattern(name: str, pattern: str, case_sensitive: bool) -> re2._Regex
         return re2.compile(pattern, options)
     except re2.error as error:
         reason = error.args[0].decode("utf-8", "replace") if error.args and isinstance(error.args[0], bytes) else error
-        raise QueryError(f"{name} is not a valid RE2 regular expression ({shorten(str(reason), 80)})") from None
+        raise QueryError(
+            f"{name} is not an RE2 regular expression ({shorten(str(reason), 80)}): RE2 has no look-around or back-references"
+        ) from None
 
 
 def description(entry: Entry) -> str:
