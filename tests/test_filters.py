@@ -388,3 +388,11 @@ def test_a_stream_of_filtered_urls_leaves_the_hot_feeds_in_the_fast_path(make_cl
     assert fast.hits == hits + 1
     assert len(fast.apart) <= 4 and len(fast.main) == 1
     assert len(client.application.extensions["feedsvc"].cache.filtered) <= 4
+
+
+def test_the_index_and_opml_link_to_the_filtered_feeds(client):
+    opml = etree.fromstring(get_ok(client, "/feeds.opml?filterout_title=market+size&dedupe=title").data)
+    urls = [o.get("xmlUrl") for o in opml.iter("outline")]
+    assert urls and all(u.endswith("/rss.xml?dedupe=title&filterout_title=market+size") for u in urls)
+    index = html.fromstring(get_ok(client, "/?filter_author=wire").data)
+    assert all(a.get("href").endswith("?filter_author=wire") for a in index.iter("a") if ".xml" in a.get("href"))
