@@ -20,7 +20,6 @@ from feedsvc.content.model import Entry, Provider
 from feedsvc.errors import QueryError
 from feedsvc.feeds.filters import Filters, apply, one_per_story, title_key
 from feedsvc.feeds.query import Query, parse_query
-from feedsvc.runtime.bodycache import BoundedLru, RenderCache
 
 FORMATS = ["rss", "atom", "json"]
 T0 = datetime(2021, 1, 1, tzinfo=timezone.utc)
@@ -344,50 +343,6 @@ def test_dedupe_on_by_default_collapses(write_article, make_client, monkeypatch)
     client = make_client()
     assert entry_ids("rss", get_ok(client, "/topics/xray/rss.xml").data) == ["https://example.com/x1"]
     assert len(entry_ids("rss", get_ok(client, "/topics/xray/rss.xml?dedupe=none").data)) == 2
-
-
-# --- bounds: every distinct filter is another cache key ---------------------------------------------
-
-
-def test_bounded_lru_keeps_to_its_byte_budget():
-    lru: BoundedLru[str] = BoundedLru(max_items=100, max_bytes=10)
-    for n in range(5):
-        lru.put(n, "v", 4)
-    assert len(lru) == 2 and lru.bytes == 8 and lru.get(4) == "v" and lru.get(2) is None
-    lru.put("huge", "v", 11)  # over the whole budget: not kept, nothing else dropped
-    assert lru.get("huge") is None and len(lru) == 2
-
-
-def test_filtered_bodies_never_push_out_the_feeds():
-    cache, owner = RenderCache(max_items=2, filtered_items=2), object()
-    cache.get("feed", owner, "src", lambda: b"feed")
-    for n in range(50):
-        cache.get(("filtered", n), owner, "src", lambda: b"x", filtered=True)
-    renders = cache.renders
-    cache.get("feed", owner, "src", lambda: b"feed")
-    assert cache.renders == renders  # still held
-    assert len(cache.filtered) == 2
-
-
-def test_render_cache_keeps_to_its_byte_budget():
-    cache, owner = RenderCache(max_items=1000, max_bytes=50_000), object()
-    for n in range(100):
-        cache.get(n, owner, "src", lambda n=n: bytes(range(256)) * 40 + b"%d" % n)  # ~10 kB + gzip each
-    assert cache.main.bytes <= 50_000 and 0 < len(cache.main) < 10
-
-
-def test_a_stream_of_filtered_urls_leaves_the_hot_feeds_in_the_fast_path(make_client):
-    client = make_client(FILTERED_CACHE_SIZE=4)
-    fast = client.application.wsgi_app
-    get_ok(client, "/rss.xml")
-    hits = fast.hits
-    for n in range(300):
-        get_ok(client, f"/rss.xml?filterout_title=x{n}")
-        get_ok(client, f"/rss.xml?junk={n}")  # a URL the service never links to: kept apart too
-    get_ok(client, "/rss.xml")
-    assert fast.hits == hits + 1
-    assert len(fast.apart) <= 4 and len(fast.main) == 1
-    assert len(client.application.extensions["feedsvc"].cache.filtered) <= 4
 
 
 def test_the_index_and_opml_link_to_the_filtered_feeds(client):
