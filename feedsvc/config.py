@@ -31,7 +31,13 @@ def default_config() -> dict[str, Any]:
         "WATCH_EVENTS": True,  # reload on file-system events (inotify) instead of polling
         "RESCAN_INTERVAL": 60,  # seconds between full scans when following events (events can be lost)
         "RELOAD_STUCK_AFTER": 120,  # seconds a reload may run before /healthz calls this worker unhealthy
-        "RENDER_CACHE_SIZE": 512,  # rendered bodies kept (LRU)
+        "RENDER_CACHE_SIZE": 512,  # rendered bodies kept (LRU), and finished responses kept by the fast path
+        "RENDER_CACHE_BYTES": 64 * 1024 * 1024,  # at most this many bytes of them, in each of the two caches
+        # Filtered feeds (every distinct filter is another URL) are kept apart, in this many, so a
+        # stream of them cannot push the unfiltered feeds out.
+        "FILTERED_CACHE_SIZE": 64,
+        "FILTERED_CACHE_BYTES": 8 * 1024 * 1024,
+        "DEDUPE_TITLES": False,  # the default of ?dedupe=: one entry per story (same title at several URLs)
         "FAST_PATH": True,  # replay finished feed responses in front of Flask
         "FEED_PAGING": True,  # RFC 5005 paging links (first/last/previous/next) in every feed
         "WEBSUB_HUB": None,  # URL of a WebSub hub to advertise and notify

@@ -1007,3 +1007,17 @@ def test_if_match_that_holds_is_the_usual_response(fast_and_flask, url):
         # If-Match holds, then If-None-Match decides (RFC 9110 13.2.2 steps 1 and 3).
         both = {"If-Match": current.headers["ETag"], "If-None-Match": current.headers["ETag"]}
         assert client.get(url, headers=both).status_code == 304
+
+
+def test_a_stream_of_filtered_urls_leaves_the_hot_feeds_in_the_fast_path(make_client):
+    client = make_client(FILTERED_CACHE_SIZE=4)
+    fast = client.application.wsgi_app
+    get_ok(client, "/rss.xml")
+    hits = fast.hits
+    for n in range(300):
+        get_ok(client, f"/rss.xml?filterout_title=x{n}")
+        get_ok(client, f"/rss.xml?junk={n}")  # a URL the service never links to: kept apart too
+    get_ok(client, "/rss.xml")
+    assert fast.hits == hits + 1
+    assert len(fast.apart) <= 4 and len(fast.main) == 1
+    assert len(client.application.extensions["feedsvc"].cache.filtered) <= 4

@@ -21,7 +21,7 @@ from feedsvc.feeds.catalog import Catalog
 from feedsvc.feeds.query import Query
 from feedsvc.feeds.render import render_feed
 from feedsvc.feeds.site import Site
-from feedsvc.runtime.bodycache import RenderCache, Rendered, cached_feed
+from feedsvc.runtime.bodycache import BoundedLru, RenderCache, Rendered, cached_feed
 
 BASE = "https://feeds.example.org/"
 DAY0 = datetime(2021, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -246,6 +246,33 @@ def test_cache_is_safe_to_share_between_threads():
     assert results == {n: {b"body-%d" % n} for n in range(20)}
     assert 20 <= cache.renders <= 20 * 8  # each key rendered at least once, at most once per thread race
     assert all(is_cached(cache, owner, n) for n in range(20))  # all 20 held (room for 50)
+
+
+def test_bounded_lru_keeps_to_its_byte_budget():
+    lru: BoundedLru[str] = BoundedLru(max_items=100, max_bytes=10)
+    for n in range(5):
+        lru.put(n, "v", 4)
+    assert len(lru) == 2 and lru.bytes == 8 and lru.get(4) == "v" and lru.get(2) is None
+    lru.put("huge", "v", 11)  # over the whole budget: not kept, nothing else dropped
+    assert lru.get("huge") is None and len(lru) == 2
+
+
+def test_filtered_bodies_never_push_out_the_feeds():
+    cache, owner = RenderCache(max_items=2, filtered_items=2), object()
+    cache.get("feed", owner, "src", lambda: b"feed")
+    for n in range(50):
+        cache.get(("filtered", n), owner, "src", lambda: b"x", filtered=True)
+    renders = cache.renders
+    cache.get("feed", owner, "src", lambda: b"feed")
+    assert cache.renders == renders  # still held
+    assert len(cache.filtered) == 2
+
+
+def test_render_cache_keeps_to_its_byte_budget():
+    cache, owner = RenderCache(max_items=1000, max_bytes=50_000), object()
+    for n in range(100):
+        cache.get(n, owner, "src", lambda n=n: bytes(range(256)) * 40 + b"%d" % n)  # ~10 kB + gzip each
+    assert cache.main.bytes <= 50_000 and 0 < len(cache.main) < 10
 
 
 # --- cached_feed: per (feed, format, query), dropped exactly when the entries change -------------

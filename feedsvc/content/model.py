@@ -69,7 +69,8 @@ class Article:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One item of a feed: an article, or a related link of one (`related_to`)."""
+    """One item of a feed: an article, or a related link of one (`related_to`); with `copies`
+    when other entries of the same title were collapsed into it (feedsvc.feeds.filters)."""
 
     url: str
     title: str
@@ -79,6 +80,7 @@ class Entry:
     image: Image | None
     categories: tuple[str, ...]
     related_to: Article | None = None
+    copies: tuple[Entry, ...] = ()  # the same story at other URLs (dedupe=title), oldest first
 
     @classmethod
     def from_article(cls, article: Article) -> Entry:

@@ -20,6 +20,7 @@ from slugify import slugify
 from feedsvc.content.model import Article, Entry, Problem
 from feedsvc.content.urls import shorten
 from feedsvc.errors import TopicNotFound
+from feedsvc.feeds.filters import one_per_story
 
 T = TypeVar("T", Article, Entry)
 
@@ -169,7 +170,7 @@ class Catalog:
         # drafts never move it. A first catalog has no history to tell a draft's edit from an
         # unpublishing one, so it starts from every file's (a restart may move it on, never back).
         self.public_last_modified = last_modified
-        self._entries: dict[tuple[str | None, bool], tuple[Entry, ...]] = {}
+        self._entries: dict[tuple[str | None, bool, bool], tuple[Entry, ...]] = {}
         self._lock = Lock()
 
     @cached_property
@@ -273,10 +274,16 @@ class Catalog:
         """The published articles, or every article when `include_all`."""
         return [a for a in self.articles if include_all or a.is_published]
 
-    def entries(self, slug: str | None, include_all: bool) -> tuple[Entry, ...]:
-        """The entries of one topic's feed (or of every topic when slug is None), newest first."""
-        key = (slug, include_all)
+    def entries(self, slug: str | None, include_all: bool, dedupe: bool = False) -> tuple[Entry, ...]:
+        """The entries of one topic's feed (or of every topic when slug is None), newest first;
+        with `dedupe`, one per story (filters.one_per_story)."""
+        key = (slug, include_all, dedupe)
         if key not in self._entries:
+            if dedupe:
+                stories = one_per_story(self.entries(slug, include_all))
+                with self._lock:
+                    self._entries[key] = stories
+                return stories
             candidates = self.articles if slug is None else self.by_topic.get(slug, ())
             articles = [a for a in candidates if include_all or a.is_published]
             if slug is not None and not articles:

@@ -12,7 +12,7 @@ from datetime import datetime
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from feedsvc.content.model import Entry
-from feedsvc.feeds.rss_atom import NEWSLETTER_COLUMN, FeedInfo
+from feedsvc.feeds.rss_atom import NEWSLETTER_COLUMN, FeedInfo, copy_label
 
 MEDIA_TYPES = {"digest-html": "text/html", "digest-txt": "text/plain"}
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
@@ -33,5 +33,5 @@ def day(moment: datetime) -> str:
 def render(fmt: str, info: FeedInfo, entries: Sequence[Entry]) -> bytes:
     """The digest of `entries` as "digest-html" or "digest-txt" UTF-8 bytes."""
     template = _templates.get_template("digest.html" if fmt == "digest-html" else "digest.txt")
-    text = template.render(info=info, entries=entries, column=NEWSLETTER_COLUMN, day=day)
+    text = template.render(info=info, entries=entries, column=NEWSLETTER_COLUMN, day=day, copy_label=copy_label)
     return text.encode("utf-8")

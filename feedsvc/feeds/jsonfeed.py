@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from feedsvc.content.model import Entry
-from feedsvc.feeds.rss_atom import FeedInfo, newsletter_html, related_summary
+from feedsvc.feeds.rss_atom import FeedInfo, copy_label, has_body, newsletter_html, related_summary
 
 MEDIA_TYPE = "application/feed+json"
 VERSION = "https://jsonfeed.org/version/1.1"
@@ -37,9 +37,13 @@ def item(entry: Entry) -> dict[str, Any]:
         data.update(authorship({"name": entry.provider.name}))
     if entry.image:
         data["image"] = entry.image.url
+    if has_body(entry):
         data["content_html"] = newsletter_html(entry)
     if entry.related_to:
         data["_feedsvc"] = {"related_to": {"url": entry.related_to.url, "title": entry.related_to.title}}
+    if entry.copies:  # the same story at other URLs (dedupe=title), oldest first
+        copies = [{"url": c.url, "title": c.title, "published_by": copy_label(c)} for c in entry.copies]
+        data.setdefault("_feedsvc", {})["copies"] = copies
     return data
 
 

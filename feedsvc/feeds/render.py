@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from feedsvc.content.model import Entry
 from feedsvc.errors import PageNotFound
-from feedsvc.feeds import digest, jsonfeed, rss_atom
+from feedsvc.feeds import digest, filters, jsonfeed, rss_atom
 from feedsvc.feeds.catalog import Catalog
 from feedsvc.feeds.query import Query
 from feedsvc.feeds.site import Site, page_count
 
 
 def feed_entries(catalog: Catalog, slug: str | None, query: Query) -> tuple[tuple[Entry, ...], int]:
-    """The entries of the requested page, and the number of pages; raise past the last page."""
-    entries = catalog.entries(slug, query.include_all)
+    """The entries of the requested page (one per story with `dedupe`, then filtered), and the
+    number of pages; raise past the last page."""
+    entries = catalog.entries(slug, query.include_all, query.dedupe)
+    if query.filters:
+        # filter_time counts back from the view's Last-Modified, not from the clock: see filters.apply.
+        entries = filters.apply(entries, query.filters, catalog.last_modified_for(query.include_all))
     pages = page_count(len(entries), query.limit)
     if query.page > pages:
         raise PageNotFound(f"page {query.page} does not exist: this feed has {pages} page(s)")

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 from feedgen.feed import FeedGenerator  # first: feedgen.util needs lxml.etree imported by it
 
@@ -141,7 +142,7 @@ def add_entry(fg: FeedGenerator, item: Entry, fmt: str) -> None:
     # <description> when there is none, so such an entry always has a plain-text one. An Atom
     # entry with neither content nor summary has no text at all (the W3C validator: "Missing
     # textual content"); its title stands in, as in JSON Feed's content_text.
-    summary = related_summary(item) or (item.title if item.image or fmt == "atom" else "")
+    summary = related_summary(item) or (item.title if has_body(item) or fmt == "atom" else "")
     if summary:
         # feedgen writes it as Atom <summary> (text) or RSS <description> (HTML to its readers).
         fe.summary(html_text(summary) if fmt == "rss" else summary)
@@ -153,11 +154,26 @@ def add_entry(fg: FeedGenerator, item: Entry, fmt: str) -> None:
     if item.related_to:
         fe.feedsvc_links.add(item.related_to.url, "related", title=item.related_to.title)
         fe.dc.dc_relation(item.related_to.url)
+    for copy in item.copies:  # the same story elsewhere (dedupe=title): Atom readers list rel="related"
+        if not item.related_to or copy.url != item.related_to.url:
+            fe.feedsvc_links.add(copy.url, "related", title=copy_label(copy))
     if item.image:
         add_image(fe, item)
+    if has_body(item):
         # RSS-to-email services (Mailchimp's *|RSSITEM:IMAGE|*, Buttondown, MailUp) take the
         # picture from an <img> in content:encoded: feedgen writes it there and as Atom content.
+        # The other copies of a story are links there too, where every reader shows them.
         fe.content(newsletter_html(item), type="html")
+
+
+def has_body(item: Entry) -> bool:
+    """Whether an entry gets an HTML body: it has a picture, or other copies to link to."""
+    return item.image is not None or bool(item.copies)
+
+
+def copy_label(copy: Entry) -> str:
+    """How a link to another copy of a story reads: who published it, else its host."""
+    return copy.provider.name if copy.provider else urlsplit(copy.url).hostname or copy.url
 
 
 def related_summary(item: Entry) -> str:
@@ -170,18 +186,27 @@ def related_summary(item: Entry) -> str:
 
 def newsletter_html(item: Entry, column: int = NEWSLETTER_COLUMN) -> str:
     """An entry as a small HTML body: its image (absolute, sized for a 600 px column), its text,
-    and for a related entry a link to its article; serialised by lxml, never escaped by hand."""
-    width, height = item.image.fit(column)
-    size = {"width": str(width), **({"height": str(height)} if height else {})}
-    # Width and height attributes only: readers strip or distrust style attributes in feed HTML
-    # (the W3C validator: "style attribute contains potentially dangerous content"), and each
-    # reader fits pictures to its own column. The e-mail digest (digest.html) keeps inline styles.
-    image = E.img(src=item.image.url, alt=item.title, **size)
-    parts = [E.p(E.a(image, href=item.url))]
+    for a related entry a link to its article, and links to the story's other copies;
+    serialised by lxml, never escaped by hand."""
+    parts = []
+    if item.image:
+        width, height = item.image.fit(column)
+        size = {"width": str(width), **({"height": str(height)} if height else {})}
+        # Width and height attributes only: readers strip or distrust style attributes in feed HTML
+        # (the W3C validator: "style attribute contains potentially dangerous content"), and each
+        # reader fits pictures to its own column. The e-mail digest (digest.html) keeps inline styles.
+        image = E.img(src=item.image.url, alt=item.title, **size)
+        parts.append(E.p(E.a(image, href=item.url)))
     if item.excerpt:
         parts.append(E.p(item.excerpt))
     if item.related_to:
         parts.append(E.p("Related to: ", E.a(item.related_to.title, href=item.related_to.url)))
+    if item.copies:
+        links: list = []
+        for copy in item.copies:
+            links += [", "] if links else []
+            links.append(E.a(copy_label(copy), href=copy.url))
+        parts.append(E.p("Also published at: ", *links))
     return "".join(lxml.html.tostring(part, encoding="unicode") for part in parts)
 
 

@@ -43,6 +43,7 @@ class Site:
     max_age: int = 300
     hub: str | None = None
     paging: bool = True
+    dedupe_titles: bool = False  # the default of the dedupe flag (config DEDUPE_TITLES)
 
     def url(self, path: str) -> str:
         """An absolute URL for a path of this site."""
@@ -68,7 +69,7 @@ class Site:
 
     def feed_url(self, slug: str | None, fmt: str, query: Query | None = None, page: int = 1) -> str:
         """The absolute URL of page `page` of a feed, with its non-default flags."""
-        flags = query.canonical(self.default_limit) if query else ""
+        flags = query.canonical(self.default_limit, self.dedupe_titles) if query else ""
         return self.url(self.feed_path(slug, fmt, page)) + flags
 
     def page_links(self, slug: str | None, fmt: str, query: Query, pages: int) -> dict[str, str]:
@@ -84,8 +85,11 @@ class Site:
         """The feed-level fields of one feed."""
         others = {MEDIA_TYPES[f]: self.feed_url(slug, f, query, query.page) for f in FORMATS if f != fmt}
         return rss_atom.FeedInfo(
-            # The id names the feed, not a window on it: limit and page change nothing in it (RFC 4287 4.2.6).
-            feed_id=self.feed_url(slug, "atom", Query(query.include_all, self.default_limit)),  # no token
+            # The id names the feed, not a window on it: limit and page change nothing in it (RFC 4287 4.2.6);
+            # filters and dedupe make another feed (other entries), so they are part of it.
+            feed_id=self.feed_url(  # no token
+                slug, "atom", Query(query.include_all, self.default_limit, filters=query.filters, dedupe=query.dedupe)
+            ),
             title=f"{self.title}: {name}",
             subtitle=f"News about {name}, with related coverage" if slug else "News on every topic",
             self_url=self.feed_url(slug, fmt, query, query.page),  # a page's own URL (RFC 4287 4.2.7.2)

@@ -14,11 +14,47 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from threading import Lock
+from typing import Generic, TypeVar
 
 from feedsvc.feeds.catalog import Catalog
 from feedsvc.feeds.query import Query
 from feedsvc.feeds.render import feed_entries, render_body
 from feedsvc.feeds.site import Site
+
+V = TypeVar("V")
+
+
+class BoundedLru(Generic[V]):
+    """A least-recently-used map bounded in items and in bytes (each value's size is given when
+    it is put); not thread-safe: callers hold their own lock."""
+
+    def __init__(self, max_items: int, max_bytes: int) -> None:
+        self.max_items, self.max_bytes = max_items, max_bytes
+        self._items: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Hashable) -> V | None:
+        """The value of `key`, now the most recently used; None when absent."""
+        found = self._items.get(key)
+        if found is None:
+            return None
+        self._items.move_to_end(key)
+        return found[0]
+
+    def put(self, key: Hashable, value: V, size: int) -> None:
+        """Keep `value` (unless it alone is over the byte budget), dropping the least recently used beyond the bounds."""
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.bytes -= old[1]
+        if size > self.max_bytes:
+            return
+        self._items[key] = (value, size)
+        self.bytes += size
+        while len(self._items) > self.max_items or self.bytes > self.max_bytes:
+            self.bytes -= self._items.popitem(last=False)[1][1]
 
 
 @dataclass(frozen=True)
@@ -48,23 +84,32 @@ class _Record:
 
 
 class RenderCache:
-    """A bounded LRU of rendered bodies; safe to share between threads."""
+    """Rendered bodies in two bounded LRUs (items and bytes): the feeds, and apart from them the
+    filtered feeds, whose endless variants must not push the feeds out; safe to share between threads."""
 
-    def __init__(self, max_items: int = 512) -> None:
-        self.max_items = max_items
-        self._records: OrderedDict[Hashable, _Record] = OrderedDict()
+    def __init__(
+        self,
+        max_items: int = 512,
+        max_bytes: int = 64 * 1024 * 1024,
+        filtered_items: int = 64,
+        filtered_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
+        self.main: BoundedLru[_Record] = BoundedLru(max_items, max_bytes)
+        self.filtered: BoundedLru[_Record] = BoundedLru(filtered_items, filtered_bytes)
         self._lock = Lock()
         self.renders = 0  # how many bodies were made: a test of "re-render only what changed"
         self.on_lookup: Callable[[bool], None] | None = None  # told of each get(): True for a hit (metrics)
 
-    def get(self, key: Hashable, owner: object, source: object, produce: Callable[[], bytes]) -> Rendered:
+    def get(
+        self, key: Hashable, owner: object, source: object, produce: Callable[[], bytes], filtered: bool = False
+    ) -> Rendered:
         """The body for `key`, made by `produce()` unless a body made from equal `source` exists."""
+        records = self.filtered if filtered else self.main
         with self._lock:
-            record = self._records.get(key)
+            record = records.get(key)
             hit = record is not None and (record.owner is owner or record.source == source)
             if hit:
                 record.owner = owner
-                self._records.move_to_end(key)
         if self.on_lookup is not None:
             self.on_lookup(hit)
         if hit:
@@ -72,10 +117,8 @@ class RenderCache:
         rendered = Rendered.of(produce())
         with self._lock:
             self.renders += 1
-            self._records[key] = _Record(source, owner, rendered)
-            self._records.move_to_end(key)
-            while len(self._records) > self.max_items:
-                self._records.popitem(last=False)
+            # The entries are the catalog's own objects; the two bodies are what this record adds.
+            records.put(key, _Record(source, owner, rendered), len(rendered.body) + len(rendered.gzipped))
         return rendered
 
 
@@ -86,5 +129,9 @@ def cached_feed(cache: RenderCache, catalog: Catalog, site: Site, slug: str | No
     key = (site, slug, fmt, query)
     source = (name, pages, entries)
     return cache.get(
-        key, catalog, source, lambda: render_body(fmt, site.feed_info(name, slug, fmt, query, pages), entries)
+        key,
+        catalog,
+        source,
+        lambda: render_body(fmt, site.feed_info(name, slug, fmt, query, pages), entries),
+        filtered=bool(query.filters),
     )

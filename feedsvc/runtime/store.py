@@ -76,13 +76,14 @@ class FeedStore:
         watch_events: bool = True,
         rescan_interval: float = 60.0,
         stuck_after: float = STUCK_AFTER,
+        render_cache: RenderCache | None = None,  # instead of one of `render_cache_size` items
     ) -> None:
         self.seeds_dir = Path(seeds_dir)
         self.watch_events, self.rescan_interval, self.stuck_after = watch_events, rescan_interval, stuck_after
         self.limits = limits
         self.cache_path = parsecache.cache_file(Path(cache_dir), self.seeds_dir) if cache_dir else None
         self._cache_written = 0.0
-        self.cache = RenderCache(render_cache_size)
+        self.cache = render_cache or RenderCache(render_cache_size)
         self.listeners: list[Listener] = []
         self.reload_observers: list[ReloadObserver] = []
         self._states: dict[str, FileState] = {}

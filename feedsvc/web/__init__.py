@@ -14,6 +14,7 @@ from feedsvc.config import create_config, limits_of
 from feedsvc.errors import FeedsvcError
 from feedsvc.feeds.catalog import Catalog
 from feedsvc.feeds.site import Site
+from feedsvc.runtime.bodycache import RenderCache
 from feedsvc.runtime.store import FeedStore
 from feedsvc.runtime.websub import HubNotifier, changed_feed_urls
 from feedsvc.web import views
@@ -32,6 +33,12 @@ def websub_listener(config: Mapping[str, Any]) -> Callable[[Catalog, Catalog], N
     return lambda old, new: notifier.publish(changed_feed_urls(site, old, new))
 
 
+def cache_bounds(config: Mapping[str, Any]) -> tuple[int, int, int, int]:
+    """Items and bytes of the feeds, then of the filtered feeds, that each cache may keep."""
+    keys = ("RENDER_CACHE_SIZE", "RENDER_CACHE_BYTES", "FILTERED_CACHE_SIZE", "FILTERED_CACHE_BYTES")
+    return tuple(config[key] for key in keys)  # type: ignore[return-value]
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then FEEDSVC_* environment variables, then `config`.
 
@@ -47,6 +54,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         watch_events=app.config["WATCH_EVENTS"],
         rescan_interval=app.config["RESCAN_INTERVAL"],
         stuck_after=app.config["RELOAD_STUCK_AFTER"],
+        render_cache=RenderCache(*cache_bounds(app.config)),
     )
     app.extensions["feedsvc"] = store
     if app.config["WEBSUB_HUB"]:
@@ -63,7 +71,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
         count_replays = install_metrics(app, store)
     if app.config["FAST_PATH"]:
-        app.wsgi_app = ResponseCache(app.wsgi_app, store, watch, app.config["RENDER_CACHE_SIZE"], count_replays)
+        app.wsgi_app = ResponseCache(app.wsgi_app, store, watch, *cache_bounds(app.config), count=count_replays)
     app.register_blueprint(views.bp)
     views.register_error_handlers(app)
     return app

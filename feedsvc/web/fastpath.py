@@ -10,7 +10,6 @@ response a miss, so Flask (and its render cache) decides again.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +18,7 @@ from typing import Any
 
 from werkzeug.http import http_date, parse_accept_header, parse_date, parse_etags
 
+from feedsvc.runtime.bodycache import BoundedLru
 from feedsvc.runtime.store import FeedStore
 
 FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/feed+json", "text/html", "text/plain")
@@ -31,6 +31,12 @@ ReplayCounter = Callable[[str, int], Callable[[], None]]
 
 def _uncounted() -> None:
     """Count nothing (metrics are off)."""
+
+
+# Set (true) in the WSGI environ by a view whose response is a filtered feed or was asked for by
+# a URL the service never links to (flags in another order, unknown parameters): kept apart, in
+# a small pool, so that a stream of such URLs cannot push the feeds' responses out.
+KEEP_APART = "feedsvc.keep_apart"
 
 
 @dataclass
@@ -57,10 +63,14 @@ class ResponseCache:
         store: FeedStore,
         on_request: Callable[[], None],
         max_items: int = 1024,
+        max_bytes: int = 64 * 1024 * 1024,
+        apart_items: int = 64,
+        apart_bytes: int = 8 * 1024 * 1024,
         count: ReplayCounter | None = None,
     ) -> None:
-        self.app, self.store, self.on_request, self.max_items, self.count = app, store, on_request, max_items, count
-        self._kept: OrderedDict[tuple, Kept] = OrderedDict()
+        self.app, self.store, self.on_request, self.count = app, store, on_request, count
+        self.main: BoundedLru[Kept] = BoundedLru(max_items, max_bytes)
+        self.apart: BoundedLru[Kept] = BoundedLru(apart_items, apart_bytes)
         self._lock = Lock()
         self._gzip_memo: dict[str, bool] = {}
         self.hits = 0
@@ -73,7 +83,8 @@ class ResponseCache:
             return self.app(environ, start_response)
         self.on_request()
         key = self.key(environ)
-        kept = self._kept.get(key)
+        with self._lock:
+            kept = self.main.get(key) or self.apart.get(key)
         if kept is not None and kept.catalog is self.store.catalog:
             self.hits += 1
             return self.replay(kept, environ, start_response, method == "HEAD")
@@ -133,6 +144,7 @@ class ResponseCache:
         undated = [h for h in headers if h[0].lower() != "date"]
         self.keep(
             key,
+            bool(environ.get(KEEP_APART)),
             Kept(
                 catalog,
                 undated,
@@ -145,15 +157,13 @@ class ResponseCache:
         )
         return [body]
 
-    def keep(self, key: tuple, kept: Kept) -> None:
-        """Store one response, dropping the least recently stored beyond `max_items`."""
+    def keep(self, key: tuple, apart: bool, kept: Kept) -> None:
+        """Store one response in its pool, dropping the least recently used beyond the pool's bounds."""
         if self.count is not None:  # the labels are looked up once here, not on every replay
             kept.count_200, kept.count_304 = self.count(key[0], 200), self.count(key[0], 304)
+        size = len(kept.body) + sum(len(n) + len(v) for n, v in kept.headers)
         with self._lock:
-            self._kept[key] = kept
-            self._kept.move_to_end(key)
-            while len(self._kept) > self.max_items:
-                self._kept.popitem(last=False)
+            (self.apart if apart else self.main).put(key, kept, size)
 
 
 def not_modified(kept: Kept, environ: dict) -> bool:

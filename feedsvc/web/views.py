@@ -16,6 +16,7 @@ from feedsvc.feeds.query import Query, check_preview_token, parse_query, path_pa
 from feedsvc.feeds.site import FORMATS, MEDIA_TYPES, Site, request_base_url
 from feedsvc.runtime.bodycache import Rendered, cached_feed
 from feedsvc.runtime.store import FeedStore, Health
+from feedsvc.web.fastpath import KEEP_APART
 
 bp = Blueprint("feeds", __name__)
 log = logging.getLogger(__name__)
@@ -42,14 +43,17 @@ def current_site() -> Site:
         max_age=config["MAX_AGE"],
         hub=config["WEBSUB_HUB"],
         paging=config["FEED_PAGING"],
+        dedupe_titles=config["DEDUPE_TITLES"],
     )
 
 
 def current_query() -> Query:
-    """The request's include/limit flags, validated."""
+    """The request's flags (include, limit, filters, dedupe), validated."""
     config = current_app.config
     args = request.args.to_dict(flat=False)
-    return parse_query(args, config["DEFAULT_LIMIT"], config["MAX_LIMIT"], config["PREVIEW_TOKEN"])
+    return parse_query(
+        args, config["DEFAULT_LIMIT"], config["MAX_LIMIT"], config["PREVIEW_TOKEN"], config["DEDUPE_TITLES"]
+    )
 
 
 @bp.get("/<any(rss, atom):fmt>.xml", defaults={"slug": None})
@@ -62,14 +66,23 @@ def current_query() -> Query:
 @bp.get("/topics/<slug>/page/<page>/feed.json", defaults={"fmt": "json"})
 def feed(slug: str | None, fmt: str, page: str | None = None) -> Response:
     """One page of a feed, RSS 2.0, Atom 1.0 or JSON Feed 1.1, answered conditionally."""
-    asked = current_query()  # its page is ?page=N's, else 1
+    asked, site = current_query(), current_site()  # the query's page is ?page=N's, else 1
     query = replace(asked, page=path_page(page) if page else 1)
     if "page" in request.args or page == "1":
-        return moved(current_site().feed_url(slug, fmt, asked, asked.page), shared=not asked.include_all)
+        return moved(site.feed_url(slug, fmt, asked, asked.page), shared=not asked.include_all)
     catalog = current_catalog()
-    rendered = cached_feed(current_store().cache, catalog, current_site(), slug, fmt, query)
+    keep_apart(query, site)
+    rendered = cached_feed(current_store().cache, catalog, site, slug, fmt, query)
     last_modified = catalog.last_modified_for(query.include_all)  # drafts never move a public one
     return conditional_response(rendered, MEDIA_TYPES[fmt], last_modified, shared=not query.include_all)
+
+
+def keep_apart(query: Query, site: Site) -> None:
+    """Tell the fast path to keep this response apart from the feeds' when it is a filtered feed
+    or the URL is not the one the service links to (see fastpath.KEEP_APART)."""
+    raw = request.query_string.decode("latin-1")
+    canonical = query.canonical(site.default_limit, site.dedupe_titles)
+    request.environ[KEEP_APART] = bool(query.filters) or canonical != (f"?{raw}" if raw else "")
 
 
 @bp.get("/digest.<any(html, txt):kind>", defaults={"slug": None})
