@@ -6,22 +6,25 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from feedsvc.config import create_config, limits_of
-from feedsvc.content.fields import Limits
 from feedsvc.errors import FeedsvcError
-from feedsvc.runtime.loader import load_folder
+
+if TYPE_CHECKING:  # imported where used: a build over unchanged files loads no parser (feedsvc.manifest)
+    from feedsvc.content.fields import Limits
 
 BUILD_BASE_URL = "http://localhost:8000/"  # `feedsvc build` without BASE_URL: links for a local preview
 
 
-def check(folder: Path, limits: Limits = Limits()) -> int:
+def check(folder: Path, limits: Limits | None = None) -> int:
     """Print every problem as `PATH[:LINE]: error|warning: message`; 1 when a file would be skipped."""
+    from feedsvc.content.fields import Limits
     from feedsvc.feeds.catalog import Catalog
+    from feedsvc.runtime.loader import load_folder
 
     try:
-        result = load_folder(folder, limits)
+        result = load_folder(folder, limits or Limits())
     except FeedsvcError as exc:
         print(f"{folder}: error: {exc}", file=sys.stderr)
         return 1
@@ -45,15 +48,35 @@ def serve(settings: dict[str, Any]) -> int:
 
 
 def build_site(outdir: Path, settings: dict[str, Any], strict: bool) -> int:
-    """Write every public route as files under `outdir` (see feedsvc.build)."""
-    from feedsvc.build import build
-    from feedsvc.web import create_app
+    """Write every public route as files under `outdir` (see feedsvc.build), unless the last build
+    of `outdir` was made from the same sources, settings and code (see feedsvc.manifest)."""
+    from feedsvc import manifest
+    from feedsvc.runtime.scan import scan
 
+    settings = {**settings, "RELOAD_INTERVAL": 0, "FEED_PAGING": False}
+    recorded = manifest.manifest_file(Path(settings["CACHE_DIR"]), outdir) if settings["CACHE_DIR"] else None
     try:
-        report = build(create_app({**settings, "RELOAD_INTERVAL": 0, "FEED_PAGING": False}), outdir, strict=strict)
+        if recorded is not None:
+            inputs = manifest.inputs_digest(scan(Path(settings["SEEDS_DIR"])), settings, strict)
+            last = manifest.unchanged(recorded, inputs, outdir)
+            if last is not None:
+                print(f"feedsvc build: sources, settings and code as at the last build of {outdir}: nothing to do"
+                      + (f" ({last['skipped']} file(s) skipped: run feedsvc check)" if last["skipped"] else ""),
+                      file=sys.stderr)  # fmt: skip
+                print(f"{outdir}: 0 files written, {last['files']} unchanged", file=sys.stderr)
+                return 0
+        from feedsvc.build import build
+        from feedsvc.web import create_app
+
+        report = build(create_app(settings), outdir, strict=strict)
     except FeedsvcError as exc:
         print(f"feedsvc build: error: {exc}", file=sys.stderr)
         return 1
+    if recorded is not None:
+        try:
+            manifest.record(recorded, inputs, outdir, report.written + report.unchanged, report.skipped_sources)
+        except OSError as exc:  # no manifest costs the next build its shortcut, nothing more
+            logging.getLogger(__name__).warning("cannot write the build manifest %s: %s", recorded, exc)
     print(f"{outdir}: {report.written} files written, {report.unchanged} unchanged", file=sys.stderr)
     return 0
 

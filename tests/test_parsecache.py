@@ -46,7 +46,6 @@ from feedsvc.runtime.parsecache import (
     MODEL,
     PAUSE_EVERY,
     cache_file,
-    default_cache_dir,
     header,
     load,
     save,
@@ -1181,21 +1180,6 @@ def test_cache_file_differs_between_folders(tmp_path):
     folders = [tmp_path / "a", tmp_path / "b", tmp_path / "a" / "b", tmp_path / "A"]
     names = {cache_file(tmp_path / "cache", folder).name for folder in folders}
     assert len(names) == len(folders) and KEY_NAME not in names
-
-
-def test_default_cache_dir_follows_xdg_cache_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert default_cache_dir() == tmp_path / "xdg" / "feedsvc"
-
-
-@pytest.mark.parametrize("xdg", [None, "", "relative/cache"], ids=["unset", "empty", "relative"])
-def test_default_cache_dir_falls_back_to_dot_cache_in_home(tmp_path, monkeypatch, xdg):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    if xdg is None:
-        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    else:
-        monkeypatch.setenv("XDG_CACHE_HOME", xdg)
-    assert default_cache_dir() == tmp_path / "home" / ".cache" / "feedsvc"
 
 
 # --- pauses --------------------------------------------------------------------------------------

@@ -43,13 +43,6 @@ _SIGNATURE = hashlib.sha256().digest_size
 _LENGTH = struct.Struct("<Q")  # before each chunk of pickled states: its length
 
 
-def default_cache_dir() -> Path:
-    """The user's cache folder (XDG Base Directory spec): $XDG_CACHE_HOME/feedsvc or ~/.cache/feedsvc
-    (a relative XDG_CACHE_HOME is invalid by the spec, and ignored)."""
-    configured = os.environ.get("XDG_CACHE_HOME", "")
-    return (Path(configured) if os.path.isabs(configured) else Path.home() / ".cache") / "feedsvc"
-
-
 def cache_file(cache_dir: Path, seeds_dir: Path) -> Path:
     """The cache file of one seeds folder."""
     digest = hashlib.sha256(str(seeds_dir.resolve()).encode()).hexdigest()[:20]
