@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,6 +64,7 @@ def build_site(outdir: Path, settings: dict[str, Any], strict: bool) -> int:
                       file=sys.stderr)  # fmt: skip
                 print(f"{outdir}: 0 files written, {last['files']} unchanged", file=sys.stderr)
                 return 0
+        log_to_stderr()
         from feedsvc.build import build
         from feedsvc.web import create_app
 
@@ -76,6 +76,8 @@ def build_site(outdir: Path, settings: dict[str, Any], strict: bool) -> int:
         try:
             manifest.record(recorded, inputs, outdir, report.written + report.unchanged, report.skipped_sources)
         except OSError as exc:  # no manifest costs the next build its shortcut, nothing more
+            import logging
+
             logging.getLogger(__name__).warning("cannot write the build manifest %s: %s", recorded, exc)
     print(f"{outdir}: {report.written} files written, {report.unchanged} unchanged", file=sys.stderr)
     return 0
@@ -123,13 +125,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def log_to_stderr() -> None:
+    """Log INFO and above to stderr, with the time and the logger's name."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script: settings from defaults, FEEDSVC_* variables, then options."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = {key: str(value) if isinstance(value, Path) else value
                for key, value in vars(args).items() if key.isupper() and value is not None}  # fmt: skip
     settings = create_config(options)
+    if args.command != "build":
+        log_to_stderr()  # a build does when it has more to do than its manifest's check (7 ms of 80)
     if args.command == "check":
         return check(args.folder or Path(settings["SEEDS_DIR"]), limits_of(settings))
     if args.command == "build":
