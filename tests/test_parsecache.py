@@ -2,7 +2,7 @@
 state exactly, is written atomically and privately, and is ignored (rebuilt), never trusted and
 never unpickled, when it is corrupt, foreign, signed with another key or outdated.
 
-The cache is FORMAT 7: a JSON header line (`header`: format, seeds, limits, model), then chunks
+The cache is FORMAT 8: a JSON header line (`header`: format, seeds, limits, model), then chunks
 of PAUSE_EVERY pickled (name, state) pairs, each after its length as 8 little-endian bytes, then
 an HMAC-SHA256 of everything before it under the key file KEY_NAME in the cache folder (mode
 0600, this user's). `split_cache` reads that layout on its own, so a format change fails the
@@ -450,7 +450,7 @@ def test_cache_is_a_header_line_length_framed_pickles_and_a_signature(cache_path
 def test_header_names_the_format_folder_limits_and_every_pickled_class_field(articles_dir):
     written = header(articles_dir, Limits(title_chars=20))
     assert written == json.loads(json.dumps(written))  # survives its JSON line unchanged
-    assert written["format"] == FORMAT == 7
+    assert written["format"] == FORMAT == 8
     assert written["seeds"] == str(articles_dir.resolve())
     assert written["limits"] == {
         "file_bytes": LIMITS.file_bytes,

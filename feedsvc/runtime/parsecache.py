@@ -33,7 +33,7 @@ from feedsvc.runtime.loader import FileState
 from feedsvc.runtime.scan import Stamp
 
 log = logging.getLogger(__name__)
-FORMAT = 7  # bump when the parsing rules change (a model change is caught by MODEL): old caches are then ignored
+FORMAT = 8  # bump when the parsing rules change (a model change is caught by MODEL): old caches are then ignored
 # The classes pickled, by their fields: a cache written for other fields is another format.
 MODEL = {cls.__name__: [f.name for f in fields(cls)] for cls in (FileState, Article, Related, Image, Provider, Problem)}
 MODEL["Stamp"] = list(Stamp._fields)
