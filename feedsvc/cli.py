@@ -48,16 +48,18 @@ def serve(settings: dict[str, Any]) -> int:
 
 def build_site(outdir: Path, settings: dict[str, Any], strict: bool) -> int:
     """Write every public route as files under `outdir` (see feedsvc.build), unless the last build
-    of `outdir` was made from the same sources, settings and code (see feedsvc.manifest)."""
+    of `outdir` was made from the same sources, settings and code (see feedsvc.manifest); render
+    again only the feeds whose entries changed since (see feedsvc.keptrenders)."""
     from feedsvc import manifest
     from feedsvc.runtime.scan import scan
 
     settings = {**settings, "RELOAD_INTERVAL": 0, "FEED_PAGING": False}
-    recorded = manifest.manifest_file(Path(settings["CACHE_DIR"]), outdir) if settings["CACHE_DIR"] else None
+    cache_dir = Path(settings["CACHE_DIR"]) if settings["CACHE_DIR"] else None
     try:
-        if recorded is not None:
-            inputs = manifest.inputs_digest(scan(Path(settings["SEEDS_DIR"])), settings, strict)
-            last = manifest.unchanged(recorded, inputs, outdir)
+        if cache_dir is not None:
+            environment = manifest.environment_digest(settings, strict)
+            inputs = manifest.inputs_digest(scan(Path(settings["SEEDS_DIR"])), environment)
+            last = manifest.unchanged(manifest.manifest_file(cache_dir, outdir), inputs, outdir)
             if last is not None:
                 print(f"feedsvc build: sources, settings and code as at the last build of {outdir}: nothing to do"
                       + (f" ({last['skipped']} file(s) skipped: run feedsvc check)" if last["skipped"] else ""),
@@ -65,20 +67,27 @@ def build_site(outdir: Path, settings: dict[str, Any], strict: bool) -> int:
                 print(f"{outdir}: 0 files written, {last['files']} unchanged", file=sys.stderr)
                 return 0
         log_to_stderr()
+        from feedsvc import keptrenders
         from feedsvc.build import build
         from feedsvc.web import create_app
 
-        report = build(create_app(settings), outdir, strict=strict)
+        app = create_app(settings)
+        renders = app.extensions["feedsvc"].cache
+        if cache_dir is not None:
+            keptrenders.restore(keptrenders.renders_file(cache_dir, outdir), environment, renders)
+        report = build(app, outdir, strict=strict)
     except FeedsvcError as exc:
         print(f"feedsvc build: error: {exc}", file=sys.stderr)
         return 1
-    if recorded is not None:
+    if cache_dir is not None:
         try:
-            manifest.record(recorded, inputs, outdir, report.written + report.unchanged, report.skipped_sources)
-        except OSError as exc:  # no manifest costs the next build its shortcut, nothing more
+            keptrenders.keep(keptrenders.renders_file(cache_dir, outdir), environment, renders)
+            manifest.record(manifest.manifest_file(cache_dir, outdir), inputs, outdir,
+                            report.written + report.unchanged, report.skipped_sources)  # fmt: skip
+        except OSError as exc:  # what is not kept costs the next build time, nothing more
             import logging
 
-            logging.getLogger(__name__).warning("cannot write the build manifest %s: %s", recorded, exc)
+            logging.getLogger(__name__).warning("cannot keep this build's record in %s: %s", cache_dir, exc)
     print(f"{outdir}: {report.written} files written, {report.unchanged} unchanged", file=sys.stderr)
     return 0
 

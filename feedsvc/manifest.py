@@ -38,14 +38,21 @@ def manifest_file(cache_dir: Path, outdir: Path) -> Path:
     return cache_dir / f"build-{digest}.json"
 
 
-def inputs_digest(found: Scan, settings: Mapping[str, Any], strict: bool, code_root: Path = PACKAGE) -> str:
-    """One digest of everything a build's bytes depend on (see the module's docstring)."""
+def environment_digest(settings: Mapping[str, Any], strict: bool, code_root: Path = PACKAGE) -> str:
+    """A digest of what a build's bytes depend on besides the source files: every setting, the
+    `--strict` flag, the code and the installed packages (see the module's docstring)."""
     digest = hashlib.sha256()
     seeds = str(Path(settings["SEEDS_DIR"]).resolve())
     head = {"format": FORMAT, "python": sys.version, "prefix": sys.prefix, "strict": strict, "seeds": seeds,
             "settings": settings, "packages": installed(sys.path)}  # fmt: skip
     digest.update(json.dumps(head, sort_keys=True, default=str).encode())
     digest.update(repr(sorted(tree_stamps(code_root, skip="__pycache__").items())).encode())
+    return digest.hexdigest()
+
+
+def inputs_digest(found: Scan, environment: str) -> str:
+    """One digest of everything a build's bytes depend on: the environment's digest and the sources' stamps."""
+    digest = hashlib.sha256(environment.encode())
     # A scan's names are sorted and its stamps plain ints: repr is stable, and 10x faster than JSON.
     digest.update(repr((found.files, found.newest_mtime_ns, found.unreadable)).encode())
     return digest.hexdigest()

@@ -14,8 +14,7 @@ import pytest
 from helpers import OLD_TITLE, PUBLISHED, article_text
 
 from feedsvc.cli import main
-from feedsvc.manifest import inputs_digest, installed
-from feedsvc.runtime.scan import scan
+from feedsvc.manifest import environment_digest, installed
 
 BASE = "https://static.example.org/news/"
 NOTHING_TO_DO = "nothing to do"  # the line a build that took the shortcut prints
@@ -170,23 +169,21 @@ def test_a_build_over_unchanged_inputs_loads_no_parser_renderer_or_web_stack(tmp
     assert again.stdout.strip() == "0 []"
 
 
-def test_the_inputs_digest_follows_every_file_of_the_code(tmp_path, seeds_dir):
+def test_the_environment_digest_follows_every_file_of_the_code_and_the_strict_flag(tmp_path, seeds_dir):
     code = tmp_path / "code"
     (code / "web" / "templates").mkdir(parents=True)
     template = code / "web" / "templates" / "index.html"
     template.write_text("<p>{{ site.title }}</p>", encoding="utf-8")
     settings = {"SEEDS_DIR": str(seeds_dir), "BASE_URL": BASE}
-    found = scan(seeds_dir)
-    first = inputs_digest(found, settings, strict=False, code_root=code)
-    assert inputs_digest(found, settings, strict=False, code_root=code) == first
+    first = environment_digest(settings, strict=False, code_root=code)
+    assert environment_digest(settings, strict=False, code_root=code) == first
     template.write_text("<p>{{ site.title }}!</p>", encoding="utf-8")
-    edited = inputs_digest(found, settings, strict=False, code_root=code)
+    edited = environment_digest(settings, strict=False, code_root=code)
     assert edited != first
     (code / "web" / "extra.py").write_text("", encoding="utf-8")
-    assert inputs_digest(found, settings, strict=False, code_root=code) not in (first, edited)
-    assert inputs_digest(found, settings, strict=True, code_root=code) != inputs_digest(
-        found, settings, strict=False, code_root=code
-    )
+    added = environment_digest(settings, strict=False, code_root=code)
+    assert added not in (first, edited)
+    assert environment_digest(settings, strict=True, code_root=code) != added
 
 
 def test_installed_packages_are_named_with_their_versions(tmp_path):

@@ -73,6 +73,18 @@ class RenderCache:
                 self._records.popitem(last=False)
         return rendered
 
+    def records(self) -> list[tuple[Hashable, object, Rendered]]:
+        """Every (key, source, body) held, least recently used first: to keep them beyond this process."""
+        with self._lock:
+            return [(key, record.source, record.rendered) for key, record in self._records.items()]
+
+    def preload(self, records: list[tuple[Hashable, object, Rendered]]) -> None:
+        """Hold bodies made elsewhere (another process) from their sources: `get` reuses one when its
+        source equals the one asked for, as it reuses its own."""
+        with self._lock:
+            for key, source, rendered in records[-self.max_items :]:
+                self._records[key] = _Record(source, None, rendered)
+
 
 def cached_feed(cache: RenderCache, catalog: Catalog, site: Site, slug: str | None, fmt: str, query: Query) -> Rendered:
     """One feed's rendered body, made again only when its entries (or name) changed."""
