@@ -23,6 +23,8 @@ import shutil
 import signal
 import stat
 import struct
+import subprocess
+import sys
 import threading
 import types
 from contextlib import contextmanager
@@ -1262,3 +1264,19 @@ def test_app_without_a_cache_parses_every_file_at_each_start(seeds_dir, xdg_cach
     app_store(seeds_dir, CACHE_DIR="")
     app_store(seeds_dir, CACHE_DIR="")
     assert len(load_calls) == 10
+
+
+def test_a_warm_start_parses_nothing_and_loads_no_yaml_parser(tmp_path, seeds_dir):
+    code = (
+        "import sys\n"
+        "from feedsvc.runtime.store import FeedStore\n"
+        "store = FeedStore(sys.argv[1], cache_dir=sys.argv[2])\n"
+        "store.flush()\n"
+        "print(len(store.catalog.articles), sorted({m.split('.')[0] for m in sys.modules} & {'yaml', 'yaml_rs'}))"
+    )
+    command = [sys.executable, "-c", code, str(seeds_dir), str(tmp_path / "cache")]
+    cold = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert cold.returncode == 0 and cold.stdout.split()[1:] == ["['yaml',", "'yaml_rs']"], cold.stderr
+    warm = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert warm.returncode == 0, warm.stderr
+    assert warm.stdout.strip() == f"{cold.stdout.split()[0]} []"
