@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from feedsvc.config import create_config, limits_of
-from feedsvc.content.fields import Limits
 from feedsvc.errors import FeedsvcError
-from feedsvc.runtime.loader import load_folder
+
+if TYPE_CHECKING:  # imported where used: a build over unchanged files loads no parser (feedsvc.manifest)
+    from feedsvc.content.fields import Limits
 
 BUILD_BASE_URL = "http://localhost:8000/"  # `feedsvc build` without BASE_URL: links for a local preview
 
@@ -21,13 +21,15 @@ def counted(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-def check(folder: Path, limits: Limits = Limits()) -> int:
+def check(folder: Path, limits: Limits | None = None) -> int:
     """Print every problem once, as `PATH[:LINE]: error|warning: message` on stdout, then a one-line
     summary on stderr; 1 when a file would be skipped."""
+    from feedsvc.content.fields import Limits
     from feedsvc.feeds.catalog import Catalog
+    from feedsvc.runtime.loader import load_folder
 
     try:
-        result = load_folder(folder, limits)
+        result = load_folder(folder, limits or Limits())
     except FeedsvcError as exc:
         print(f"{folder}: error: {exc}", file=sys.stderr)
         return 1
@@ -54,15 +56,47 @@ def serve(settings: dict[str, Any]) -> int:
 
 
 def build_site(outdir: Path, settings: dict[str, Any], strict: bool) -> int:
-    """Write every public route as files under `outdir` (see feedsvc.build)."""
-    from feedsvc.build import build
-    from feedsvc.web import create_app
+    """Write every public route as files under `outdir` (see feedsvc.build), unless the last build
+    of `outdir` was made from the same sources, settings and code (see feedsvc.manifest); render
+    again only the feeds whose entries changed since (see feedsvc.keptrenders)."""
+    from feedsvc import manifest
+    from feedsvc.runtime.scan import scan
 
+    settings = {**settings, "RELOAD_INTERVAL": 0}
+    cache_dir = Path(settings["CACHE_DIR"]) if settings["CACHE_DIR"] else None
     try:
-        report = build(create_app({**settings, "RELOAD_INTERVAL": 0}), outdir, strict=strict)
+        if cache_dir is not None:
+            environment = manifest.environment_digest(settings, strict)
+            inputs = manifest.inputs_digest(scan(Path(settings["SEEDS_DIR"])), environment)
+            last = manifest.unchanged(manifest.manifest_file(cache_dir, outdir), inputs, outdir)
+            if last is not None:
+                print(f"feedsvc build: sources, settings and code as at the last build of {outdir}: nothing to do"
+                      + (f" ({last['skipped']} file(s) skipped: run feedsvc check)" if last["skipped"] else ""),
+                      file=sys.stderr)  # fmt: skip
+                print(f"{outdir}: 0 files written, {last['files']} unchanged", file=sys.stderr)
+                return 0
+        log_to_stderr()
+        from feedsvc import keptrenders
+        from feedsvc.build import build
+        from feedsvc.web import create_app
+
+        app = create_app(settings)
+        renders = app.extensions["feedsvc"].cache
+        if cache_dir is not None:
+            keptrenders.restore(keptrenders.renders_file(cache_dir, outdir), environment, renders)
+        report = build(app, outdir, strict=strict)
     except FeedsvcError as exc:
         print(f"feedsvc build: error: {exc}", file=sys.stderr)
         return 1
+    if cache_dir is not None:
+        try:
+            keptrenders.keep(keptrenders.renders_file(cache_dir, outdir), environment, renders)
+            manifest.record(manifest.manifest_file(cache_dir, outdir), inputs, outdir,
+                            report.written + report.unchanged, report.skipped_sources)  # fmt: skip
+        except OSError as exc:  # what is not kept costs the next build time, nothing more
+            import logging
+
+            logging.getLogger(__name__).warning("cannot keep this build's record in %s: %s", cache_dir, exc)
     print(f"{outdir}: {report.written} files written, {report.unchanged} unchanged", file=sys.stderr)
     return 0
 
@@ -109,16 +143,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def log_to_stderr(level: str = "INFO") -> None:
+    """Log `level` and above to stderr, with the time and the logger's name."""
+    import logging
+
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script: settings from defaults, FEEDSVC_* variables, then options."""
     args = build_parser().parse_args(argv)
-    # `check` reports every problem on stdout itself: the loader's log lines about the same files
-    # ("skipped bad.md: ...") would print each one a second time, so only errors are logged there.
-    level = logging.ERROR if args.command == "check" else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = {key: str(value) if isinstance(value, Path) else value
                for key, value in vars(args).items() if key.isupper() and value is not None}  # fmt: skip
     settings = create_config(options)
+    if args.command == "check":
+        # `check` reports every problem on stdout itself: the loader's log lines about the same files
+        # ("skipped bad.md: ...") would print each one a second time, so only errors are logged there.
+        log_to_stderr("ERROR")
+    elif args.command != "build":
+        log_to_stderr()  # a build does when it has more to do than its manifest's check (7 ms of 80)
     if args.command == "check":
         return check(args.folder or Path(settings["SEEDS_DIR"]), limits_of(settings))
     if args.command == "build":

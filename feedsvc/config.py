@@ -7,14 +7,21 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from feedsvc.content.fields import Limits
-from feedsvc.runtime.parsecache import default_cache_dir
+if TYPE_CHECKING:  # imported where used: `feedsvc build` over unchanged files loads no parser (feedsvc.manifest)
+    from feedsvc.content.fields import Limits
 
 ENV_PREFIX = "FEEDSVC_"
 
 PROJECT_SEEDS = Path(__file__).resolve().parent.parent / "seeds"
+
+
+def default_cache_dir() -> Path:
+    """The user's cache folder (XDG Base Directory spec): $XDG_CACHE_HOME/feedsvc or ~/.cache/feedsvc
+    (a relative XDG_CACHE_HOME is invalid by the spec, and ignored)."""
+    configured = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(configured) if os.path.isabs(configured) else Path.home() / ".cache") / "feedsvc"
 
 
 def default_config() -> dict[str, Any]:
@@ -72,6 +79,8 @@ TEXT_SETTINGS = (
 
 def limits_of(config: Mapping[str, Any]) -> Limits:
     """The loader's size limits from a config mapping."""
+    from feedsvc.content.fields import Limits
+
     return Limits(config["MAX_FILE_BYTES"], config["MAX_TITLE_CHARS"], config["MAX_EXCERPT_CHARS"])
 
 

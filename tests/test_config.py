@@ -7,8 +7,10 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from feedsvc import create_app
-from feedsvc.config import create_config, default_config
+from feedsvc.config import create_config, default_cache_dir, default_config
 
 
 def test_defaults_then_environment_then_the_callers_settings():
@@ -46,3 +48,18 @@ def test_importing_feedsvc_or_running_check_loads_no_web_stack_and_no_renderer(s
     done = subprocess.run([sys.executable, "-c", code, str(seeds_dir)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("[]"), done.stdout
+
+
+def test_default_cache_dir_follows_xdg_cache_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "feedsvc"
+
+
+@pytest.mark.parametrize("xdg", [None, "", "relative/cache"], ids=["unset", "empty", "relative"])
+def test_default_cache_dir_falls_back_to_dot_cache_in_home(tmp_path, monkeypatch, xdg):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    if xdg is None:
+        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_CACHE_HOME", xdg)
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "feedsvc"

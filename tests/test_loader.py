@@ -881,7 +881,7 @@ def test_scan_reports_a_folder_it_cannot_list_instead_of_dropping_its_files(unli
     seeds, lock = unlisted_folder
     assert set(scan(seeds).files) == {"a.md", "sub/b.md", "sub/c.md"}
     lock()
-    found = as_unprivileged(lambda: scan(seeds).__dict__)
+    found = as_unprivileged(lambda: scan(seeds)._asdict())
     assert list(found["files"]) == ["a.md"]
     assert found["unreadable"] == {"sub": os.strerror(errno.EACCES)}
 

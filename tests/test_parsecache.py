@@ -2,7 +2,7 @@
 state exactly, is written atomically and privately, and is ignored (rebuilt), never trusted and
 never unpickled, when it is corrupt, foreign, signed with another key or outdated.
 
-The cache is FORMAT 7: a JSON header line (`header`: format, seeds, limits, model), then chunks
+The cache is FORMAT 8: a JSON header line (`header`: format, seeds, limits, model), then chunks
 of PAUSE_EVERY pickled (name, state) pairs, each after its length as 8 little-endian bytes, then
 an HMAC-SHA256 of everything before it under the key file KEY_NAME in the cache folder (mode
 0600, this user's). `split_cache` reads that layout on its own, so a format change fails the
@@ -23,6 +23,8 @@ import shutil
 import signal
 import stat
 import struct
+import subprocess
+import sys
 import threading
 import types
 from contextlib import contextmanager
@@ -46,7 +48,6 @@ from feedsvc.runtime.parsecache import (
     MODEL,
     PAUSE_EVERY,
     cache_file,
-    default_cache_dir,
     header,
     load,
     save,
@@ -451,7 +452,7 @@ def test_cache_is_a_header_line_length_framed_pickles_and_a_signature(cache_path
 def test_header_names_the_format_folder_limits_and_every_pickled_class_field(articles_dir):
     written = header(articles_dir, Limits(title_chars=20))
     assert written == json.loads(json.dumps(written))  # survives its JSON line unchanged
-    assert written["format"] == FORMAT == 7
+    assert written["format"] == FORMAT == 8
     assert written["seeds"] == str(articles_dir.resolve())
     assert written["limits"] == {
         "file_bytes": LIMITS.file_bytes,
@@ -1183,21 +1184,6 @@ def test_cache_file_differs_between_folders(tmp_path):
     assert len(names) == len(folders) and KEY_NAME not in names
 
 
-def test_default_cache_dir_follows_xdg_cache_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert default_cache_dir() == tmp_path / "xdg" / "feedsvc"
-
-
-@pytest.mark.parametrize("xdg", [None, "", "relative/cache"], ids=["unset", "empty", "relative"])
-def test_default_cache_dir_falls_back_to_dot_cache_in_home(tmp_path, monkeypatch, xdg):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    if xdg is None:
-        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    else:
-        monkeypatch.setenv("XDG_CACHE_HOME", xdg)
-    assert default_cache_dir() == tmp_path / "home" / ".cache" / "feedsvc"
-
-
 # --- pauses --------------------------------------------------------------------------------------
 
 
@@ -1278,3 +1264,19 @@ def test_app_without_a_cache_parses_every_file_at_each_start(seeds_dir, xdg_cach
     app_store(seeds_dir, CACHE_DIR="")
     app_store(seeds_dir, CACHE_DIR="")
     assert len(load_calls) == 10
+
+
+def test_a_warm_start_parses_nothing_and_loads_no_yaml_parser(tmp_path, seeds_dir):
+    code = (
+        "import sys\n"
+        "from feedsvc.runtime.store import FeedStore\n"
+        "store = FeedStore(sys.argv[1], cache_dir=sys.argv[2])\n"
+        "store.flush()\n"
+        "print(len(store.catalog.articles), sorted({m.split('.')[0] for m in sys.modules} & {'yaml', 'yaml_rs'}))"
+    )
+    command = [sys.executable, "-c", code, str(seeds_dir), str(tmp_path / "cache")]
+    cold = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert cold.returncode == 0 and cold.stdout.split()[1:] == ["['yaml',", "'yaml_rs']"], cold.stderr
+    warm = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert warm.returncode == 0, warm.stderr
+    assert warm.stdout.strip() == f"{cold.stdout.split()[0]} []"

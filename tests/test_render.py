@@ -147,6 +147,31 @@ def test_new_owner_with_different_source_renders_again():
     assert again.calls == 1 and cache.renders == 2
 
 
+def test_records_preloaded_into_another_cache_are_reused_only_for_an_equal_source():
+    made = RenderCache()
+    first = made.get("a", object(), ("name", 1, ("e1",)), Producer(b"<a/>"))
+    made.get("b", object(), ("name", 1, ("e2",)), Producer(b"<b/>"))
+    assert [(key, source) for key, source, _ in made.records()] == [
+        ("a", ("name", 1, ("e1",))),
+        ("b", ("name", 1, ("e2",))),
+    ]
+    other = RenderCache()
+    other.preload(made.records())
+    same, changed = Producer(b"never"), Producer(b"<b2/>")
+    assert other.get("a", object(), ("name", 1, ("e1",)), same) == first and same.calls == 0
+    assert other.get("b", object(), ("name", 1, ("e2", "e3")), changed).body == b"<b2/>" and changed.calls == 1
+    assert other.renders == 1
+
+
+def test_preloading_more_records_than_the_size_keeps_the_most_recent():
+    made = RenderCache()
+    for n in range(5):
+        made.get(n, object(), "src", Producer(b"%d" % n))
+    other = RenderCache(max_items=2)
+    other.preload(made.records())
+    assert [key for key, _, _ in other.records()] == [3, 4]
+
+
 def test_keys_are_cached_separately():
     cache, owner = RenderCache(), object()
     a = cache.get("a", owner, "src", Producer(b"<a/>"))

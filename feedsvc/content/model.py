@@ -15,6 +15,11 @@ class Image:
     width: int | None = None
     height: int | None = None
 
+    def __reduce__(self) -> tuple:
+        """Unpickled by calling the class: a frozen slots dataclass's own __setstate__ looks up its
+        fields on every object (a warm start read its parse cache in 0.21 s, 0.12 s this way)."""
+        return Image, (self.url, self.width, self.height)
+
     def fit(self, column: int) -> tuple[int, int | None]:
         """Width and height to show it in a column `column` pixels wide (height None if unknown)."""
         width = min(self.width or column, column)
@@ -65,6 +70,11 @@ class Article:
     images: tuple[Image, ...] = ()
     is_published: bool = False
     related: tuple[Related, ...] = ()
+
+    def __reduce__(self) -> tuple:
+        """Unpickled by calling the class (see Image.__reduce__)."""
+        return Article, (self.path, self.title, self.url, self.published, self.excerpt, self.provider, self.topics,
+                         self.images, self.is_published, self.related)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +128,10 @@ class Problem:
     message: str
     severity: str = "error"
     line: int | None = None
+
+    def __reduce__(self) -> tuple:
+        """Unpickled by calling the class (see Image.__reduce__)."""
+        return Problem, (self.path, self.message, self.severity, self.line)
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path

@@ -36,6 +36,10 @@ class BoundedLru(Generic[V]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def items(self) -> list[tuple[Hashable, V]]:
+        """Every (key, value), least recently used first."""
+        return [(key, value) for key, (value, _) in self._items.items()]
+
     def get(self, key: Hashable) -> V | None:
         """The value of `key`, now the most recently used; None when absent."""
         found = self._items.get(key)
@@ -120,6 +124,19 @@ class RenderCache:
             # The entries are the catalog's own objects; the two bodies are what this record adds.
             records.put(key, _Record(source, owner, rendered), len(rendered.body) + len(rendered.gzipped))
         return rendered
+
+    def records(self) -> list[tuple[Hashable, object, Rendered]]:
+        """Every (key, source, body) of the feeds (not the filtered ones) held, least recently used
+        first: to keep them beyond this process."""
+        with self._lock:
+            return [(key, record.source, record.rendered) for key, record in self.main.items()]
+
+    def preload(self, records: list[tuple[Hashable, object, Rendered]]) -> None:
+        """Hold bodies made elsewhere (another process) from their sources: `get` reuses one when its
+        source equals the one asked for, as it reuses its own."""
+        with self._lock:
+            for key, source, rendered in records:  # the pool's bounds keep the most recent ones
+                self.main.put(key, _Record(source, None, rendered), len(rendered.body) + len(rendered.gzipped))
 
 
 def cached_feed(cache: RenderCache, catalog: Catalog, site: Site, slug: str | None, fmt: str, query: Query) -> Rendered:

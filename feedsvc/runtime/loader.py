@@ -52,6 +52,10 @@ class FileState:
     problems: tuple[Problem, ...]
     stale: bool = False  # its current bytes are broken; `article` is the last good version
 
+    def __reduce__(self) -> tuple:
+        """Unpickled by calling the class (see feedsvc.content.model.Image.__reduce__)."""
+        return FileState, (self.stamp, self.article, self.problems, self.stale)
+
 
 def with_unlisted(found: Scan, known: dict[str, FileState]) -> Scan:
     """`found` plus the `known` files below the folders it could not list, with their known

@@ -33,7 +33,7 @@ from feedsvc.runtime.loader import FileState
 from feedsvc.runtime.scan import Stamp
 
 log = logging.getLogger(__name__)
-FORMAT = 7  # bump when the parsing rules change (a model change is caught by MODEL): old caches are then ignored
+FORMAT = 8  # bump when the parsing rules change (a model change is caught by MODEL): old caches are then ignored
 # The classes pickled, by their fields: a cache written for other fields is another format.
 MODEL = {cls.__name__: [f.name for f in fields(cls)] for cls in (FileState, Article, Related, Image, Provider, Problem)}
 MODEL["Stamp"] = list(Stamp._fields)
@@ -41,13 +41,6 @@ KEY_NAME = "parse-key"
 KEY_BYTES = 32  # HMAC-SHA256's block is 64 bytes; RFC 2104 section 3: at least the output length
 _SIGNATURE = hashlib.sha256().digest_size
 _LENGTH = struct.Struct("<Q")  # before each chunk of pickled states: its length
-
-
-def default_cache_dir() -> Path:
-    """The user's cache folder (XDG Base Directory spec): $XDG_CACHE_HOME/feedsvc or ~/.cache/feedsvc
-    (a relative XDG_CACHE_HOME is invalid by the spec, and ignored)."""
-    configured = os.environ.get("XDG_CACHE_HOME", "")
-    return (Path(configured) if os.path.isabs(configured) else Path.home() / ".cache") / "feedsvc"
 
 
 def cache_file(cache_dir: Path, seeds_dir: Path) -> Path:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISDIR
 from typing import NamedTuple
@@ -30,14 +29,15 @@ class Stamp(NamedTuple):
     mtime_ns: int
 
 
-@dataclass(frozen=True)
-class Scan:
+class Scan(NamedTuple):
     """A folder's candidate files with their stamps, the newest mtime in the tree, and the folders
-    that could not be listed (name, "." for the root -> why), whose files are not in `files`."""
+    that could not be listed (name, "." for the root -> why), whose files are not in `files`.
+    A named tuple, as Stamp: `feedsvc build` over unchanged files reads one and imports no
+    dataclasses (7 ms of its ~65, `python -X importtime`)."""
 
     files: dict[str, Stamp]
     newest_mtime_ns: int
-    unreadable: dict[str, str] = field(default_factory=dict)
+    unreadable: dict[str, str]
 
 
 def scan(root: Path) -> Scan:
