@@ -20,10 +20,10 @@ from pathlib import Path
 
 from feedsvc.errors import BuildRefused
 from feedsvc.feeds.catalog import Catalog
-from feedsvc.feeds.site import FILE_NAMES
+from feedsvc.feeds.site import FILE_NAMES, STYLESHEET_PATH
 
 log = logging.getLogger(__name__)
-SITE_FILES = ("/", "/feeds.opml", *(f"/{name}" for name in FILE_NAMES.values()))
+SITE_FILES = ("/", "/feeds.opml", STYLESHEET_PATH, "/all/", *(f"/{name}" for name in FILE_NAMES.values()))
 
 
 @dataclass(frozen=True)
@@ -36,14 +36,19 @@ class BuildReport:
 
 
 def public_paths(catalog: Catalog) -> list[str]:
-    """Every public route: the index, the OPML, and each feed and digest, site-wide and per topic."""
-    topics = [f"/topics/{t.slug}/{name}" for t in catalog.topics(include_all=False) for name in FILE_NAMES.values()]
+    """Every public route: the index, the OPML, the stylesheet, and each page, feed and digest, site-wide
+    and per topic. Pages and feeds are their first pages: a static build has no paging links."""
+    topics = [
+        path
+        for topic in catalog.topics(include_all=False)
+        for path in (f"/topics/{topic.slug}/", *(f"/topics/{topic.slug}/{name}" for name in FILE_NAMES.values()))
+    ]
     return [*SITE_FILES, *topics]
 
 
 def file_name(path: str) -> str:
-    """Where a route's bytes go in the output tree."""
-    return "index.html" if path == "/" else path.lstrip("/")
+    """Where a route's bytes go in the output tree: a page's path "/x/" as "x/index.html", as static hosts serve it."""
+    return path.lstrip("/") + ("index.html" if path.endswith("/") else "")
 
 
 def build(app, outdir: Path, strict: bool = False) -> BuildReport:

@@ -26,8 +26,11 @@ from feedsvc.build import build
 from feedsvc.cli import main
 
 BASE = "https://static.example.org/news/"  # with a path: links must keep it
-SITE_FILES = ["index.html", "feeds.opml", "rss.xml", "atom.xml", "feed.json", "digest.html", "digest.txt"]
-TOPIC_FILES = ["rss.xml", "atom.xml", "feed.json", "digest.html", "digest.txt"]
+SITE_FILES = [
+    "index.html", "feeds.opml", "style.css", "all/index.html", "rss.xml", "atom.xml", "feed.json", "digest.html",
+    "digest.txt",
+]  # fmt: skip
+TOPIC_FILES = ["index.html", "rss.xml", "atom.xml", "feed.json", "digest.html", "digest.txt"]
 T0 = 1_600_000_000  # a fixed past mtime, so that "not rewritten" is visible in st_mtime
 
 
@@ -40,7 +43,7 @@ def app_for(seeds: Path, base: str = BASE):
 
 def route(name: str) -> str:
     """The URL path a file of the tree stands for."""
-    return "/" if name == "index.html" else "/" + name
+    return "/" + name.removesuffix("index.html")
 
 
 def files_of(outdir: Path) -> dict[str, bytes]:
@@ -135,6 +138,9 @@ def test_build_writes_every_public_route_as_the_app_answers_it(tmp_path, capsys,
     }
     check_feed("rss", tree["topics/computer-vision/rss.xml"])
     assert b'href="https://static.example.org/news/topics/ai/rss.xml"' in tree["index.html"]
+    assert b'href="https://static.example.org/news/topics/ai/"' in tree["index.html"]  # its topic page
+    assert b'href="https://static.example.org/news/style.css"' in tree["topics/ai/index.html"]
+    assert b'rel="next"' not in tree["all/index.html"]  # no paging links, as in the feeds
     assert leftovers(outdir) == []
 
 
@@ -224,6 +230,7 @@ def test_changed_article_rewrites_only_the_files_it_shows_in(tmp_path, capsys, t
 
     differs = {name for name in new if new[name] != old[name]}
     assert differs == {
+        "all/index.html",
         "rss.xml",
         "atom.xml",
         "feed.json",

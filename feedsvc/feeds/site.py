@@ -7,12 +7,14 @@ import re
 from dataclasses import dataclass, replace
 
 from feedsvc.errors import BadHost
-from feedsvc.feeds import digest, jsonfeed, rss_atom
+from feedsvc.feeds import digest, html, jsonfeed, rss_atom
 from feedsvc.feeds.query import Query
 
 FORMATS = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}  # the feeds
 FILE_NAMES = {**FORMATS, "digest-html": "digest.html", "digest-txt": "digest.txt"}  # every document of a topic
 MEDIA_TYPES = {**rss_atom.MEDIA_TYPES, "json": jsonfeed.MEDIA_TYPE, **digest.MEDIA_TYPES}
+FORMAT_NAMES = {"rss": "RSS 2.0", "atom": "Atom 1.0", "json": "JSON Feed 1.1"}
+STYLESHEET_PATH = "/style.css"
 # RFC 9110 section 7.2: Host = uri-host [":" port] (RFC 3986 sections 3.2.2, 3.2.3). Every link is
 # built on it, so only a DNS name, an IPv4 address or a bracketed IPv6 literal is taken, with a
 # port of digits: no path, user info, space or empty value.
@@ -57,6 +59,18 @@ class Site:
         flags = query.canonical(self.default_limit) if query else ""
         return self.url(self.feed_path(slug, fmt)) + flags
 
+    def page_path(self, slug: str | None, page: int = 1) -> str:
+        """The path of a topic's HTML page (every topic's at /all/ when slug is None); page N>=2
+        under page/N/, as the feeds' pages are."""
+        base = f"/topics/{slug}/" if slug else "/all/"
+        return base if page == 1 else f"{base}page/{page}/"
+
+    def page_url(self, slug: str | None, query: Query | None = None) -> str:
+        """The absolute URL of a topic's HTML page: its page number in the path, other flags in the query."""
+        if query is None:
+            return self.url(self.page_path(slug))
+        return self.url(self.page_path(slug, query.page)) + replace(query, page=1).canonical(self.default_limit)
+
     def page_links(self, slug: str | None, fmt: str, query: Query, pages: int) -> dict[str, str]:
         """RFC 5005 section 3 paging links: first, last, and previous/next where they exist."""
         links = {"first": 1, "last": pages}
@@ -81,6 +95,34 @@ class Site:
             links=(self.page_links(slug, fmt, query, pages) if self.paging else {})
             | ({"hub": self.hub} if self.hub else {}),
             ttl_minutes=self.max_age // 60 or None,  # RSS <ttl> counts minutes: none for under one
+        )
+
+    def page_info(
+        self, name: str, slug: str | None, query: Query, pages: int, total: int, feed: str | None = None
+    ) -> html.PageInfo:
+        """What a topic's HTML page shows around its entries; with `feed`, the page a browser gets
+        for that feed's URL (the same list, under a "this is a feed" header)."""
+        first = replace(query, page=1)  # subscribe to the feed's head, whatever page is shown
+        feeds = tuple(html.Link(FORMAT_NAMES[f], self.feed_url(slug, f, first), MEDIA_TYPES[f]) for f in FORMATS)
+
+        def turn(page: int) -> str:  # a feed's browser view pages through the feed's own URLs
+            moved = replace(query, page=page)
+            return self.page_url(slug, moved) if feed is None else self.feed_url(slug, feed, moved)
+
+        return html.PageInfo(
+            site_title=self.title,
+            name=name,
+            subtitle=f"News about {name}, with related coverage" if slug else "News on every topic",
+            index_url=self.url("/") + first.canonical(self.default_limit),  # a preview links to the preview
+            stylesheet_url=self.url(STYLESHEET_PATH),
+            page_url=self.page_url(slug, query),
+            feeds=feeds,
+            feed=html.Link(FORMAT_NAMES[feed], self.feed_url(slug, feed, query), MEDIA_TYPES[feed]) if feed else None,
+            page=query.page,
+            pages=pages,
+            total=total,
+            previous=turn(query.page - 1) if self.paging and query.page > 1 else None,
+            next=turn(query.page + 1) if self.paging and query.page < pages else None,
         )
 
 
