@@ -24,11 +24,11 @@ DOCUMENTS = ("rss.xml", "atom.xml", "feed.json", "digest.html", "digest.txt")
 
 
 def routes(client) -> list[str]:
-    """The index, the OPML, every site-wide and per-topic document, with each set of flags."""
+    """The index, the OPML, the stylesheet, every site-wide and per-topic page and document, with each set of flags."""
     index = client.get("/?include=all").get_data(as_text=True)
     slugs = sorted(set(re.findall(r"/topics/([^/]+)/rss\.xml", index)))
-    paths = ["/", "/feeds.opml", "/healthz"] + [f"/{name}" for name in DOCUMENTS]
-    paths += [f"/topics/{slug}/{name}" for slug in slugs for name in DOCUMENTS]
+    paths = ["/", "/feeds.opml", "/healthz", "/style.css", "/all/"] + [f"/{name}" for name in DOCUMENTS]
+    paths += [f"/topics/{slug}/{name}" for slug in slugs for name in ("", *DOCUMENTS)]
     return sorted({path + flags for path in paths for flags in FLAG_SETS})
 
 
