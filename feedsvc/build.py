@@ -24,10 +24,10 @@ from feedsvc.errors import BuildRefused
 from feedsvc.feeds.catalog import Catalog
 from feedsvc.feeds.query import Query, parse_query
 from feedsvc.feeds.render import feed_entries
-from feedsvc.feeds.site import FILE_NAMES, Site
+from feedsvc.feeds.site import FILE_NAMES, STYLESHEET_PATH, Site
 
 log = logging.getLogger(__name__)
-SITE_FILES = ("/", "/feeds.opml")
+SITE_FILES = ("/", "/feeds.opml", STYLESHEET_PATH)
 
 
 @dataclass(frozen=True)
@@ -40,18 +40,18 @@ class BuildReport:
 
 
 def public_paths(catalog: Catalog, query: Query) -> list[str]:
-    """Every public route: the index, the OPML, and every page of each feed and digest, site-wide
-    and per topic, as many pages as `query` (the default flags) makes."""
+    """Every public route: the index, the OPML, the stylesheet, and every page of each topic page,
+    feed and digest, site-wide and per topic, as many pages as `query` (the default flags) makes."""
     paths = list(SITE_FILES)
     for slug in [None, *(t.slug for t in catalog.topics(include_all=False))]:
         pages = feed_entries(catalog, slug, query)[1]
-        paths += [Site.feed_path(slug, fmt, page) for fmt in FILE_NAMES for page in range(1, pages + 1)]
+        paths += [Site.feed_path(slug, kind, page) for kind in ("html", *FILE_NAMES) for page in range(1, pages + 1)]
     return paths
 
 
 def file_name(path: str) -> str:
-    """Where a route's bytes go in the output tree."""
-    return "index.html" if path == "/" else path.lstrip("/")
+    """Where a route's bytes go in the output tree: a page's path "/x/" as "x/index.html", as static hosts serve it."""
+    return path.lstrip("/") + ("index.html" if path.endswith("/") else "")
 
 
 def build(app, outdir: Path, strict: bool = False) -> BuildReport:

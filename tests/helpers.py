@@ -8,13 +8,16 @@ from one another.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
 import pwd
 import select
+import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -22,6 +25,7 @@ import threading
 import time
 import urllib.request
 import warnings
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -526,3 +530,167 @@ def unprivileged_ids() -> tuple[int, int]:
     except KeyError:
         pytest.skip("running as root, and there is no user 'nobody' to take mode 000 seriously")
     return nobody.pw_uid, nobody.pw_gid
+
+
+# --- headless Chromium ---------------------------------------------------------------------------
+
+CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and os.access(p, os.X_OK)), None)
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    CHROMIUM is None, reason="headless Chromium is not installed (/usr/bin/chromium): apt-get install -y chromium"
+)
+CHROMIUM_TIMEOUT = 90  # seconds for one headless run, start to exit
+
+
+def chromium(url: str, profile: Path, *extra: str, width: int = 600, height: int = 2000) -> str:
+    """Run headless Chromium on `url` in a `width` x `height` window (bounded); its stdout."""
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        f"--window-size={width},{height}",
+        "--virtual-time-budget=5000",
+        *extra,
+        url,
+    ]
+    completed = subprocess.run(
+        command, capture_output=True, timeout=CHROMIUM_TIMEOUT, stdin=subprocess.DEVNULL, check=False
+    )
+    assert completed.returncode == 0, completed.stderr.decode(errors="replace")[-3000:]
+    return completed.stdout.decode("utf-8", errors="replace")
+
+
+def png(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
+    """A solid-colour RGB PNG, made with zlib alone."""
+    row = b"\x00" + bytes(colour) * width
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * height, 9))
+        + chunk(b"IEND", b"")
+    )
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of a PNG."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+class Browser:
+    """Headless Chromium driven over the DevTools protocol on a pipe (--remote-debugging-pipe:
+    JSON messages ending in NUL, read on its fd 3 and written on its fd 4), so that a page is
+    measured as it is served, its own Content-Security-Policy and all, at any viewport width
+    (a headless window is at least 500 px wide; Emulation.setDeviceMetricsOverride is not)."""
+
+    def __init__(self, profile: Path) -> None:
+        to_browser, self._commands = os.pipe()
+        self._events, from_browser = os.pipe()
+
+        def pipes_as_3_and_4() -> None:
+            os.dup2(to_browser, 3)
+            os.dup2(from_browser, 4)
+
+        command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
+                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                   "--disable-extensions", "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"]  # fmt: skip
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(3, 4),
+            preexec_fn=pipes_as_3_and_4,  # noqa: PLW1509 (it only calls dup2, which takes no lock)
+        )
+        os.close(to_browser)
+        os.close(from_browser)
+        self._buffer, self._next_id, self.session = b"", 0, None
+        self._seen: list[str | None] = []  # the events read while waiting for an answer
+        target = self.send("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        self.send("Page.enable")
+
+    def _message(self, deadline: float) -> dict:
+        while b"\0" not in self._buffer:
+            left = deadline - time.monotonic()
+            assert left > 0, "Chromium did not answer in time"
+            ready, _, _ = select.select([self._events], [], [], left)
+            if ready:
+                chunk = os.read(self._events, 1 << 20)
+                assert chunk, "Chromium closed its DevTools pipe"
+                self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(message)
+
+    def send(self, method: str, **params) -> dict:
+        """Run one DevTools command (in the page's session once attached); its result."""
+        self._next_id += 1
+        message = {"id": self._next_id, "method": method, "params": params}
+        if self.session:
+            message["sessionId"] = self.session
+        os.write(self._commands, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + CHROMIUM_TIMEOUT
+        while True:
+            answer = self._message(deadline)
+            if answer.get("id") == self._next_id:
+                assert "error" not in answer, (method, answer["error"])
+                return answer["result"]
+            self._seen.append(answer.get("method"))
+
+    def open(self, url: str, width: int, height: int) -> None:
+        """Navigate (a top-level navigation, as a click on a link) in a `width` x `height` viewport
+        (a phone's below 600 px), and wait for the load event."""
+        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
+                  mobile=width < 600)  # fmt: skip
+        self._seen = []
+        self.send("Page.navigate", url=url)
+        deadline = time.monotonic() + CHROMIUM_TIMEOUT
+        while "Page.loadEventFired" not in self._seen:
+            self._seen.append(self._message(deadline).get("method"))
+
+    def evaluate(self, expression: str):
+        """The JSON value of a JavaScript expression in the page (DevTools, not the page's CSP)."""
+        return self.send("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
+
+    def wait_for(self, expression: str, seconds: float = 10.0) -> bool:
+        """Whether a JavaScript expression became true within `seconds` (polled)."""
+        deadline = time.monotonic() + seconds
+        while not self.evaluate(expression):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def screenshot(self, path: Path) -> bytes:
+        """A PNG of the viewport, written to `path`."""
+        data = base64.b64decode(self.send("Page.captureScreenshot", format="png")["data"])
+        path.write_bytes(data)
+        return data
+
+    def close(self) -> None:
+        """Close the browser (bounded), and the pipes."""
+        try:
+            self.session = None
+            self.send("Browser.close")
+        except (AssertionError, OSError):
+            pass
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        os.close(self._commands)
+        os.close(self._events)

@@ -13,28 +13,19 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import shutil
-import struct
-import subprocess
+import re
 import threading
-import zlib
 from pathlib import Path
 
 import lxml.html
 import pytest
-from helpers import article_fields, front_matter
+from helpers import NEEDS_CHROMIUM, Browser, Server, article_fields, chromium, front_matter, png, png_size
+from lxml import etree
 
 from feedsvc import create_app
 
-CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and os.access(p, os.X_OK)), None)
-pytestmark = [
-    pytest.mark.slow,  # a headless Chromium for each test
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="headless Chromium is not installed (/usr/bin/chromium): apt-get install -y chromium"
-    ),
-]
+pytestmark = [pytest.mark.slow, NEEDS_CHROMIUM]  # a headless Chromium for each test
 WIDTH = 600
-CHROMIUM_TIMEOUT = 90  # seconds for one headless run, start to exit
 IMAGES = {  # path -> (width, height, colour)
     "/img/wide-2400x1600.png": (2400, 1600, (200, 80, 40)),
     "/img/square-300x300.png": (300, 300, (40, 120, 200)),
@@ -58,27 +49,6 @@ window.addEventListener("load", function () {
 });
 </script>
 """
-
-
-def png(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
-    """A solid-colour RGB PNG, made with zlib alone."""
-    row = b"\x00" + bytes(colour) * width
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(row * height, 9))
-        + chunk(b"IEND", b"")
-    )
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
-    return struct.unpack(">II", data[16:24])
 
 
 class FixtureServer:
@@ -136,33 +106,6 @@ def fixture_server():
         yield server
     finally:
         server.close()
-
-
-def chromium(url: str, profile: Path, *extra: str, height: int = 2000) -> str:
-    """Run headless Chromium on `url` in a WIDTH x `height` window (bounded); its stdout."""
-    command = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-extensions",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-        f"--window-size={WIDTH},{height}",
-        "--virtual-time-budget=5000",
-        *extra,
-        url,
-    ]
-    completed = subprocess.run(
-        command, capture_output=True, timeout=CHROMIUM_TIMEOUT, stdin=subprocess.DEVNULL, check=False
-    )
-    assert completed.returncode == 0, completed.stderr.decode(errors="replace")[-3000:]
-    return completed.stdout.decode("utf-8", errors="replace")
 
 
 def measure(url: str, profile: Path) -> dict:
@@ -281,3 +224,133 @@ def test_screenshot_of_the_digest(tmp_path, fixture_server, digest_fragment):
     width, height = png_size(data)
     assert (width, height) == (WIDTH, 3400)
     assert len(data) > 10_000  # pictures and text, not a blank page
+
+
+# --- the pages people see: the index, a topic page, a feed's URL, at a phone's and a desktop's width ----
+
+PHONE, DESKTOP = (390, 844), (1280, 800)  # CSS px: an iPhone 14's viewport, a laptop's
+MEASURE = """(() => {
+  const root = document.documentElement, main = document.querySelector("main");
+  const banner = "xslt-warning-banner";  // what Chromium shows over an XSLT-styled feed
+  return {scrollWidth: root.scrollWidth, clientWidth: root.clientWidth, bodyScrollWidth: document.body.scrollWidth,
+          contentType: document.contentType, text: document.body ? document.body.innerText : "",
+          styled: main ? getComputedStyle(main).maxWidth : "none",
+          background: getComputedStyle(document.body).backgroundColor,
+          banners: document.querySelectorAll("." + banner + ", #" + banner).length,
+          images: Array.from(document.images, (img) => ({complete: img.complete, naturalWidth: img.naturalWidth,
+                                                          right: img.getBoundingClientRect().right}))};
+})()"""
+PAGES = {
+    "index": ("/", "Artificial Intelligence"),
+    "topic": ("/topics/artificial-intelligence/", "Story 7: what happened in the lab this week"),
+    "feed": ("/topics/artificial-intelligence/rss.xml", "This is a web feed"),
+    "atom-feed": ("/atom.xml", "This is a web feed"),
+    "json-feed": ("/feed.json", "This is a web feed"),
+}
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory) -> Path:
+    """Where the screenshots go: $FEEDSVC_ARTIFACTS, else a temporary folder (printed either way)."""
+    folder = Path(os.environ.get("FEEDSVC_ARTIFACTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots in {folder}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A real `feedsvc serve` over articles with long words, long URLs, related links and pictures
+    on a local fixture server: Chromium's own requests (its own Sec-Fetch-Dest) reach the app."""
+    images = FixtureServer()
+    seeds = tmp_path_factory.mktemp("pages") / "seeds"
+    seeds.mkdir()
+    picture = lambda path: {"url": images.url + path, "width": IMAGES[path][0], "height": IMAGES[path][1]}
+    for number in range(8):
+        related = {"title": f"Coverage of story {number}", "webUrl": f"https://other.example.org/{number}",
+                   "excerpt": "Another outlet's take on it."}  # fmt: skip
+        topics = ["Artificial Intelligence", "Computer Vision"] if number % 2 else ["Artificial Intelligence"]
+        fields = article_fields(
+            title=f"Story {number}: what happened in the lab this week" + (f" {LONG_WORD}" if number == 1 else ""),
+            excerpt=f"An excerpt of the story, with a long link https://example.com/{'path/' * 40}{number}",
+            webUrl=f"https://news.example.com/{number}",
+            publishedDateTime=f"2021-03-{10 + number:02d}T09:00:00Z",
+            topics=topics,
+            images=[picture(list(IMAGES)[number % len(IMAGES)])] if number % 3 else None,
+            related=[related] if number % 4 == 0 else None,
+        )
+        (seeds / f"story-{number}.md").write_text(front_matter(**fields), encoding="utf-8")
+    server = Server(seeds)
+    try:
+        yield server
+    finally:
+        server.stop()
+        images.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One headless Chromium for the module's pages."""
+    browser = Browser(tmp_path_factory.mktemp("profile"))
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+@pytest.mark.parametrize("size", [PHONE, DESKTOP], ids=["phone", "desktop"])
+@pytest.mark.parametrize("name", list(PAGES))
+def test_page_reads_well_in_chromium(served, browser, artifacts, name, size):
+    """Opened as a person opens it (a top-level navigation), measured as served (its CSP in force)."""
+    path, expected = PAGES[name]
+    width, height = size
+    browser.open(served.url(path), width, 3000)  # tall: every lazy picture is in view and loads
+    assert browser.wait_for("Array.from(document.images).every((img) => img.complete)"), "pictures still loading"
+    result = browser.evaluate(MEASURE)
+    assert result["contentType"] == "text/html", f"{path} is not the HTML page: {result['text'][:300]}"
+    assert result["banners"] == 0 and "<rss" not in result["text"] and "<?xml" not in result["text"]
+    assert result["clientWidth"] == width
+    assert result["scrollWidth"] <= result["clientWidth"], result  # no horizontal scroll
+    assert result["bodyScrollWidth"] <= result["clientWidth"], result
+    assert result["styled"] != "none"  # the stylesheet loaded under the page's CSP
+    assert expected in result["text"]
+    if name != "index":
+        assert "Related to:" in result["text"] and "RELATED COVERAGE" in result["text"].upper()
+        assert result["images"] and all(i["complete"] and i["naturalWidth"] > 0 for i in result["images"]), result
+        assert all(i["right"] <= width for i in result["images"])
+    browser.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
+                 mobile=width < 600)  # fmt: skip
+    shot = browser.screenshot(artifacts / f"{name}-{'phone' if size == PHONE else 'desktop'}.png")
+    assert png_size(shot) == (width, height) and len(shot) > 10_000  # text and pictures, not a blank page
+
+
+@pytest.mark.parametrize("name", ["index", "topic", "feed"])
+def test_page_follows_a_dark_colour_scheme(served, browser, artifacts, name):
+    browser.send("Emulation.setEmulatedMedia", features=[{"name": "prefers-color-scheme", "value": "dark"}])
+    try:
+        browser.open(served.url(PAGES[name][0]), *PHONE)
+        dark = browser.evaluate(MEASURE)
+        browser.screenshot(artifacts / f"{name}-phone-dark.png")
+    finally:
+        browser.send("Emulation.setEmulatedMedia", features=[{"name": "prefers-color-scheme", "value": "light"}])
+    browser.open(served.url(PAGES[name][0]), *PHONE)
+    light = browser.evaluate(MEASURE)
+    brightness = lambda colour: sum(int(c) for c in re.findall(r"\d+", colour)[:3])
+    assert brightness(dark["background"]) < 150 and brightness(light["background"]) > 600, (dark, light)
+    assert dark["scrollWidth"] <= dark["clientWidth"]
+
+
+def test_a_feed_reader_still_gets_the_feed_from_the_same_server(served):
+    """What Chromium got as a page, a program gets as the feed: same URL, same server."""
+    for path in ("/topics/artificial-intelligence/rss.xml", "/atom.xml"):
+        status, headers, body = served.request(path)
+        assert status == 200 and headers["Content-Type"].startswith(("application/rss+xml", "application/atom+xml"))
+        assert etree.fromstring(body).tag in ("rss", "{http://www.w3.org/2005/Atom}feed")
+        assert "Sec-Fetch-Dest" in headers["Vary"]
+
+
+def test_the_measure_tells_a_raw_xml_document_from_a_page(served, browser):
+    """The harness can fail: an XML document the app serves to browsers as is (the OPML) is seen as one."""
+    browser.open(served.url("/feeds.opml"), *PHONE)
+    result = browser.evaluate(MEASURE)
+    assert result["contentType"] in ("text/x-opml", "text/xml", "application/xml") and result["styled"] == "none"

@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import lxml.html
 import pytest
 from helpers import ATOM, CORPUS, Server, article_fields, check_atom, check_feed, check_rss, front_matter
 from lxml import etree
@@ -28,8 +29,11 @@ from feedsvc.build import build
 from feedsvc.cli import main
 
 BASE = "https://static.example.org/news/"  # with a path: links must keep it
-SITE_FILES = ["index.html", "feeds.opml", "rss.xml", "atom.xml", "feed.json", "digest.html", "digest.txt"]
-TOPIC_FILES = ["rss.xml", "atom.xml", "feed.json", "digest.html", "digest.txt"]
+SITE_FILES = [
+    "index.html", "feeds.opml", "style.css", "all/index.html", "rss.xml", "atom.xml", "feed.json", "digest.html",
+    "digest.txt",
+]  # fmt: skip
+TOPIC_FILES = ["index.html", "rss.xml", "atom.xml", "feed.json", "digest.html", "digest.txt"]
 T0 = 1_600_000_000  # a fixed past mtime, so that "not rewritten" is visible in st_mtime
 
 
@@ -40,7 +44,7 @@ def app_for(seeds: Path, base: str = BASE, **config):
 
 def route(name: str) -> str:
     """The URL path a file of the tree stands for."""
-    return "/" if name == "index.html" else "/" + name
+    return "/" + name.removesuffix("index.html")
 
 
 def files_of(outdir: Path) -> dict[str, bytes]:
@@ -69,12 +73,14 @@ def expected_names(client, per_page: int = 50) -> set[str]:
         if "/topics/" in o.get("xmlUrl")
     }
     assert slugs
-    names = set(SITE_FILES[:2])
+    names = {"index.html", "feeds.opml", "style.css"}
     for folder in ["", *(f"topics/{slug}/" for slug in slugs)]:
         entries = len(json.loads(client.get(f"/{folder}feed.json?limit=500").data)["items"])
         pages = max(1, -(-entries // per_page))
-        names |= {f"{folder}{name}" for name in TOPIC_FILES}
-        names |= {f"{folder}page/{n}/{name}" for n in range(2, pages + 1) for name in TOPIC_FILES}
+        page_folder = folder or "all/"  # every topic's HTML page is /all/, beside the index
+        for n in range(1, pages + 1):
+            page = "" if n == 1 else f"page/{n}/"
+            names |= {f"{page_folder if name == 'index.html' else folder}{page}{name}" for name in TOPIC_FILES}
     return names
 
 
@@ -167,6 +173,13 @@ def test_build_writes_every_public_route_as_the_app_answers_it(
         assert feeds["topics/ai/atom.xml"]["next"] == BASE + "topics/ai/page/2/atom.xml"
     check_feed("rss", tree["topics/computer-vision/rss.xml"])
     assert b'href="https://static.example.org/news/topics/ai/rss.xml"' in tree["index.html"]
+    assert b'href="https://static.example.org/news/topics/ai/"' in tree["index.html"]  # its topic page
+    assert b'href="https://static.example.org/news/style.css"' in tree["topics/ai/index.html"]
+    for name in (
+        n for n in tree if n.endswith("index.html") and n != "index.html"
+    ):  # the HTML pages page as the feeds do
+        for href in lxml.html.fromstring(tree[name]).xpath("//a[@rel='next' or @rel='prev']/@href"):
+            assert href.startswith(BASE) and href[len(BASE) :] + "index.html" in tree, f"{name}: {href} is not a file"
     assert leftovers(outdir) == []
 
 
@@ -261,6 +274,7 @@ def test_changed_article_rewrites_only_the_files_it_shows_in(tmp_path, capsys, t
 
     differs = {name for name in new if new[name] != old[name]}
     assert differs == {
+        "all/index.html",
         "rss.xml",
         "atom.xml",
         "feed.json",

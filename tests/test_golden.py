@@ -24,14 +24,18 @@ DOCUMENTS = ("rss.xml", "atom.xml", "feed.json", "digest.html", "digest.txt")
 
 
 def routes(client) -> list[str]:
-    """The index, the OPML, every site-wide and per-topic document, with each set of flags."""
+    """The index, the OPML, the stylesheet, every site-wide and per-topic page and document, with each set of flags."""
     index = client.get("/?include=all").get_data(as_text=True)
     slugs = sorted(set(re.findall(r"/topics/([^/]+)/rss\.xml", index)))
-    paths = ["/", "/feeds.opml", "/healthz"] + [f"/{name}" for name in DOCUMENTS]
-    paths += [f"/topics/{slug}/{name}" for slug in slugs for name in DOCUMENTS]
-    # Page 2 of every document at its path (/page/2/NAME); "?limit=2&page=2" records its 301.
-    pages = [re.sub(r"([^/]+)$", r"page/2/\1", path) + "?limit=2" for path in paths if path.endswith(DOCUMENTS)]
-    return sorted({path + flags for path in paths for flags in FLAG_SETS} | set(pages))
+    paths = ["/", "/feeds.opml", "/healthz", "/style.css", "/all/"] + [f"/{name}" for name in DOCUMENTS]
+    paths += [f"/topics/{slug}/{name}" for slug in slugs for name in ("", *DOCUMENTS)]
+    # Page 2 of every document and topic page at its path (NAME -> page/2/NAME); "?limit=2&page=2" records its 301.
+    pages = [
+        re.sub(r"([^/]*)$", r"page/2/\1", path, count=1) + "?limit=2"
+        for path in paths
+        if path.endswith((*DOCUMENTS, "/"))
+    ]
+    return sorted({path + flags for path in paths for flags in FLAG_SETS} | set(pages) - {"/page/2/?limit=2"})
 
 
 def answer(client, path: str, gzip: bool) -> dict:

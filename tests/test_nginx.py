@@ -230,6 +230,10 @@ def test_config_is_a_caching_proxy_to_127_0_0_1_8000():
     assert named["proxy_cache_background_update"] == ["on"]
     assert named["add_header"][:2] == ["X-Cache-Status", "$upstream_cache_status"]
     assert "$feedsvc_encoding" in " ".join(named["proxy_cache_key"])
+    # a browser's page and a feed reader's feed at one URL are two copies (the app's Vary: Sec-Fetch-Dest)
+    assert "$feedsvc_dest" in " ".join(named["proxy_cache_key"])
+    assert ["map", "$http_sec_fetch_dest", "$feedsvc_dest"] in [words[:3] for words in config]
+    assert ["proxy_set_header", "Sec-Fetch-Dest", "$feedsvc_dest"] in config
     assert named["gzip"] == ["off"]  # the app's gzip goes through untouched
     assert "proxy_cache_valid" not in named  # freshness only from the app's Cache-Control
     assert "proxy_ignore_headers" in named and "Cache-Control" not in named["proxy_ignore_headers"]
@@ -318,6 +322,20 @@ def test_repeat_request_is_a_hit_and_each_encoding_is_cached_once(stack):
     log = until(lambda: (text := nginx.access_log()).count(f'"GET {FEED}"') >= 8 and text, 5, "nginx's access log")
     assert log.count(f'"GET {FEED}"') == 8
     assert log.count("cache=HIT") == 6
+
+
+def test_a_browsers_page_and_a_readers_feed_are_cached_apart(stack):
+    nginx = stack.nginx
+    status, feed_headers, feed = nginx.request(FEED)
+    assert status == 200 and cache_status(feed_headers) == "MISS" and not feed.lstrip().startswith(b"<!doctype")
+    for _ in range(2):
+        status, headers, page = nginx.request(FEED, {"Sec-Fetch-Dest": "document"})
+        assert status == 200 and headers["Content-Type"].startswith("text/html") and page.startswith(b"<!doctype html>")
+    assert cache_status(headers) == "HIT" and headers["ETag"] != feed_headers["ETag"]
+    for dest in ("empty", "iframe", None):  # anything but a navigation shares the feed's copy
+        status, headers, body = nginx.request(FEED, {"Sec-Fetch-Dest": dest} if dest else {})
+        assert cache_status(headers) == "HIT" and body == feed, dest
+    assert "sec-fetch-dest" in feed_headers["Vary"].lower()
 
 
 def test_expired_entry_is_revalidated_with_a_conditional_request_answered_304(stack):

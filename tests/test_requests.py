@@ -161,7 +161,11 @@ def test_token_is_only_in_the_feed_links_of_its_json_response(token_client):
 def test_token_is_only_in_the_feed_links_of_the_preview_index(token_client):
     response = token_client.get(f"/?include=all&token={TOKEN}")
     document = lxml.html.fromstring(response.data)
-    feed_links = [e for e in document.iter("a", "link") if e.get("href") and "/feeds.opml" not in e.get("href")]
+    feed_links = [
+        e
+        for e in document.iter("a", "link")
+        if e.get("href") and "/feeds.opml" not in e.get("href") and e.get("rel") != "stylesheet"
+    ]
     assert len(feed_links) >= 6
     assert all(token_of(e.get("href")) == [TOKEN] for e in feed_links)
     for element in feed_links:
@@ -263,7 +267,9 @@ ODD_REQUESTS = [
     ("GET", "/nope"),
     ("GET", "/rss"),
     ("GET", "/rss.xml/"),
-    ("GET", "/topics/ai/"),
+    ("GET", "/topics/ai/page/0/"),
+    ("GET", "/topics/%00/"),
+    ("GET", "/topics/ai/page/99999999999999999999999/"),
     ("GET", "/topics/ai/rss"),
     ("GET", "/topics/%ff/rss.xml"),
     ("GET", "/topics/%00/atom.xml"),
@@ -396,6 +402,9 @@ EVERY_KIND = [
     ("GET", "/atom.xml"),
     ("GET", "/feed.json"),
     ("GET", "/topics/ai/rss.xml"),
+    ("GET", "/topics/ai/"),
+    ("GET", "/all/"),
+    ("GET", "/style.css"),
     ("GET", "/feeds.opml"),
     ("GET", "/healthz"),
     ("HEAD", "/rss.xml"),
@@ -423,12 +432,24 @@ def test_every_response_says_nosniff_incl_304_and_403(client, token_client):
     assert token_client.get("/rss.xml?include=all").headers["X-Content-Type-Options"] == "nosniff"
 
 
-@pytest.mark.parametrize("url", ["/", "/?include=all"])
-def test_html_has_a_strict_content_security_policy(client, url):
-    response = client.get(url)
+@pytest.mark.parametrize(
+    ("url", "headers"),
+    [
+        ("/", {}),
+        ("/?include=all", {}),
+        ("/topics/ai/", {}),
+        ("/all/", {}),
+        ("/rss.xml", {"Sec-Fetch-Dest": "document"}),
+    ],
+)
+def test_html_has_a_strict_content_security_policy(client, url, headers):
+    response = client.get(url, headers=headers)
     assert response.mimetype == "text/html"
     policy = csp(response)
     assert policy["default-src"] == ["'none'"]
+    assert policy["style-src"] == ["'self'"] and "script-src" not in policy  # our stylesheet; no script at all
+    assert policy.get("img-src", ["https:", "http:"]) == ["https:", "http:"]  # the entries' pictures only
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert policy["frame-ancestors"] == ["'none'"]
     assert policy.get("base-uri") == ["'none'"]
     assert not any("unsafe" in v for values in policy.values() for v in values)

@@ -95,7 +95,8 @@ def test_the_seeds_are_what_these_tests_assume():
 
 
 def feed_path(slug: str | None, fmt: str) -> str:
-    return f"/topics/{slug}/{fmt}.xml" if slug else f"/{fmt}.xml"
+    name = "feed.json" if fmt == "json" else f"{fmt}.xml"
+    return f"/topics/{slug}/{name}" if slug else f"/{name}"
 
 
 def items(fmt: str, root: etree._Element) -> list[etree._Element]:
@@ -376,7 +377,15 @@ def test_unknown_topic_is_404(client, fmt, slug):
     assert_plain_one_line(client.get(f"/topics/{slug}/{fmt}.xml"), 404)
 
 
-UNKNOWN_PATHS = ["/topics/ai/json.xml", "/topics/ai/", "/topics/ai/rss", "/rss", "/nothing", "/topics/ai/rss.xml/x"]
+UNKNOWN_PATHS = [
+    "/topics/ai/json.xml",
+    "/topics/nope/",
+    "/all/page/x/",
+    "/topics/ai/rss",
+    "/rss",
+    "/nothing",
+    "/topics/ai/rss.xml/x",
+]
 
 
 @pytest.mark.parametrize("path", UNKNOWN_PATHS)
@@ -1159,3 +1168,236 @@ def test_broken_files_do_not_hide_the_other_articles(broken_client):
 def test_broken_files_leak_nothing(broken_client, seeds_dir, tmp_path):
     for method, url in every_request():
         assert_never_leaks(broken_client.open(url, method=method).data, seeds_dir, tmp_path, PROJECT)
+
+
+# --- pages for people: topic pages, /all/, a feed's URL opened in a browser ----------------------
+
+NAVIGATION = {"Sec-Fetch-Dest": "document"}  # what every current browser sends for a top-level navigation
+FEED_KINDS = ["rss", "atom", "json"]
+FEED_TYPES = {**MEDIA_TYPES, "json": "application/feed+json"}
+
+
+def page_entries(body: bytes) -> list[tuple[str, bool]]:
+    """(entry URL, marked related) of each entry of a page, in order."""
+    page = lxml.html.fromstring(body)
+    return [
+        (entry.xpath(".//h2/a/@href")[0], "related" in entry.get("class").split())
+        for entry in page.xpath("//ol[@class='entries']/li[contains(@class, 'entry')]")
+    ]
+
+
+def page_path(slug: str | None) -> str:
+    return f"/topics/{slug}/" if slug else "/all/"
+
+
+@pytest.mark.parametrize("include", ["", "?include=all"], ids=["published", "all"])
+@pytest.mark.parametrize("slug", SLUGS, ids=str)
+def test_topic_page_lists_the_feeds_entries_with_subscribe_and_autodiscovery_links(any_client, slug, include):
+    response = get_ok(any_client, page_path(slug) + include)
+    assert response.mimetype == "text/html"
+    atom = etree.fromstring(get_ok(any_client, feed_path(slug, "atom") + include).data)
+    related = {
+        item_url("atom", e)
+        for e in items("atom", atom)
+        if any(l.get("rel") == "related" for l in e.findall(f"{ATOM}link"))
+    }
+    entries = page_entries(response.data)
+    assert [url for url, _ in entries] == feed_urls(any_client, slug, "atom", include)  # same list, same limit
+    assert {url for url, marked in entries if marked} == related
+    page = lxml.html.fromstring(response.data)
+    feeds = {f: f"http://localhost{feed_path(slug, f)}{include}" for f in FEED_KINDS}
+    alternates = {(l.get("type"), l.get("href")) for l in page.xpath("//head/link[@rel='alternate']")}
+    assert alternates == {(FEED_TYPES[f], url) for f, url in feeds.items()}
+    assert set(feeds.values()) <= set(page.xpath("//p[@class='subscribe']/a/@href"))
+    assert page.xpath("//script") == [] and page.xpath("//@*[starts-with(name(), 'on')]") == []
+
+
+def test_topic_page_shows_title_date_provider_image_and_excerpt(client):
+    page = lxml.html.fromstring(get_ok(client, "/topics/ai/").data)
+    first = page.xpath("//ol[@class='entries']/li")[0]
+    assert first.xpath(".//h2/a/text()") == [
+        "The LAPD Just Banned Its Officers From Using Third-Party Facial Recognition Software"
+    ]
+    assert first.xpath(".//time/@datetime") == ["2020-11-18T02:41:00Z"] and first.xpath(".//time/text()") == [
+        "18 Nov 2020"
+    ]
+    assert first.xpath(".//*[@class='provider']/text()") == ["Gizmodo"]
+    assert first.xpath(".//img/@src")[0].startswith("https://i.kinja-img.com/")
+    assert "moratorium" in first.xpath(".//p[@class='excerpt']/text()")[0]
+    related = page.xpath("//li[contains(@class, 'related')]")
+    assert related and all(r.xpath(".//p[@class='related-to']/a/@href") == [SEED_URL[PUBLISHED_SEED]] for r in related)
+
+
+def test_topic_page_escapes_what_the_files_say(write_article, make_client):
+    write_article("markup.md", topics=["R&D <Labs>"], title="Tom & Jerry <b>x</b> <script>alert(1)</script> 1 < 2",
+                  excerpt="<p>bold</p> & <img src=x onerror=alert(1)>", webUrl="https://example.com/markup", images=None)  # fmt: skip
+    client = make_client()
+    page = lxml.html.fromstring(get_ok(client, "/topics/r-d-labs/").data)
+    [entry] = items("atom", etree.fromstring(get_ok(client, "/topics/r-d-labs/atom.xml").data))
+    assert page.xpath("//h1/text()") == ["R&D <Labs>"]
+    assert page.xpath("//h2/a/text()") == [entry.findtext(f"{ATOM}title")]  # the feed's plain text, as text
+    assert page.xpath("//p[@class='excerpt']/text()") == [entry.findtext(f"{ATOM}summary")]
+    assert page.xpath("//script | //b | //labs | //main//img | //p[@class='excerpt']/*") == []
+
+
+@pytest.mark.parametrize("path", ["/topics/nope/", "/topics/nope/page/2/", "/topics/ai/page/9/", "/all/page/99/"])
+def test_unknown_topic_or_page_is_404(client, path):
+    assert_plain_one_line(client.get(path), 404)
+
+
+def test_a_draft_topic_page_is_404_without_include_all(write_article, make_client):
+    write_article("draft.md", topics=["Embargoed"], published=False, webUrl="https://example.com/draft")
+    client = make_client()
+    assert_plain_one_line(client.get("/topics/embargoed/"), 404)
+    assert page_entries(get_ok(client, "/topics/embargoed/?include=all").data) == [("https://example.com/draft", False)]
+
+
+@pytest.mark.parametrize("slug", SLUGS, ids=str)
+def test_topic_pages_page_like_their_feed(any_client, slug):
+    every = feed_urls(any_client, slug, "atom", "?" + BIG)
+    seen, url, pages = [], f"http://localhost{page_path(slug)}?limit=2", 0
+    while url:
+        pages += 1
+        page = lxml.html.fromstring(get_ok(any_client, url).data)
+        seen += [u for u, _ in page_entries(lxml.html.tostring(page))]
+        following = page.xpath("//nav[@class='pager']/a[@rel='next']/@href")
+        assert page.xpath("//head/link[@rel='next']/@href") == following
+        if pages > 1:
+            assert page.xpath("//nav[@class='pager']/a[@rel='prev']/@href")
+            assert url == f"http://localhost{page_path(slug)}page/{pages}/?limit=2"
+        url = following[0] if following else None
+    assert seen == every and pages == -(-len(every) // 2)
+
+
+def test_index_links_every_topic_page_with_counts_all_topics_included(any_client, any_folder):
+    page = lxml.html.fromstring(get_ok(any_client, "/").data)
+    rows = page.xpath("//tbody/tr")
+    assert rows[0].findall("td")[0].text_content() == "All topics"
+    for row in rows:
+        (href,) = row.findall("td")[0].xpath("a/@href")
+        count = int(row.findall("td")[1].text_content())
+        assert count == len(page_entries(get_ok(any_client, href + "?" + BIG).data)) > 0, href
+    assert int(rows[0].findall("td")[1].text_content()) == len(feed_urls(any_client, None, "atom", "?" + BIG))
+    assert {r.xpath("td/a/@href")[0] for r in rows[1:]} == {
+        f"http://localhost/topics/{slug}/" for slug in expected_topics(any_folder, False)
+    }
+    assert page.xpath("//head/link[@rel='stylesheet']/@href") == ["http://localhost/style.css"]
+
+
+@pytest.mark.parametrize("fmt", FEED_KINDS)
+@pytest.mark.parametrize("slug", SLUGS, ids=str)
+def test_a_browser_opening_a_feed_url_gets_a_page_saying_how_to_subscribe(client, slug, fmt):
+    url = feed_path(slug, fmt)
+    response = get_ok(client, url, headers=NAVIGATION)
+    assert response.mimetype == "text/html" and response.headers["X-Content-Type-Options"] == "nosniff"
+    page = lxml.html.fromstring(response.data)
+    assert page.xpath("//input[@id='feed-url']/@value") == [f"http://localhost{url}"]
+    assert page.xpath("//input[@id='feed-url']/@readonly") == ["readonly"]
+    assert page.xpath("//section[@class='about-feed']//a/@href") == [f"http://localhost{page_path(slug)}"]
+    # below that header, the topic page's own list
+    topic_page = get_ok(client, page_path(slug)).data
+    assert page_entries(response.data) == page_entries(topic_page)
+    assert lxml.html.fromstring(topic_page).xpath("//section[@class='about-feed']") == []
+
+
+@pytest.mark.parametrize("fmt", FEED_KINDS)
+def test_a_feed_url_varies_on_sec_fetch_dest_with_distinct_etags(client, fmt):
+    url = feed_path("ai", fmt)
+    for gzip in ("", "gzip"):
+        feed = get_ok(client, url, headers={"Accept-Encoding": gzip})
+        view = get_ok(client, url, headers={**NAVIGATION, "Accept-Encoding": gzip})
+        for response in (feed, view):
+            assert [v.strip() for v in response.headers["Vary"].split(",")] == ["Accept-Encoding", "Sec-Fetch-Dest"]
+        assert feed.mimetype == FEED_TYPES[fmt] and view.mimetype == "text/html"
+        assert feed.headers["ETag"] != view.headers["ETag"]
+        # each representation's tag revalidates only itself
+        coding = {"Accept-Encoding": gzip}
+        assert (
+            client.get(url, headers={**NAVIGATION, **coding, "If-None-Match": view.headers["ETag"]}).status_code == 304
+        )
+        assert client.get(url, headers={**coding, "If-None-Match": view.headers["ETag"]}).status_code == 200
+        assert (
+            client.get(url, headers={**NAVIGATION, **coding, "If-None-Match": feed.headers["ETag"]}).status_code == 200
+        )
+
+
+@pytest.mark.parametrize("dest", [None, "", "empty", "iframe", "DOCUMENT", "image"])
+def test_only_a_document_navigation_gets_the_page(client, dest):
+    headers = {} if dest is None else {"Sec-Fetch-Dest": dest}
+    for fmt in FEED_KINDS:
+        assert get_ok(client, feed_path("ai", fmt), headers=headers).mimetype == FEED_TYPES[fmt]
+    assert get_ok(client, "/topics/ai/digest.txt", headers=NAVIGATION).mimetype == "text/plain"  # digests: one view
+
+
+@pytest.fixture(scope="module")
+def golden_seeds(tmp_path_factory):
+    """A client over the seeds as tests/test_golden.py makes them, and its recorded answers."""
+    folder = tmp_path_factory.mktemp("golden") / "seeds"
+    shutil.copytree(SEEDS, folder)
+    for path in [folder, *folder.iterdir()]:
+        os.utime(path, (1_600_000_000, 1_600_000_000))
+    app = create_app({"TESTING": True, "SEEDS_DIR": str(folder), "RELOAD_INTERVAL": 0, "CACHE_DIR": ""})
+    recorded = json.loads((PROJECT / "tests" / "data" / "golden" / "seeds.json").read_text(encoding="utf-8"))
+    return app.test_client(), recorded
+
+
+@pytest.mark.parametrize("dest", [None, "empty"])
+def test_feed_bytes_for_programs_are_the_recorded_ones(golden_seeds, dest):
+    client, recorded = golden_seeds
+    paths = [
+        p
+        for p, r in recorded.items()
+        if p.split("?")[0].endswith(("rss.xml", "atom.xml", "feed.json")) and r["status"] == 200
+    ]
+    assert len(paths) > 30
+    for path in paths:
+        headers = {"Accept-Encoding": "gzip"} if path.endswith(" (gzip)") else {}
+        headers |= {} if dest is None else {"Sec-Fetch-Dest": dest}
+        response = client.get(path.removesuffix(" (gzip)"), headers=headers, base_url="https://feeds.example/")
+        if not path.endswith(" (gzip)"):
+            assert response.get_data(as_text=True) == recorded[path]["body"], path
+        assert response.headers["ETag"] == recorded[path]["headers"]["ETag"], path
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "flask"])
+def test_the_fast_path_never_replays_one_view_for_the_other(seeds_dir, fast_path):
+    app = create_app({"TESTING": True, "SEEDS_DIR": str(seeds_dir), "RELOAD_INTERVAL": 0, "FAST_PATH": fast_path})
+    client = app.test_client()
+    order = [NAVIGATION, {}, {"Sec-Fetch-Dest": "empty"}, NAVIGATION, {}, {"Sec-Fetch-Dest": "empty"}] * 2
+    for headers in order:
+        for fmt in FEED_KINDS:
+            response = get_ok(client, feed_path("ai", fmt), headers=headers)
+            assert response.mimetype == ("text/html" if headers == NAVIGATION else FEED_TYPES[fmt])
+            assert "Sec-Fetch-Dest" in response.headers["Vary"]
+
+
+def test_pages_are_conditional_and_cacheable_like_feeds(client):
+    for url in ("/topics/ai/", "/all/", "/style.css"):
+        response = get_ok(client, url)
+        assert response.headers["ETag"] and "public" in response.headers["Cache-Control"]
+        assert client.get(url, headers={"If-None-Match": response.headers["ETag"]}).status_code == 304
+        zipped = get_ok(client, url, headers={"Accept-Encoding": "gzip"})
+        assert zipped.headers["Content-Encoding"] == "gzip" and zipped.headers["ETag"] != response.headers["ETag"]
+    assert get_ok(client, "/style.css").mimetype == "text/css"
+
+
+def test_page_rendering_is_cached_until_its_entries_change(app, client, write_article):
+    store = app.extensions["feedsvc"]
+    get_ok(client, "/topics/ai/")
+    renders = store.cache.renders
+    first = get_ok(client, "/topics/ai/", headers={"Cache-Control": "no-cache", "X-Bust": "1"})
+    assert store.cache.renders == renders  # not made again
+    write_article(
+        "new.md", topics=["AI"], webUrl="https://example.com/new-ai", publishedDateTime="2030-01-01T00:00:00Z"
+    )
+    store.reload()
+    second = get_ok(client, "/topics/ai/")
+    assert store.cache.renders == renders + 1 and second.headers["ETag"] != first.headers["ETag"]
+    assert page_entries(second.data)[0][0] == "https://example.com/new-ai"
+
+
+def test_the_stylesheet_fits_a_phone_and_both_colour_schemes(client):
+    css = get_ok(client, "/style.css").get_data(as_text=True)
+    assert len(css.encode()) < 8000
+    assert "prefers-color-scheme: dark" in css and "max-width: 100%" in css and "overflow-wrap: anywhere" in css
+    assert "@import" not in css and "url(" not in css  # nothing from elsewhere, no fonts

@@ -4,16 +4,18 @@ paging links), and each feed's own metadata. Request-free."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from feedsvc.errors import BadHost
-from feedsvc.feeds import digest, jsonfeed, rss_atom
+from feedsvc.feeds import digest, html, jsonfeed, rss_atom
 from feedsvc.feeds.query import Query
 
 FORMATS = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}  # the feeds
 FILE_NAMES = {**FORMATS, "digest-html": "digest.html", "digest-txt": "digest.txt"}  # every document of a topic
 PATH_NAMES = {**FILE_NAMES, "html": ""}  # a topic's HTML page is its folder (/topics/<slug>/)
 MEDIA_TYPES = {**rss_atom.MEDIA_TYPES, "json": jsonfeed.MEDIA_TYPE, **digest.MEDIA_TYPES}
+FORMAT_NAMES = {"rss": "RSS 2.0", "atom": "Atom 1.0", "json": "JSON Feed 1.1"}
+STYLESHEET_PATH = "/style.css"
 # RFC 9110 section 7.2: Host = uri-host [":" port] (RFC 3986 sections 3.2.2, 3.2.3). Every link is
 # built on it, so only a DNS name, an IPv4 address or a bracketed IPv6 literal is taken, with a
 # port of digits: no path, user info, space or empty value.
@@ -72,6 +74,12 @@ class Site:
         flags = query.canonical(self.default_limit, self.dedupe_titles) if query else ""
         return self.url(self.feed_path(slug, fmt, page)) + flags
 
+    def page_url(self, slug: str | None, query: Query | None = None) -> str:
+        """The absolute URL of a topic's HTML page: its page number in the path, other flags in the query."""
+        if query is None:
+            return self.url(self.page_path(slug))
+        return self.url(self.page_path(slug, query.page)) + query.canonical(self.default_limit, self.dedupe_titles)
+
     def page_links(self, slug: str | None, fmt: str, query: Query, pages: int) -> dict[str, str]:
         """RFC 5005 section 3 paging links: first, last, and previous/next where they exist."""
         links = {"first": 1, "last": pages}
@@ -93,12 +101,43 @@ class Site:
             title=f"{self.title}: {name}",
             subtitle=f"News about {name}, with related coverage" if slug else "News on every topic",
             self_url=self.feed_url(slug, fmt, query, query.page),  # a page's own URL (RFC 4287 4.2.7.2)
-            html_url=self.url("/") + (f"#{slug}" if slug else ""),
+            html_url=self.page_url(slug),  # the topic's page, for people
             author=self.author,
             alternates=others,
             links=(self.page_links(slug, fmt, query, pages) if self.paging else {})
             | ({"hub": self.hub} if self.hub else {}),
             ttl_minutes=self.max_age // 60 or None,  # RSS <ttl> counts minutes: none for under one
+        )
+
+    def page_info(
+        self, name: str, slug: str | None, query: Query, pages: int, total: int, feed: str | None = None
+    ) -> html.PageInfo:
+        """What a topic's HTML page shows around its entries; with `feed`, the page a browser gets
+        for that feed's URL (the same list, under a "this is a feed" header)."""
+        first = replace(query, page=1)  # subscribe to the feed's head, whatever page is shown
+        feeds = tuple(html.Link(FORMAT_NAMES[f], self.feed_url(slug, f, first), MEDIA_TYPES[f]) for f in FORMATS)
+
+        def turn(page: int) -> str:  # a feed's browser view pages through the feed's own URLs
+            moved = replace(query, page=page)
+            return self.page_url(slug, moved) if feed is None else self.feed_url(slug, feed, moved, page)
+
+        return html.PageInfo(
+            site_title=self.title,
+            name=name,
+            subtitle=f"News about {name}, with related coverage" if slug else "News on every topic",
+            index_url=self.url("/")
+            + first.canonical(self.default_limit, self.dedupe_titles),  # a preview links to the preview
+            stylesheet_url=self.url(STYLESHEET_PATH),
+            page_url=self.page_url(slug, query),
+            feeds=feeds,
+            feed=html.Link(FORMAT_NAMES[feed], self.feed_url(slug, feed, query, query.page), MEDIA_TYPES[feed])
+            if feed
+            else None,
+            page=query.page,
+            pages=pages,
+            total=total,
+            previous=turn(query.page - 1) if self.paging and query.page > 1 else None,
+            next=turn(query.page + 1) if self.paging and query.page < pages else None,
         )
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from threading import Lock
 from typing import Generic, TypeVar
 
+from feedsvc.feeds import html
 from feedsvc.feeds.catalog import Catalog
 from feedsvc.feeds.query import Query
 from feedsvc.feeds.render import feed_entries, render_body
@@ -151,4 +152,19 @@ def cached_feed(cache: RenderCache, catalog: Catalog, site: Site, slug: str | No
         source,
         lambda: render_body(fmt, site.feed_info(name, slug, fmt, query, pages), entries),
         filtered=bool(query.filters),
+    )
+
+
+def cached_page(
+    cache: RenderCache, catalog: Catalog, site: Site, slug: str | None, query: Query, feed: str | None = None
+) -> Rendered:
+    """A topic's HTML page (the same entries, paging and limit as its feeds), or with `feed` the
+    page a browser gets for that feed's URL; made again only when what it shows changed."""
+    name = catalog.topic_names_for(query.include_all).get(slug, "All topics")
+    entries, pages = feed_entries(catalog, slug, query)
+    total = len(catalog.entries(slug, query.include_all))
+    key = (site, slug, ("page", feed), query)
+    source = (name, pages, total, entries)
+    return cache.get(
+        key, catalog, source, lambda: html.render(site.page_info(name, slug, query, pages, total, feed), entries)
     )

@@ -2,7 +2,7 @@
 
 Aggregators ask for the same few URLs over and over. The first request for a URL goes through
 Flask as usual; its 200 response (headers and body) is kept, keyed by everything the response
-depends on (path, query, whether gzip is accepted, host, scheme), and tied to the catalog it was
+depends on (path, query, whether gzip is accepted, Sec-Fetch-Dest, host, scheme), and tied to the catalog it was
 made from. Later requests for that URL under the same catalog are answered here, conditional
 requests included, without routing, views or header parsing; a reload makes every kept
 response a miss, so Flask (and its render cache) decides again.
@@ -102,6 +102,8 @@ class ResponseCache:
             environ.get("PATH_INFO", ""),
             environ.get("QUERY_STRING", ""),
             gzip,
+            # A browser's navigation to a feed's URL gets a page, not the feed (Vary: Sec-Fetch-Dest).
+            environ.get("HTTP_SEC_FETCH_DEST", ""),
             environ.get("HTTP_HOST", ""),
             environ.get("wsgi.url_scheme", ""),
             environ.get("SCRIPT_NAME", ""),

@@ -11,10 +11,11 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_etags
 
 from feedsvc.errors import AccessDenied, BadHost, FeedsvcError, PageNotFound, QueryError, TopicNotFound
+from feedsvc.feeds import html
 from feedsvc.feeds.catalog import Catalog
 from feedsvc.feeds.query import Query, check_preview_token, parse_query, path_page
 from feedsvc.feeds.site import FORMATS, MEDIA_TYPES, Site, request_base_url
-from feedsvc.runtime.bodycache import Rendered, cached_feed
+from feedsvc.runtime.bodycache import Rendered, cached_feed, cached_page
 from feedsvc.runtime.store import FeedStore, Health
 from feedsvc.web.fastpath import KEEP_APART
 
@@ -65,16 +66,60 @@ def current_query() -> Query:
 @bp.get("/topics/<slug>/feed.json", defaults={"fmt": "json"})
 @bp.get("/topics/<slug>/page/<page>/feed.json", defaults={"fmt": "json"})
 def feed(slug: str | None, fmt: str, page: str | None = None) -> Response:
-    """One page of a feed, RSS 2.0, Atom 1.0 or JSON Feed 1.1, answered conditionally."""
+    """One page of a feed, RSS 2.0, Atom 1.0 or JSON Feed 1.1, answered conditionally; a browser
+    opening its URL as a page gets the same entries as an HTML page that says how to subscribe."""
     asked, site = current_query(), current_site()  # the query's page is ?page=N's, else 1
     query = replace(asked, page=path_page(page) if page else 1)
     if "page" in request.args or page == "1":
         return moved(site.feed_url(slug, fmt, asked, asked.page), shared=not asked.include_all)
-    catalog = current_catalog()
     keep_apart(query, site)
-    rendered = cached_feed(current_store().cache, catalog, site, slug, fmt, query)
+    return feed_response(slug, fmt, query, site)
+
+
+def feed_response(slug: str | None, fmt: str, query: Query, site: Site) -> Response:
+    """The document in `fmt`; for a browser's navigation to a feed, the HTML page of its entries."""
+    catalog, cache, shared = current_catalog(), current_store().cache, not query.include_all
     last_modified = catalog.last_modified_for(query.include_all)  # drafts never move a public one
-    return conditional_response(rendered, MEDIA_TYPES[fmt], last_modified, shared=not query.include_all)
+    if fmt in FORMATS and browser_navigation():
+        return page_response(cached_page(cache, catalog, site, slug, query, feed=fmt), last_modified, shared, VARY_VIEW)
+    rendered = cached_feed(cache, catalog, site, slug, fmt, query)
+    vary = VARY_VIEW if fmt in FORMATS else ()  # a digest is made for people already: one representation
+    return conditional_response(rendered, MEDIA_TYPES[fmt], last_modified, shared, vary)
+
+
+def browser_navigation() -> bool:
+    """Whether a browser is opening this URL as a page: Fetch Metadata's Sec-Fetch-Dest is
+    "document" only for a top-level navigation, and programs (feed readers) do not send it."""
+    return request.headers.get("Sec-Fetch-Dest") == "document"
+
+
+@bp.get("/all/", defaults={"slug": None})
+@bp.get("/all/page/<page>/", defaults={"slug": None})
+@bp.get("/topics/<slug>/")
+@bp.get("/topics/<slug>/page/<page>/")
+def topic_page(slug: str | None, page: str | None = None) -> Response:
+    """A topic's newest entries as an HTML page: the same list, paging and limit as its feeds."""
+    asked, site = current_query(), current_site()
+    query = replace(asked, page=path_page(page) if page else 1)
+    if "page" in request.args or page == "1":
+        return moved(site.page_url(slug, asked), shared=not asked.include_all)
+    keep_apart(query, site)
+    catalog = current_catalog()
+    rendered = cached_page(current_store().cache, catalog, site, slug, query)
+    return page_response(rendered, catalog.last_modified_for(query.include_all), not query.include_all)
+
+
+def page_response(rendered: Rendered, last_modified: datetime, shared: bool, vary: tuple[str, ...] = ()) -> Response:
+    """An HTML page of entries, answered conditionally, under the pages' security policy."""
+    response = conditional_response(rendered, html.MEDIA_TYPE, last_modified, shared, vary)
+    response.headers["Content-Security-Policy"] = PAGE_POLICY
+    return response
+
+
+@bp.get("/style.css")
+def stylesheet() -> Response:
+    """The pages' one stylesheet, cacheable and revalidated by its ETag."""
+    return conditional_response(STYLESHEET, "text/css", None, shared=True)
 
 
 def keep_apart(query: Query, site: Site) -> None:
@@ -107,17 +152,21 @@ def moved(location: str, shared: bool) -> Response:
     return response
 
 
-def conditional_response(rendered: Rendered, media_type: str, last_modified: datetime, shared: bool) -> Response:
-    """A cacheable response (RFC 9111): gzip if accepted, validators, 304 when they match."""
+def conditional_response(
+    rendered: Rendered, media_type: str, last_modified: datetime | None, shared: bool, vary: tuple[str, ...] = ()
+) -> Response:
+    """A cacheable response (RFC 9111): gzip if accepted, validators, 304 when they match; `vary`
+    names the request headers besides Accept-Encoding that chose this representation (RFC 9110 12.5.5)."""
     use_gzip = request.accept_encodings["gzip"] > 0
     body, etag = rendered.variant(use_gzip)
     response = Response(body, content_type=f"{media_type}; charset=utf-8")
     if use_gzip:
         response.headers["Content-Encoding"] = "gzip"
-    response.vary.add("Accept-Encoding")
+    response.vary.update(("Accept-Encoding", *vary))
     response.set_etag(etag)
-    # RFC 9110 8.8.2.1: never later than the response's own Date.
-    response.last_modified = min(last_modified, datetime.now(timezone.utc))
+    if last_modified is not None:
+        # RFC 9110 8.8.2.1: never later than the response's own Date.
+        response.last_modified = min(last_modified, datetime.now(timezone.utc))
     # Previews (include=all) are for their reader only: no shared cache may keep them (RFC 9111 5.2.2.7).
     response.cache_control.public = shared
     response.cache_control.private = not shared
@@ -128,19 +177,19 @@ def conditional_response(rendered: Rendered, media_type: str, last_modified: dat
         # false, 412 (13.2.2 step 1). Decided here: werkzeug's make_conditional answers "*" with 412
         # and sends the whole body with a 412; the rest of the evaluation stays werkzeug's.
         if not parse_etags(environ["HTTP_IF_MATCH"]).contains(etag):
-            return precondition_failed(etag)
+            return precondition_failed(etag, vary)
         environ = {key: value for key, value in environ.items() if key != "HTTP_IF_MATCH"}
     # If-None-Match (weak comparison, "*") wins over If-Modified-Since (RFC 9110 13.1.3, 13.2.2).
     return response.make_conditional(environ)
 
 
-def precondition_failed(etag: str) -> Response:
+def precondition_failed(etag: str, vary: tuple[str, ...] = ()) -> Response:
     """412 Precondition Failed with no body (RFC 9110 15.5.13): no representation is sent, only the
     current entity tag, so the client can tell that what it holds is outdated."""
     response = Response(status=412)
     del response.headers["Content-Type"]
     response.set_etag(etag)
-    response.vary.add("Accept-Encoding")  # the tag is per coding
+    response.vary.update(("Accept-Encoding", *vary))  # the tag is per coding (and per view)
     return response
 
 
@@ -148,8 +197,8 @@ def precondition_failed(etag: str) -> Response:
 def index() -> str:
     """The HTML index of every topic, with feed autodiscovery links."""
     query, catalog = current_query(), current_catalog()
-    topics = catalog.topics(query.include_all)
-    return render_template("index.html", site=current_site(), query=query, topics=topics, formats=FORMATS)
+    topics, everything = catalog.topics(query.include_all), len(catalog.entries(None, query.include_all))
+    return render_template("index.html", site=current_site(), query=query, topics=topics, everything=everything)
 
 
 @bp.get("/feeds.opml")
@@ -215,8 +264,13 @@ def http_error(error: HTTPException) -> Response:
     return response
 
 
-# HTML pages here load nothing and run nothing: forbid it all (CSP Level 3).
-HTML_POLICY = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+# HTML pages here run nothing and load only our stylesheet (CSP Level 3); topic pages and the
+# feeds' browser view also show the entries' pictures, from wherever the article files point.
+HTML_POLICY = "default-src 'none'; style-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+PAGE_POLICY = "default-src 'none'; style-src 'self'; img-src https: http:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+# A feed's URL answers a feed, or a page for a browser's navigation: caches must keep both apart.
+VARY_VIEW = ("Sec-Fetch-Dest",)
+STYLESHEET = Rendered.of(html.STYLESHEET)
 # The digest shows remote images and inline styles (all an e-mail can use), and nothing else.
 DIGEST_POLICY = "default-src 'none'; img-src https: http:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
