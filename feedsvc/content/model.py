@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import lru_cache
+from operator import attrgetter
 
 
+def unpickled_by_calling(cls: type) -> type:
+    """Make `cls` (a frozen slots dataclass) unpickle by calling it with its fields in order: the
+    dataclass's own __setstate__ looks up its fields on every object (a warm start read its parse
+    cache in 0.21 s, 0.12 s this way). Every field, so a new one can never be left out."""
+    values = attrgetter(*(field.name for field in fields(cls)))
+    cls.__reduce__ = lambda self: (cls, values(self))  # type: ignore[method-assign]
+    return cls
+
+
+@unpickled_by_calling
 @dataclass(frozen=True, slots=True)
 class Image:
     """A picture of an article, with its size when the file gives it."""
@@ -14,11 +25,6 @@ class Image:
     url: str
     width: int | None = None
     height: int | None = None
-
-    def __reduce__(self) -> tuple:
-        """Unpickled by calling the class: a frozen slots dataclass's own __setstate__ looks up its
-        fields on every object (a warm start read its parse cache in 0.21 s, 0.12 s this way)."""
-        return Image, (self.url, self.width, self.height)
 
     def fit(self, column: int) -> tuple[int, int | None]:
         """Width and height to show it in a column `column` pixels wide (height None if unknown)."""
@@ -56,6 +62,7 @@ class Related:
         return shared_related, (self.title, self.url, self.published, self.excerpt, self.provider, self.image)
 
 
+@unpickled_by_calling
 @dataclass(frozen=True, slots=True)
 class Article:
     """One article file, validated; the `secured` blob is never part of it."""
@@ -70,11 +77,6 @@ class Article:
     images: tuple[Image, ...] = ()
     is_published: bool = False
     related: tuple[Related, ...] = ()
-
-    def __reduce__(self) -> tuple:
-        """Unpickled by calling the class (see Image.__reduce__)."""
-        return Article, (self.path, self.title, self.url, self.published, self.excerpt, self.provider, self.topics,
-                         self.images, self.is_published, self.related)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,7 @@ class Entry:
         )
 
 
+@unpickled_by_calling
 @dataclass(frozen=True, slots=True)
 class Problem:
     """Something wrong with one file: an error skips it, a warning only drops a part."""
@@ -128,10 +131,6 @@ class Problem:
     message: str
     severity: str = "error"
     line: int | None = None
-
-    def __reduce__(self) -> tuple:
-        """Unpickled by calling the class (see Image.__reduce__)."""
-        return Problem, (self.path, self.message, self.severity, self.line)
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path

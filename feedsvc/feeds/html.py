@@ -11,21 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 
-from jinja2 import Environment, PackageLoader, select_autoescape
-
 from feedsvc.content.model import Entry
-from feedsvc.feeds.digest import day
+from feedsvc.feeds.templating import day, templates
 
 MEDIA_TYPE = "text/html"
 STYLESHEET = files("feedsvc.feeds").joinpath("templates/style.css").read_bytes()
 IMAGE_COLUMN = 720  # px: the widest the page shows a picture (the main column)
-_templates = Environment(
-    loader=PackageLoader("feedsvc.feeds", "templates"),
-    autoescape=select_autoescape(["html"]),
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-)
 
 
 @dataclass(frozen=True)
@@ -58,5 +49,5 @@ class PageInfo:
 
 def render(info: PageInfo, entries: Sequence[Entry]) -> bytes:
     """The page as UTF-8 bytes."""
-    text = _templates.get_template("page.html").render(info=info, entries=entries, column=IMAGE_COLUMN, day=day)
+    text = templates.get_template("page.html").render(info=info, entries=entries, column=IMAGE_COLUMN, day=day)
     return text.encode("utf-8")
