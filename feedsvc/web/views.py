@@ -6,7 +6,7 @@ import logging
 from dataclasses import replace
 from datetime import datetime, timezone
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_etags
 
@@ -145,7 +145,8 @@ def digest(slug: str | None, kind: str, page: str | None = None) -> Response:
 def moved(location: str, shared: bool) -> Response:
     """301 Moved Permanently (RFC 9110 15.4.2) to where a page lives: ?page=N (the old form) to
     /page/N/, /page/1/ to the feed's own URL. Feed readers follow it and update the subscription."""
-    response = redirect(location, 301)
+    response = one_line_response(301, f"Moved Permanently: {location}")
+    response.headers["Location"] = location
     response.cache_control.public = shared
     response.cache_control.private = not shared  # a preview's Location carries its token
     response.cache_control.max_age = current_app.config["MAX_AGE"]
@@ -250,14 +251,14 @@ def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def plain_error(status: int, message: str) -> Response:
-    """A short one-line text error: no HTML, no traceback, no file path."""
+def one_line_response(status: int, message: str) -> Response:
+    """A one-line plain-text answer (errors, redirects): no HTML, no traceback, no file path."""
     return Response(f"{status} {message}\n", status=status, content_type="text/plain; charset=utf-8")
 
 
 def http_error(error: HTTPException) -> Response:
     """werkzeug's HTTP errors as one line of text, keeping headers such as a 405's Allow (RFC 9110 15.5.6)."""
-    response = plain_error(error.code or 500, error.name)
+    response = one_line_response(error.code or 500, error.name)
     for name, value in error.get_headers():
         if name.lower() not in ("content-type", "content-length"):
             response.headers[name] = value
@@ -288,15 +289,15 @@ def security_headers(response: Response) -> Response:
 
 def register_error_handlers(app: Flask) -> None:
     """Map the exception tree (and HTTP errors) to short plain-text responses."""
-    app.register_error_handler(QueryError, lambda e: plain_error(400, str(e)))
-    app.register_error_handler(BadHost, lambda e: plain_error(400, str(e)))
-    app.register_error_handler(TopicNotFound, lambda e: plain_error(404, str(e)))
-    app.register_error_handler(PageNotFound, lambda e: plain_error(404, str(e)))
-    app.register_error_handler(AccessDenied, lambda e: plain_error(403, str(e)))
+    app.register_error_handler(QueryError, lambda e: one_line_response(400, str(e)))
+    app.register_error_handler(BadHost, lambda e: one_line_response(400, str(e)))
+    app.register_error_handler(TopicNotFound, lambda e: one_line_response(404, str(e)))
+    app.register_error_handler(PageNotFound, lambda e: one_line_response(404, str(e)))
+    app.register_error_handler(AccessDenied, lambda e: one_line_response(403, str(e)))
     app.register_error_handler(HTTPException, http_error)
 
     @app.errorhandler(FeedsvcError)
     @app.errorhandler(Exception)
     def internal_error(error: Exception) -> Response:
         log.exception("internal error on %s %s", request.method, request.path)
-        return plain_error(500, "Internal Server Error")
+        return one_line_response(500, "Internal Server Error")
