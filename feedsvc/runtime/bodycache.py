@@ -13,6 +13,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from functools import cached_property
 from threading import Lock
 from typing import Generic, TypeVar
 
@@ -64,17 +65,28 @@ class BoundedLru(Generic[V]):
 
 @dataclass(frozen=True)
 class Rendered:
-    """One body in both codings, with their strong entity tags (RFC 9110 8.8.3)."""
+    """One body and its gzip twin, with their strong entity tags (RFC 9110 8.8.3). The twin is
+    made at the first request that accepts gzip: a static build never asks for one."""
 
     body: bytes
-    gzipped: bytes
     etag: str
 
     @classmethod
     def of(cls, body: bytes) -> Rendered:
-        """Compress once (mtime=0, so the gzip bytes are as stable as the body) and tag."""
-        digest = hashlib.blake2b(body, digest_size=16).hexdigest()
-        return cls(body, gzip.compress(body, compresslevel=6, mtime=0), digest)
+        """Tag a body."""
+        return cls(body, hashlib.blake2b(body, digest_size=16).hexdigest())
+
+    @cached_property
+    def gzipped(self) -> bytes:
+        """The body compressed once (mtime=0, so the gzip bytes are as stable as the body)."""
+        return gzip.compress(self.body, compresslevel=6, mtime=0)
+
+    @property
+    def size(self) -> int:
+        """The bytes a cache holds for it: the body and its twin, counted at a quarter of the body
+        until it is made (feeds and pages compress to 10-25%)."""
+        twin = self.__dict__.get("gzipped")
+        return len(self.body) + (len(self.body) // 4 if twin is None else len(twin))
 
     def variant(self, use_gzip: bool) -> tuple[bytes, str]:
         """The bytes and entity tag of one coding; a strong tag differs per coding (RFC 9110 8.8.3.3)."""
@@ -123,7 +135,7 @@ class RenderCache:
         with self._lock:
             self.renders += 1
             # The entries are the catalog's own objects; the two bodies are what this record adds.
-            records.put(key, _Record(source, owner, rendered), len(rendered.body) + len(rendered.gzipped))
+            records.put(key, _Record(source, owner, rendered), rendered.size)
         return rendered
 
     def records(self) -> list[tuple[Hashable, object, Rendered]]:
@@ -137,7 +149,7 @@ class RenderCache:
         source equals the one asked for, as it reuses its own."""
         with self._lock:
             for key, source, rendered in records:  # the pool's bounds keep the most recent ones
-                self.main.put(key, _Record(source, None, rendered), len(rendered.body) + len(rendered.gzipped))
+                self.main.put(key, _Record(source, None, rendered), rendered.size)
 
 
 def cached_feed(cache: RenderCache, catalog: Catalog, site: Site, slug: str | None, fmt: str, query: Query) -> Rendered:
