@@ -17,6 +17,7 @@ from contextlib import closing
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import feedgen.entry
 import feedgen.feed
@@ -937,6 +938,11 @@ def test_opml_lists_every_topic_feed(any_client, any_folder, include):
     assert len(xml_urls) == len(set(xml_urls)) == len(expected) + 1
     for url in xml_urls:
         check_feed("rss", get_ok(any_client, url).data)
+    for outline in outlines:  # htmlUrl: the feed's page for people (the topic page, /all/)
+        xml_path = urlsplit(outline.get("xmlUrl")).path
+        page_path = "/all/" if xml_path == "/rss.xml" else xml_path.removesuffix("rss.xml")
+        assert urlsplit(outline.get("htmlUrl")).path == page_path
+        assert b"<!doctype html>" in get_ok(any_client, outline.get("htmlUrl")).data[:100].lower()
 
 
 def test_opml_escapes_topic_names(write_article, make_client):

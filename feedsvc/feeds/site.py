@@ -74,11 +74,10 @@ class Site:
         flags = query.canonical(self.default_limit, self.dedupe_titles) if query else ""
         return self.url(self.feed_path(slug, fmt, page)) + flags
 
-    def page_url(self, slug: str | None, query: Query | None = None) -> str:
-        """The absolute URL of a topic's HTML page: its page number in the path, other flags in the query."""
-        if query is None:
-            return self.url(self.page_path(slug))
-        return self.url(self.page_path(slug, query.page)) + query.canonical(self.default_limit, self.dedupe_titles)
+    def page_url(self, slug: str | None, query: Query | None = None, page: int = 1) -> str:
+        """The absolute URL of page `page` of a topic's HTML page: the page in the path, other flags in the query."""
+        flags = query.canonical(self.default_limit, self.dedupe_titles) if query else ""
+        return self.url(self.page_path(slug, page)) + flags
 
     def page_links(self, slug: str | None, fmt: str, query: Query, pages: int) -> dict[str, str]:
         """RFC 5005 section 3 paging links: first, last, and previous/next where they exist."""
@@ -118,8 +117,7 @@ class Site:
         feeds = tuple(html.Link(FORMAT_NAMES[f], self.feed_url(slug, f, first), MEDIA_TYPES[f]) for f in FORMATS)
 
         def turn(page: int) -> str:  # a feed's browser view pages through the feed's own URLs
-            moved = replace(query, page=page)
-            return self.page_url(slug, moved) if feed is None else self.feed_url(slug, feed, moved, page)
+            return self.page_url(slug, query, page) if feed is None else self.feed_url(slug, feed, query, page)
 
         return html.PageInfo(
             site_title=self.title,
@@ -128,7 +126,7 @@ class Site:
             index_url=self.url("/")
             + first.canonical(self.default_limit, self.dedupe_titles),  # a preview links to the preview
             stylesheet_url=self.url(STYLESHEET_PATH),
-            page_url=self.page_url(slug, query),
+            page_url=self.page_url(slug, query, query.page),
             feeds=feeds,
             feed=html.Link(FORMAT_NAMES[feed], self.feed_url(slug, feed, query, query.page), MEDIA_TYPES[feed])
             if feed

@@ -102,7 +102,7 @@ def topic_page(slug: str | None, page: str | None = None) -> Response:
     asked, site = current_query(), current_site()
     query = replace(asked, page=path_page(page) if page else 1)
     if "page" in request.args or page == "1":
-        return moved(site.page_url(slug, asked), shared=not asked.include_all)
+        return moved(site.page_url(slug, asked, asked.page), shared=not asked.include_all)
     keep_apart(query, site)
     catalog = current_catalog()
     rendered = cached_page(current_store().cache, catalog, site, slug, query)
