@@ -181,7 +181,8 @@ def test_token_is_only_in_the_outline_urls_of_the_preview_opml(token_client):
     for outline in outlines:
         assert token_of(outline.get("xmlUrl")) == [TOKEN]
         assert token_of(outline.get("jsonUrl")) == [TOKEN]
-        del outline.attrib["xmlUrl"], outline.attrib["jsonUrl"]
+        assert token_of(outline.get("htmlUrl")) == [TOKEN]  # the preview's topic page
+        del outline.attrib["xmlUrl"], outline.attrib["jsonUrl"], outline.attrib["htmlUrl"]
     assert TOKEN not in etree.tostring(root, encoding="unicode")
 
 
