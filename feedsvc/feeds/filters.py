@@ -11,6 +11,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 import re2
 
@@ -52,6 +53,7 @@ class Filters:
 NO_FILTERS = Filters()
 
 
+@lru_cache(maxsize=256)  # checked when the query is parsed, used when the feed is rendered: compiled once
 def compile_pattern(name: str, pattern: str, case_sensitive: bool) -> re2._Regexp:
     """The RE2 program of one pattern; QueryError when it is too long, invalid or too large."""
     if len(pattern) > MAX_PATTERN_CHARS:
