@@ -14,9 +14,13 @@ import ctypes
 import ctypes.util
 import filecmp
 import logging
+import multiprocessing
 import os
 import shutil
 import tempfile
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +29,13 @@ from feedsvc.feeds.catalog import Catalog
 from feedsvc.feeds.query import Query, parse_query
 from feedsvc.feeds.render import feed_entries
 from feedsvc.feeds.site import FILE_NAMES, STYLESHEET_PATH, Site
+from feedsvc.runtime.loader import usable_cores
 
 log = logging.getLogger(__name__)
 SITE_FILES = ("/", "/feeds.opml", STYLESHEET_PATH)
+# A build of this many routes or more renders on every core (forking a worker costs ~10 ms; a route ~5 ms).
+PARALLEL_MIN_PATHS = 200
+_forked_app = None  # the app a forked worker renders with (set only while the pool runs)
 
 
 @dataclass(frozen=True)
@@ -72,10 +80,56 @@ def build(app, outdir: Path, strict: bool = False) -> BuildReport:
 
 
 def fill(app, catalog: Catalog, staging: Path, previous: Path) -> tuple[int, int]:
-    """Write each route's bytes under `staging`, hard-linking files `previous` already has byte for byte."""
-    client, written, unchanged = app.test_client(), 0, 0
+    """Write each route's bytes under `staging`, hard-linking files `previous` already has byte for
+    byte: on every core when there are enough routes, else in this process."""
     query = parse_query({}, app.config["DEFAULT_LIMIT"], app.config["MAX_LIMIT"])  # what a URL without flags gets
-    for path in public_paths(catalog, query):
+    paths = public_paths(catalog, query)
+    cores = usable_cores()
+    if len(paths) >= PARALLEL_MIN_PATHS and cores > 1 and hasattr(os, "fork"):
+        app.extensions["feedsvc"].flush()  # the parse cache's writer: a lock a thread holds stays locked in a child
+        if threading.active_count() == 1:
+            try:
+                return fill_on_every_core(app, paths, staging, previous, cores)
+            except (OSError, BrokenProcessPool) as exc:  # no process to be had, or it died: this one does it all
+                log.warning("building in %d processes failed (%s); building in this one", cores, exc)
+                shutil.rmtree(staging)  # a half-filled tree: start again from nothing
+                staging.mkdir()
+    return fill_paths(app, paths, staging, previous)
+
+
+def fill_on_every_core(app, paths: list[str], staging: Path, previous: Path, cores: int) -> tuple[int, int]:
+    """Every `cores`-th route written by each forked worker (the standard library's process pool),
+    the rest here meanwhile. The bodies the workers rendered come back pickled into this process's
+    render cache, where feedsvc.keptrenders keeps them for the next build.
+    Only where nothing else runs: a lock another thread holds would stay locked in the child."""
+    global _forked_app
+    cache = app.extensions["feedsvc"].cache
+    known = frozenset(id(rendered) for _key, _source, rendered in cache.records())
+    _forked_app = app
+    try:
+        with ProcessPoolExecutor(cores - 1, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(_fill_in_worker, paths[i::cores], staging, previous, known) for i in range(1, cores)]
+            written, unchanged = fill_paths(app, paths[0::cores], staging, previous)
+            for future in futures:
+                theirs_written, theirs_unchanged, records = future.result()
+                written, unchanged = written + theirs_written, unchanged + theirs_unchanged
+                cache.preload(records)
+    finally:
+        _forked_app = None
+    return written, unchanged
+
+
+def _fill_in_worker(paths: list[str], staging: Path, previous: Path, known: frozenset[int]) -> tuple[int, int, list]:
+    """A pool worker's share: its routes written, and the bodies it rendered that the parent had not."""
+    written, unchanged = fill_paths(_forked_app, paths, staging, previous)
+    records = [record for record in _forked_app.extensions["feedsvc"].cache.records() if id(record[2]) not in known]
+    return written, unchanged, records
+
+
+def fill_paths(app, paths: list[str], staging: Path, previous: Path) -> tuple[int, int]:
+    """Write the bytes of `paths` under `staging` through the app's test client; how many written and carried over."""
+    client, written, unchanged = app.test_client(), 0, 0
+    for path in paths:
         response = client.get(path)
         if response.status_code != 200:
             raise BuildRefused(f"{path} answered {response.status_code}, not 200")

@@ -24,6 +24,8 @@ import pytest
 from helpers import ATOM, CORPUS, Server, article_fields, check_atom, check_feed, check_rss, front_matter
 from lxml import etree
 
+import feedsvc.build
+import feedsvc.runtime.bodycache
 from feedsvc import create_app
 from feedsvc.build import build
 from feedsvc.cli import main
@@ -396,3 +398,48 @@ def test_a_listing_in_progress_during_a_swap_still_sees_every_file(tmp_path, two
         names = sorted(entry.name for entry in listing)
     assert sorted(os.listdir(outdir / "topics" / "alpha")) == sorted(TOPIC_FILES)
     assert names == sorted(TOPIC_FILES)
+
+
+def title_of(path: Path) -> str:
+    """The quoted title of a corpus article's front matter."""
+    return next(line for line in path.read_text("utf-8").splitlines() if line.startswith('title: "'))[8:-1]
+
+
+def test_a_build_on_every_core_writes_the_tree_a_one_process_build_writes(tmp_path, capsys, monkeypatch, corpus_dir):
+    """Forced onto two processes (any number of routes), a build writes the same bytes, and counts
+    the same files written and unchanged, as a build in one process, cold and after an edit."""
+    pids = tmp_path / "pids"
+    real = feedsvc.runtime.bodycache.render_body
+
+    def spy(fmt, info, entries):  # which process rendered: a forked worker's memory is not ours
+        with pids.open("a") as stream:
+            stream.write(f"{os.getpid()}\n")
+        return real(fmt, info, entries)
+
+    monkeypatch.setattr(feedsvc.runtime.bodycache, "render_body", spy)
+    monkeypatch.setattr(feedsvc.build, "usable_cores", lambda: 2)  # two processes on a one-core runner too
+
+    def both_ways() -> tuple[dict[str, bytes], str]:
+        monkeypatch.setattr(feedsvc.build, "PARALLEL_MIN_PATHS", 1)
+        code, parallel_err = run_build(capsys, tmp_path / "parallel", corpus_dir)
+        assert code == 0, parallel_err
+        parallel = files_of(tmp_path / "parallel")
+        monkeypatch.setattr(feedsvc.build, "PARALLEL_MIN_PATHS", 10**9)
+        code, serial_err = run_build(capsys, tmp_path / "serial", corpus_dir)
+        assert code == 0, serial_err
+        assert parallel == files_of(tmp_path / "serial")
+        assert parallel_err.splitlines()[-1].split(": ")[1] == serial_err.splitlines()[-1].split(": ")[1]
+        return parallel, parallel_err
+
+    files, err = both_ways()
+    assert f"{len(files)} files written, 0 unchanged" in err
+    assert len(set(pids.read_text().split())) == 2  # the parent and one forked worker both rendered
+
+    shown = [p for p in sorted(corpus_dir.glob("*.md")) if title_of(p).encode() in files["rss.xml"]]
+    victim = shown[0]  # an article the site-wide feed's first page shows
+    text = victim.read_text("utf-8")
+    victim.write_text(text.replace('title: "', 'title: "Corrected: ', 1), encoding="utf-8")
+    edited, err = both_ways()
+    assert edited != files, err
+    changed = sum(edited.get(name) != files.get(name) for name in edited)
+    assert f"{changed} files written, {len(edited) - changed} unchanged" in err

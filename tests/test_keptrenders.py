@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import article_text
 
+import feedsvc.build
 import feedsvc.runtime.bodycache
 from feedsvc.cli import main
 
@@ -76,6 +77,22 @@ def test_after_one_edit_only_the_feeds_showing_it_are_rendered_again(
     outdir = tmp_path / "site"
     run_build(capsys, outdir, two_topics)
     assert len(renders) == 3 * len(FEED_FILES)  # all topics, alpha, beta
+    renders.clear()
+
+    retitle(two_topics, "a1.md", "Alpha one, corrected")
+    run_build(capsys, outdir, two_topics)
+    assert sorted(renders) == sorted(f"{feed} {fmt}" for feed in ("feedsvc: All topics", "feedsvc: Alpha")
+                                     for fmt in ("rss", "atom", "json", "digest-html", "digest-txt"))  # fmt: skip
+    assert files_of(outdir) == built_from_nothing(capsys, monkeypatch, tmp_path / "fresh", two_topics)
+
+
+def test_bodies_a_forked_worker_rendered_are_kept_too(tmp_path, capsys, monkeypatch, two_topics, renders):
+    outdir = tmp_path / "site"
+    with monkeypatch.context() as patch:  # the first build on two processes, whatever the routes and cores
+        patch.setattr(feedsvc.build, "PARALLEL_MIN_PATHS", 1)
+        patch.setattr(feedsvc.build, "usable_cores", lambda: 2)
+        run_build(capsys, outdir, two_topics)
+    assert 0 < len(renders) < 3 * len(FEED_FILES)  # here only what this process rendered: the worker made the rest
     renders.clear()
 
     retitle(two_topics, "a1.md", "Alpha one, corrected")
