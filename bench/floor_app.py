@@ -9,7 +9,11 @@ fast path (fastpath.ResponseCache), which would otherwise keep and replay it lik
     feed rate / constant rate
 
 says how close feedsvc's cached feed comes to what the same server, worker and framework can do
-at all with the same bytes. Everything else (the feed itself) goes through the full app as in
+at all with the same bytes. `/bench/raw` answers the same bytes, headers and ETag (and 304, and the gzip
+twin) from constants in front of Flask and feedsvc (no routing, no request object, no cache lookup): under
+`feedsvc-run` it is the server's own floor, what granian with feedsvc's production options
+(access log, token redaction, request counting) serves when the app costs nothing
+(bench/service.py's serve floor). Everything else (the feed itself) goes through the full app as in
 production. Settings come from FEEDSVC_* environment variables; set FEEDSVC_BASE_URL so that the
 feed's bytes do not depend on the Host header (the constant bytes are fetched with the test client).
 
@@ -30,6 +34,7 @@ Servers (run from the project folder, with the venv's Python):
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import sys
 import types
@@ -37,19 +42,46 @@ from pathlib import Path
 
 FEED_PATH = os.environ.get("BENCH_FEED_PATH", "/topics/ai/rss.xml")
 CONSTANT_PATH = "/bench/constant"
+RAW_PATH = "/bench/raw"
 
 # The feedsvc of this tree, whatever the venv's editable install points at.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-class Dispatch:
-    """Send /bench/constant to Flask's own handler (no fast path), everything else to the full app."""
+class Raw:
+    """The feed's answers from constants: 304 to its ETag, its gzip twin to a client that accepts
+    gzip, else its bytes; each with the feed's own headers. No routing, no request object."""
 
-    def __init__(self, full, flask_core) -> None:
-        self.full, self.flask_core = full, flask_core
+    def __init__(self, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.etag = dict(headers)["ETag"]
+        kept = [(name, value) for name, value in headers if name not in ("Content-Length", "ETag")]
+        zipped = gzip.compress(body, compresslevel=6, mtime=0)  # as feedsvc.runtime.bodycache.Rendered
+        self.plain = (body, [*kept, ("ETag", self.etag), ("Content-Length", str(len(body)))])
+        self.zipped = (zipped, [*kept, ("ETag", f'{self.etag[:-1]}-gz"'), ("Content-Encoding", "gzip"),
+                                ("Content-Length", str(len(zipped)))])  # fmt: skip
+        self.unchanged = [(name, value) for name, value in headers if name not in ("Content-Length", "Content-Type")]
 
     def __call__(self, environ, start_response):
-        if environ.get("PATH_INFO") == CONSTANT_PATH:
+        if environ.get("HTTP_IF_NONE_MATCH") == self.etag:
+            start_response("304 Not Modified", self.unchanged)
+            return []
+        body, headers = self.zipped if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "") else self.plain
+        start_response("200 OK", headers)
+        return [body]
+
+
+class Dispatch:
+    """Send /bench/constant to Flask's own handler (no fast path), /bench/raw to Raw, everything
+    else to the full app."""
+
+    def __init__(self, full, flask_core, raw: Raw) -> None:
+        self.full, self.flask_core, self.raw = full, flask_core, raw
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO")
+        if path == RAW_PATH:
+            return self.raw(environ, start_response)
+        if path == CONSTANT_PATH:
             return self.flask_core(environ, start_response)
         return self.full(environ, start_response)
 
@@ -79,7 +111,8 @@ def build(config: dict | None = None, feed_path: str = FEED_PATH):
         raise SystemExit(f"floor_app: {feed_path} answered {probe.status_code}: {probe.get_data(as_text=True)[:200]}")
     constant["body"] = probe.get_data()
     constant["content_type"] = probe.headers["Content-Type"]
-    app.wsgi_app = Dispatch(app.wsgi_app, types.MethodType(Flask.wsgi_app, app))
+    raw = Raw(list(probe.headers.items()), constant["body"])
+    app.wsgi_app = Dispatch(app.wsgi_app, types.MethodType(Flask.wsgi_app, app), raw)
     return app
 
 
@@ -98,11 +131,15 @@ def split_bind(bind: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def serve_feedsvc_run(bind: str, workers: int) -> int:
-    """`feedsvc serve` exactly: feedsvc.server.run, with create_app swapped for build()."""
+def serve_feedsvc_run(bind: str, workers: int, access_log: bool = True) -> int:
+    """`feedsvc serve` exactly: feedsvc.server.run, with create_app swapped for build(); without
+    `access_log`, granian writes none (what the access log costs)."""
     from feedsvc import server
     from feedsvc.config import create_config
 
+    if not access_log:
+        production_options = server.production_options
+        server.production_options = lambda *args: {**production_options(*args), "log_access": False}
     host, port = split_bind(bind)
     return server.run(create_config({"HOST": host, "PORT": port, "WORKERS": workers}), build=build)
 
@@ -175,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-access-log", action="store_true")
     args = parser.parse_args(argv)
     if args.server == "feedsvc-run":
-        return serve_feedsvc_run(args.bind, args.workers)
+        return serve_feedsvc_run(args.bind, args.workers, not args.no_access_log)
     if args.server == "gunicorn":
         return serve_gunicorn(args.bind, args.workers, args.worker_class, args.threads, not args.no_access_log)
     return serve_bjoern(args.bind, args.workers)

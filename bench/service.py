@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import http.client
+import itertools
 import json
 import os
 import re
@@ -378,18 +379,28 @@ def check_builds(work: Path, site: Path, size: int, expected: dict[str, int]) ->
             "hugo_files": sum(1 for p in (site / "public").rglob("*") if p.is_file())}  # fmt: skip
 
 
+def feedsvc_check(folder: Path, work: Path, timeout: float) -> float:
+    """`feedsvc check FOLDER`: the floor of a cold build or start, every file read and validated
+    (on every core, as they do), nothing rendered or written; no parse cache is read."""
+    return run_timed([feedsvc_command(), "check", str(folder)], work / "feedsvc-check.log", timeout)
+
+
 def build_series(size: int, rounds: int, work: Path, timeout: float) -> dict:
-    """Cold build and rebuild, feedsvc and Hugo, alternating which goes first each round."""
+    """Cold build and rebuild, feedsvc and Hugo, alternating which goes first each round; and
+    `feedsvc check` on the same files, the cold build's floor."""
     folder = corpus(size)
     site = hugo_site(folder, work / f"hugo-{size}")
     expected = published_per_topic(folder)
     warm_page_cache(folder)
-    samples: dict[str, list[float]] = {"feedsvc_cold": [], "feedsvc_rebuild": [], "hugo_cold": [], "hugo_rebuild": []}
+    samples: dict[str, list[float]] = {"feedsvc_cold": [], "feedsvc_rebuild": [], "hugo_cold": [], "hugo_rebuild": [],
+                                       "feedsvc_check": []}  # fmt: skip
     noise, checked = [], {}
     for number in range(rounds):
         noise.append(Noise.check())
         order = ("feedsvc", "hugo") if number % 2 == 0 else ("hugo", "feedsvc")
         for tool in order:
+            if tool == "feedsvc":
+                samples["feedsvc_check"].append(feedsvc_check(folder, work, timeout))
             for cold in (True, False):
                 if tool == "feedsvc":
                     seconds = feedsvc_build(folder, work, size, cold, timeout)
@@ -470,7 +481,7 @@ def start_series(size: int, rounds: int, workers: int, work: Path, timeout: floa
     """Cold start, warm restart (the cold start's cache) and the CSafeLoader peer, in each round."""
     folder = corpus(size)
     warm_page_cache(folder)
-    samples: dict[str, list[float]] = {"peer": [], "cold": [], "warm": []}
+    samples: dict[str, list[float]] = {"peer": [], "cold": [], "warm": [], "check": []}
     noise, stops = [], []
     for number in range(rounds):
         noise.append(Noise.check())
@@ -478,6 +489,7 @@ def start_series(size: int, rounds: int, workers: int, work: Path, timeout: floa
         shutil.rmtree(cache, ignore_errors=True)
         if number % 2:
             samples["peer"].append(peer_startup(folder, timeout))
+        samples["check"].append(feedsvc_check(folder, work, timeout))  # the cold start's floor
         for kind in ("cold", "warm"):
             seconds, group, _ = start_serve(folder, cache, work, workers, timeout, f"start-{size}")
             # Let every worker finish starting: granian kills a worker that gets SIGTERM while it starts
@@ -715,6 +727,43 @@ def check_transfer(variant: str, side: str, result: dict, info: dict) -> None:
         raise RuntimeError(f"{side}, {variant}: {got} bytes per response, expected {low:.0f}-{high:.0f}")
 
 
+FLOOR_PATH = "/bench/raw"  # bench/floor_app.py: the feed's bytes and headers from a WSGI function in front of the app
+
+
+def start_floor(folder: Path, cache: Path, work: Path, workers: int, path: str, timeout: float,
+                access_log: bool = True) -> tuple[Group, int]:  # fmt: skip
+    """bench/floor_app.py under feedsvc.server.run (`feedsvc serve`'s granian, options and access
+    log, or none): FLOOR_PATH answers as `path` does without any work of the app, the server's own floor."""
+    port = speed.free_port()
+    command = [PY, str(BENCH / "floor_app.py"), "feedsvc-run", "--bind", f"127.0.0.1:{port}", "--workers",
+               str(workers), *([] if access_log else ["--no-access-log"])]  # fmt: skip
+    env = serve_env(cache, {"FEEDSVC_SEEDS_DIR": str(folder), "BENCH_FEED_PATH": path})
+    group = Group(command, work / f"serve-floor{'' if access_log else '-nolog'}.log", env)
+    deadline = time.monotonic() + timeout
+    while True:
+        if group.proc.poll() is not None:
+            raise RuntimeError(f"the floor server exited ({group.proc.returncode}):\n{group.tail()}")
+        try:
+            if get(port, FLOOR_PATH, timeout=30)[0] == 200:
+                return group, port
+        except OSError:
+            if time.monotonic() > deadline:
+                group.stop()
+                raise RuntimeError(f"the floor server did not answer within {timeout:.0f} s:\n{group.tail()}") from None
+            time.sleep(0.05)
+
+
+def check_floor(port: int, body: bytes, etag: str) -> None:
+    """The floor server answers as feedsvc does: the body, its gzip twin, 304 to feedsvc's ETag."""
+    status, _, data = get(port, FLOOR_PATH)
+    zipped_status, _, zipped_data = get(port, FLOOR_PATH, {"Accept-Encoding": "gzip"})
+    unchanged = get(port, FLOOR_PATH, {"If-None-Match": etag})[0]
+    if (status, zipped_status, unchanged) != (200, 200, 304) or data != body or gzip.decompress(zipped_data) != body:
+        raise RuntimeError(
+            f"the floor server's {FLOOR_PATH} does not answer as feedsvc: {status} {zipped_status} {unchanged}"
+        )
+
+
 def serve_series(size: int, rounds: int, seconds: int, connections: int, threads: int, workers: int, path: str,
                  work: Path, timeout: float) -> dict:  # fmt: skip
     """wrk on one feed: feedsvc serve vs nginx serving `feedsvc build`'s files, each variant, alternating."""
@@ -739,21 +788,33 @@ def serve_series(size: int, rounds: int, seconds: int, connections: int, threads
         groups.append(group)
         group, ng_port = start_nginx(root, work, workers)
         groups.append(group)
+        floors = {}
+        for side, access_log in (("floor", True), ("floor_nolog", False)):
+            group, floors[side] = start_floor(folder, work / f"{side}-cache", work, workers, path, timeout, access_log)
+            groups.append(group)
         ports = {"feedsvc": fs_port, "nginx": ng_port}
         info = compare_answers(root, path, ports)
+        for port in floors.values():
+            check_floor(port, (root / path.lstrip("/")).read_bytes(), info["feedsvc"]["etag"])
+        ports |= floors
+        sides = ("feedsvc", "nginx", *floors)
         for variant in VARIANTS:  # warm-up, not measured
-            for side, port in ports.items():
-                wrk(port, path, variant_headers(variant, info[side]["etag"]), 1, connections, threads)
+            for side in sides:
+                wrk(ports[side], FLOOR_PATH if side in floors else path,
+                    variant_headers(variant, info["nginx" if side == "nginx" else "feedsvc"]["etag"]), 1, connections, threads)  # fmt: skip
         for number in range(rounds):
             noise.append(Noise.check())
             for variant in VARIANTS:
-                for side in ("feedsvc", "nginx") if number % 2 == 0 else ("nginx", "feedsvc"):
-                    headers = variant_headers(variant, info[side]["etag"])
-                    result = wrk(ports[side], path, headers, seconds, connections, threads)
+                for side in sides if number % 2 == 0 else sides[::-1]:
+                    # A floor answers as feedsvc does (its ETag too), from constants.
+                    headers = variant_headers(variant, info["nginx" if side == "nginx" else "feedsvc"]["etag"])
+                    result = wrk(
+                        ports[side], FLOOR_PATH if side in floors else path, headers, seconds, connections, threads
+                    )
                     check_transfer(variant, side, result, info)
-                    samples[variant][side].append(result)
-                log(f"serve round {number + 1}/{rounds}, {variant}: feedsvc {samples[variant]['feedsvc'][-1]['rps']:.0f}/s, "
-                    f"nginx {samples[variant]['nginx'][-1]['rps']:.0f}/s")  # fmt: skip
+                    samples[variant].setdefault(side, []).append(result)
+                log(f"serve round {number + 1}/{rounds}, {variant}: "
+                    + ", ".join(f"{side} {samples[variant][side][-1]['rps']:.0f}/s" for side in sides))  # fmt: skip
         for group in groups:
             if group.proc.poll() is not None:
                 raise RuntimeError(f"{group.command[0]} died during the run:\n{group.tail()}")
@@ -805,6 +866,11 @@ def figures(results: dict) -> list[dict]:
         rows.append(row(f"build_cold_{n}", f"build {short_count(n)}\ncold", f"`feedsvc build` vs Hugo, {n:,} files, cold",
                         f"{med['feedsvc_cold']:.2f} s", f"{med['hugo_cold']:.2f} s",
                         paired(s["feedsvc_cold"], s["hugo_cold"]), "<=", BUILD_GOALS[goal_size], goal_size, n))  # fmt: skip
+        if s.get("feedsvc_check"):
+            rows.append(row(f"floor_build_{n}", f"floor\nbuild {short_count(n)}",
+                            f"floor: `feedsvc check` (read and validate every file, write nothing) vs Hugo's cold build, {n:,} files",
+                            f"{statistics.median(s['feedsvc_check']):.2f} s", f"{med['hugo_cold']:.2f} s",
+                            paired(s["feedsvc_check"], s["hugo_cold"]), "<=", BUILD_GOALS[goal_size], goal_size, n))  # fmt: skip
         rows.append(row(f"rebuild_{n}", f"rebuild {short_count(n)}\nunchanged",
                         f"rebuild, nothing changed, vs Hugo's rebuild, {n:,} files",
                         f"{med['feedsvc_rebuild']:.2f} s", f"{med['hugo_rebuild']:.2f} s",
@@ -818,6 +884,11 @@ def figures(results: dict) -> list[dict]:
                             f"`feedsvc serve` start → first feed, {n:,} files, {label}, vs CSafeLoader load",
                             f"{statistics.median(s[kind]):.2f} s", f"{statistics.median(s['peer']):.2f} s",
                             paired(s[kind], s["peer"]), "<=", START_GOALS[kind], START_GOAL_SIZE, n))  # fmt: skip
+        if s.get("check"):
+            rows.append(row("floor_start_cold", f"floor\nstart {short_count(n)}",
+                            f"floor: `feedsvc check` (read and validate every file, no server) vs CSafeLoader load, {n:,} files",
+                            f"{statistics.median(s['check']):.2f} s", f"{statistics.median(s['peer']):.2f} s",
+                            paired(s["check"], s["peer"]), "<=", START_GOALS["cold"], START_GOAL_SIZE, n))  # fmt: skip
     memory = results.get("memory")
     if memory:
         n, s = memory["articles"], memory["samples"]
@@ -838,6 +909,15 @@ def figures(results: dict) -> list[dict]:
                             f"({serve['articles']:,} articles, wrk -c{serve['connections']} {serve['seconds']} s)",
                             f"{statistics.median(ours):.0f}/s", f"{statistics.median(theirs):.0f}/s",
                             paired(ours, theirs), ">=", SERVE_GOAL, None, serve["articles"]))  # fmt: skip
+        floors = {"floor": "", "floor_nolog": ", no access log"}
+        for (side, words), variant in itertools.product(floors.items(), VARIANTS):
+            floor = [x["rps"] for x in serve["samples"][variant].get(side, [])]
+            if floor:
+                theirs = [x["rps"] for x in serve["samples"][variant]["nginx"]]
+                rows.append(row(f"{side}_serve_{variant}", f"floor{words and ' -log'}\nserve {variant}",
+                                f"floor: {labels[variant]} from constants in the same server (no app work{words}) vs nginx, req/s",
+                                f"{statistics.median(floor):.0f}/s", f"{statistics.median(theirs):.0f}/s",
+                                paired(floor, theirs), ">=", SERVE_GOAL, None, serve["articles"]))  # fmt: skip
     return rows
 
 
@@ -845,7 +925,10 @@ def markdown(rows: list[dict]) -> str:
     lines = ["| row | feedsvc | peer | ratio | goal | result |", "|---|---:|---:|---:|---|---|"]
     for r in rows:
         goal = "" if r["goal"] is None else f"{r['goal_op']} {r['goal']:g}"
-        result = {True: "PASS", False: "FAIL", None: "info"}[r["pass"]] + (f" ({r['note']})" if r["note"] else "")
+        # A floor row is not a goal of its own: it says whether the goal is within reach at all.
+        words = {True: "floor within", False: "floor misses", None: "info"} if r["id"].startswith("floor_") else \
+            {True: "PASS", False: "FAIL", None: "info"}  # fmt: skip
+        result = words[r["pass"]] + (f" ({r['note']})" if r["note"] else "")
         lines.append(f"| {r['row']} | {r['feedsvc']} | {r['peer']} | {r['ratio']:.3f} | {goal} | {result} |")
     return "\n".join(lines)
 

@@ -79,6 +79,7 @@ class Article:
     related: tuple[Related, ...] = ()
 
 
+@unpickled_by_calling
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One item of a feed: an article, or a related link of one (`related_to`); with `copies`
