@@ -6,7 +6,10 @@
 One figure: a bar per row, its ratio to the peer measured in the same run (log scale: 1 = as fast
 or as small as the peer), with the row's goal as a line across its bar. Times and memory must stay
 under their line, requests/s over it. A goal set for another size than the one measured (a quick
-run) is drawn dotted and grey, and the bar is not judged by it. Needs matplotlib (the `bench` extra).
+run) is drawn dotted and grey, and the bar is not judged by it. A hatched bar is a floor: the same
+measure of what the row cannot do better than (reading the files alone, the server answering from
+constants), so a floor on the wrong side of the goal means the goal is out of reach. Needs
+matplotlib (the `bench` extra).
 """
 
 from __future__ import annotations
@@ -29,6 +32,14 @@ PEERS = {"build": "Hugo", "rebuild": "Hugo", "start": "CSafeLoader load", "memor
          "serve": "nginx static"}  # fmt: skip
 
 
+def peer_kind(ident: str) -> str:
+    """The part a row belongs to ("build", "serve", ...); a floor row's is the part it bounds."""
+    parts = ident.split("_")
+    if parts[0] != "floor":
+        return parts[0]
+    return "serve" if parts[1] == "nolog" else parts[1]
+
+
 def others_cpu(results: dict) -> str:
     """The range of the other processes' CPU share sampled before the rounds (how quiet the machine was)."""
     shares = [x for part in ("start", "serve") for x in (results.get(part) or {}).get("others_cpu", [])]
@@ -44,7 +55,9 @@ def plot(results: dict, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(8, 1.15 * len(rows) + 2), 5.5), constrained_layout=True)
     positions = range(len(rows))
     ratios = [r["ratio"] for r in rows]
-    ax.bar(positions, ratios, width=0.6, color=[COLORS[r["pass"]] for r in rows], edgecolor="black", linewidth=0.5)
+    floors = [r["id"].startswith("floor") for r in rows]
+    ax.bar(positions, ratios, width=0.6, color=[COLORS[r["pass"]] for r in rows], edgecolor="black", linewidth=0.5,
+           hatch=["//" if floor else "" for floor in floors], alpha=0.85)  # fmt: skip
     ax.set_yscale("log")
     for x, r in zip(positions, rows):
         judged = r["goal"] is not None
@@ -59,8 +72,9 @@ def plot(results: dict, out: Path) -> None:
         ax.annotate(f"{r['ratio']:.2f}", (x, r["ratio"]), textcoords="offset points", xytext=(0, 3), ha="center",
                     fontsize=8, fontweight="bold")  # fmt: skip
     ax.axhline(1.0, color="#555555", linewidth=0.8, linestyle="--")
-    kind = [r["id"].split("_")[0] for r in rows]
-    ax.set_xticks(list(positions), [f"{r['short']}\nvs {PEERS.get(k, 'peer')}" for r, k in zip(rows, kind)], fontsize=8)
+    ax.set_xticks(
+        list(positions), [f"{r['short']}\nvs {PEERS.get(peer_kind(r['id']), 'peer')}" for r in rows], fontsize=8
+    )
     low, high = min(ratios + [r["reference_goal"] for r in rows]), max(ratios + [r["reference_goal"] for r in rows])
     ax.set_ylim(low / 1.8, high * 1.8)
     ax.set_ylabel("feedsvc ÷ peer, same run (log)")
@@ -79,11 +93,12 @@ def plot(results: dict, out: Path) -> None:
             Patch(color=COLORS[False], label="misses its goal"),
             Patch(color=COLORS[None], label="goal is for another size"),
             Line2D([], [], color="black", linewidth=2.2, label="goal (time, memory: under; req/s: over)"),
+            Patch(facecolor="white", edgecolor="black", hatch="//", label="floor: what the goal allows at best"),
         ],
         fontsize=8,
         loc="upper center",
         bbox_to_anchor=(0.5, -0.2),
-        ncol=4,
+        ncol=5,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=130)

@@ -19,6 +19,10 @@ memory   PSS (/proc/PID/smaps_rollup) summed over every process of `feedsvc serv
          CSafeLoads every file into a list (its PSS at the end)
 serve    wrk on one cached feed: plain, If-None-Match (304) and Accept-Encoding: gzip, `feedsvc serve`
          vs nginx (gzip_static, etag) serving the bytes `feedsvc build` wrote; same round, alternating
+floors   what a row cannot do better than, measured in the same rounds: `feedsvc check` on the same files
+         (build and cold start: reading and validating them, nothing else), and `feedsvc serve`'s server
+         answering the same bytes from constants in front of the app (bench/floor_app.py), with and
+         without its access log (serving)
 
 Ratios are feedsvc / peer (times, memory) or feedsvc req/s / nginx req/s, the median of the
 per-round ratios. Writes bench/out/service.json (every sample) and prints a markdown table;

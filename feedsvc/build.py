@@ -21,7 +21,7 @@ import tempfile
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from feedsvc.errors import BuildRefused
@@ -40,11 +40,12 @@ _forked_app = None  # the app a forked worker renders with (set only while the p
 
 @dataclass(frozen=True)
 class BuildReport:
-    """What a build did."""
+    """What a build did; `files` names a file of the tree for each body's entity tag (feedsvc.keptrenders)."""
 
     written: int
     unchanged: int
     skipped_sources: int
+    files: dict[str, str] = field(default_factory=dict)
 
 
 def public_paths(catalog: Catalog, query: Query) -> list[str]:
@@ -71,15 +72,19 @@ def build(app, outdir: Path, strict: bool = False) -> BuildReport:
     outdir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.new-", dir=outdir.parent))
     try:
-        written, unchanged = fill(app, catalog, staging, outdir)
+        written, unchanged, files = fill(app, catalog, staging, outdir)
         swap_in(staging, outdir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return BuildReport(written, unchanged, len(catalog.skipped))
+    return BuildReport(written, unchanged, len(catalog.skipped), files)
 
 
-def fill(app, catalog: Catalog, staging: Path, previous: Path) -> tuple[int, int]:
+# What writing routes tells: files written, files carried over, and the file of each entity tag.
+Filled = tuple[int, int, dict[str, str]]
+
+
+def fill(app, catalog: Catalog, staging: Path, previous: Path) -> Filled:
     """Write each route's bytes under `staging`, hard-linking files `previous` already has byte for
     byte: on every core when there are enough routes, else in this process."""
     query = parse_query({}, app.config["DEFAULT_LIMIT"], app.config["MAX_LIMIT"])  # what a URL without flags gets
@@ -97,7 +102,7 @@ def fill(app, catalog: Catalog, staging: Path, previous: Path) -> tuple[int, int
     return fill_paths(app, paths, staging, previous)
 
 
-def fill_on_every_core(app, paths: list[str], staging: Path, previous: Path, cores: int) -> tuple[int, int]:
+def fill_on_every_core(app, paths: list[str], staging: Path, previous: Path, cores: int) -> Filled:
     """Every `cores`-th route written by each forked worker (the standard library's process pool),
     the rest here meanwhile. The bodies the workers rendered come back pickled into this process's
     render cache, where feedsvc.keptrenders keeps them for the next build.
@@ -109,31 +114,36 @@ def fill_on_every_core(app, paths: list[str], staging: Path, previous: Path, cor
     try:
         with ProcessPoolExecutor(cores - 1, mp_context=multiprocessing.get_context("fork")) as pool:
             futures = [pool.submit(_fill_in_worker, paths[i::cores], staging, previous, known) for i in range(1, cores)]
-            written, unchanged = fill_paths(app, paths[0::cores], staging, previous)
+            written, unchanged, files = fill_paths(app, paths[0::cores], staging, previous)
             for future in futures:
-                theirs_written, theirs_unchanged, records = future.result()
+                (theirs_written, theirs_unchanged, theirs_files), records = future.result()
                 written, unchanged = written + theirs_written, unchanged + theirs_unchanged
+                files.update(theirs_files)
                 cache.preload(records)
     finally:
         _forked_app = None
-    return written, unchanged
+    return written, unchanged, files
 
 
-def _fill_in_worker(paths: list[str], staging: Path, previous: Path, known: frozenset[int]) -> tuple[int, int, list]:
+def _fill_in_worker(paths: list[str], staging: Path, previous: Path, known: frozenset[int]) -> tuple[Filled, list]:
     """A pool worker's share: its routes written, and the bodies it rendered that the parent had not."""
-    written, unchanged = fill_paths(_forked_app, paths, staging, previous)
+    filled = fill_paths(_forked_app, paths, staging, previous)
     records = [record for record in _forked_app.extensions["feedsvc"].cache.records() if id(record[2]) not in known]
-    return written, unchanged, records
+    return filled, records
 
 
-def fill_paths(app, paths: list[str], staging: Path, previous: Path) -> tuple[int, int]:
-    """Write the bytes of `paths` under `staging` through the app's test client; how many written and carried over."""
-    client, written, unchanged = app.test_client(), 0, 0
+def fill_paths(app, paths: list[str], staging: Path, previous: Path) -> Filled:
+    """Write the bytes of `paths` under `staging` through the app's test client; how many written
+    and carried over, and the file of each entity tag."""
+    client, written, unchanged, files = app.test_client(), 0, 0, {}
     for path in paths:
         response = client.get(path)
         if response.status_code != 200:
             raise BuildRefused(f"{path} answered {response.status_code}, not 200")
         name = file_name(path)
+        etag, _weak = response.get_etag()
+        if etag:
+            files[etag] = name
         target, old = staging / name, previous / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(response.data)
@@ -143,7 +153,7 @@ def fill_paths(app, paths: list[str], staging: Path, previous: Path) -> tuple[in
             unchanged += 1
         else:
             written += 1
-    return written, unchanged
+    return written, unchanged, files
 
 
 def swap_in(staging: Path, outdir: Path) -> None:

@@ -88,14 +88,14 @@ def build_site(outdir: Path, settings: dict[str, Any], strict: bool) -> int:
         app = create_app(settings)
         renders = app.extensions["feedsvc"].cache
         if cache_dir is not None:
-            keptrenders.restore(keptrenders.renders_file(cache_dir, outdir), environment, renders)
+            keptrenders.restore(keptrenders.renders_file(cache_dir, outdir), environment, renders, outdir)
         report = build(app, outdir, strict=strict)
     except FeedsvcError as exc:
         print(f"feedsvc build: error: {exc}", file=sys.stderr)
         return 1
     if cache_dir is not None:
         try:
-            keptrenders.keep(keptrenders.renders_file(cache_dir, outdir), environment, renders)
+            keptrenders.keep(keptrenders.renders_file(cache_dir, outdir), environment, renders, report.files)
             manifest.record(manifest.manifest_file(cache_dir, outdir), inputs, outdir,
                             report.written + report.unchanged, report.skipped_sources)  # fmt: skip
         except OSError as exc:  # what is not kept costs the next build time, nothing more

@@ -1,6 +1,6 @@
 """feedsvc.keptrenders: a build after a change renders again only the feeds whose entries changed,
 reusing the bodies the last build of the folder made; bodies made with other settings or code,
-or not signed with this user's key, are never reused. Every tree is the one a build from nothing
+not signed with this user's key, or whose file in the tree changed since, are never reused. Every tree is the one a build from nothing
 writes."""
 
 from __future__ import annotations
@@ -109,6 +109,18 @@ def test_the_servers_cache_bound_does_not_limit_what_a_build_keeps(tmp_path, cap
     outdir = tmp_path / "site"
     run_build(capsys, outdir, two_topics)
     rebuild_after_one_edit(tmp_path, capsys, monkeypatch, two_topics, renders, outdir)
+
+
+def test_a_body_whose_file_changed_since_is_rendered_again(tmp_path, capsys, monkeypatch, two_topics, renders):
+    # The kept records name their bodies' files in the tree; a file edited since hashes otherwise.
+    outdir = tmp_path / "site"
+    run_build(capsys, outdir, two_topics)
+    feed = outdir / "topics" / "alpha" / "rss.xml"
+    feed.write_bytes(feed.read_bytes().replace(b"Alpha two", b"Edited by hand"))
+    renders.clear()
+    run_build(capsys, outdir, two_topics)
+    assert renders == ["feedsvc: Alpha rss"]
+    assert files_of(outdir) == built_from_nothing(capsys, monkeypatch, tmp_path / "fresh", two_topics)
 
 
 def test_another_setting_renders_every_feed_again(tmp_path, capsys, monkeypatch, two_topics, renders):
