@@ -41,6 +41,7 @@ from lxml import etree
 
 import feedsvc.content.files
 import feedsvc.runtime.parsecache
+import feedsvc.runtime.store
 from feedsvc import create_app
 from feedsvc.content.fields import Limits
 from feedsvc.errors import FeedsvcError, TopicNotFound
@@ -977,6 +978,19 @@ def test_parse_cache_is_written_and_flush_waits_for_it(seeds_dir, tmp_path):
     FeedStore(seeds_dir, cache_dir=cache).flush()
     written = feedsvc.runtime.parsecache.cache_file(cache, seeds_dir)
     assert written.is_file()
+    assert set(feedsvc.runtime.parsecache.load(written, seeds_dir, Limits())) == set(scan(seeds_dir).files)
+
+
+def test_flush_does_not_wait_out_the_writers_pauses_for_requests(seeds_dir, tmp_path, monkeypatch):
+    # A pause of a minute after every state: a write nobody waits for would take five minutes.
+    monkeypatch.setattr(feedsvc.runtime.parsecache, "PAUSE_EVERY", 1)
+    monkeypatch.setattr(feedsvc.runtime.store, "CACHE_WRITE_PAUSE", 60.0)
+    cache = tmp_path / "parse-cache"
+    store = FeedStore(seeds_dir, cache_dir=cache)
+    started = time.monotonic()
+    store.flush()
+    assert time.monotonic() - started < WAIT
+    written = feedsvc.runtime.parsecache.cache_file(cache, seeds_dir)
     assert set(feedsvc.runtime.parsecache.load(written, seeds_dir, Limits())) == set(scan(seeds_dir).files)
 
 
