@@ -44,8 +44,8 @@ def keep(path: Path, environment: str, cache: RenderCache, files: Mapping[str, s
     key = parsecache.signing_key(path.parent, create=True)
     if key is None:
         return
-    records = [(name, source, rendered.etag, files[rendered.etag]) for name, source, rendered in cache.records()
-               if rendered.etag in files]  # fmt: skip
+    records = [(cache_key, source, rendered.etag, files[rendered.etag]) for cache_key, source, rendered
+               in cache.records() if rendered.etag in files]  # fmt: skip
     data = environment.encode() + b"\n" + pickle.dumps(records, pickle.HIGHEST_PROTOCOL)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".renders-", suffix=".tmp")  # mode 0600
     try:
@@ -88,7 +88,7 @@ def restore(path: Path, environment: str, cache: RenderCache, outdir: Path) -> i
         return 0
     bodies = {name: body_of(outdir, name) for name in {name for *_, name in loaded}}
     # A file changed since the build that wrote it hashes to another tag than the record's.
-    usable = [(key, source, bodies[name]) for key, source, etag, name in loaded
+    usable = [(cache_key, source, bodies[name]) for cache_key, source, etag, name in loaded
               if bodies[name] is not None and bodies[name].etag == etag]  # fmt: skip
     cache.preload(usable)
     return len(usable)
