@@ -276,10 +276,13 @@ def test_sigterm_lets_in_flight_requests_finish(seeds_dir):
 
 
 @pytest.mark.slow
-def test_websub_notifications_are_sent_under_feedsvc_serve(seeds_dir):
+def test_websub_notifications_are_sent_under_feedsvc_serve(seeds_dir, tmp_path):
     hub = RecordingHub()
     base = "http://feeds.example.org"
-    running = Server(seeds_dir, {"FEEDSVC_WEBSUB_HUB": hub.url, "FEEDSVC_BASE_URL": base + "/"})
+    # TMPDIR: the notifier's lock file in this test's folder, not /tmp.
+    running = Server(
+        seeds_dir, {"FEEDSVC_WEBSUB_HUB": hub.url, "FEEDSVC_BASE_URL": base + "/", "TMPDIR": str(tmp_path)}
+    )
     try:
         _, _, body = running.request("/topics/ai/atom.xml")
         links = {l.get("rel"): l.get("href") for l in etree.fromstring(body).findall(f"{ATOM}link")}

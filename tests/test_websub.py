@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +27,12 @@ from feedsvc.runtime.websub import PUBLIC_FORMATS, HubNotifier, changed_feed_url
 BASE = "http://feeds.example.org/"
 FORMATS = ["rss", "atom", "json"]
 SLUGS = [None, "ai", "computer-vision"]
+
+
+@pytest.fixture(autouse=True)
+def private_tempdir(tmp_path, monkeypatch) -> None:
+    """The notifier's lock file (one per seeds folder, under the temp folder) in this test's folder, not /tmp."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
 
 @pytest.fixture
