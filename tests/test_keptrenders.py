@@ -102,15 +102,6 @@ def test_bodies_a_forked_worker_rendered_are_kept_too(tmp_path, capsys, monkeypa
     rebuild_after_one_edit(tmp_path, capsys, monkeypatch, two_topics, renders, outdir)
 
 
-def test_the_servers_cache_bound_does_not_limit_what_a_build_keeps(tmp_path, capsys, monkeypatch, two_topics, renders):
-    # A 10,000-article folder has more routes (2,817) than the server keeps bodies (RENDER_CACHE_SIZE, 512).
-    monkeypatch.setenv("FEEDSVC_RENDER_CACHE_SIZE", "2")
-    monkeypatch.setenv("FEEDSVC_RENDER_CACHE_BYTES", "1")
-    outdir = tmp_path / "site"
-    run_build(capsys, outdir, two_topics)
-    rebuild_after_one_edit(tmp_path, capsys, monkeypatch, two_topics, renders, outdir)
-
-
 def test_a_body_whose_file_changed_since_is_rendered_again(tmp_path, capsys, monkeypatch, two_topics, renders):
     # The kept records name their bodies' files in the tree; a file edited since hashes otherwise.
     outdir = tmp_path / "site"
