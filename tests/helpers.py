@@ -26,7 +26,8 @@ import time
 import urllib.request
 import warnings
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -374,6 +375,17 @@ class Server:
             self.process.wait(timeout=10)
         self.output = self.log_text()
         return self.process.returncode
+
+
+@contextmanager
+def serving(seeds: Path, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """A Server over `seeds`, stopped on the way out, which must then exit cleanly (code 0)."""
+    running = Server(seeds, env)
+    try:
+        yield running
+    finally:
+        code = running.stop()
+    assert code == 0, running.output[-3000:]
 
 
 def served_by_every_worker(server: Server, title: str, what: str) -> dict:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import lxml.html
 import pytest
-from helpers import ATOM, CORPUS, Server, article_fields, check_atom, check_feed, check_rss, front_matter
+from helpers import ATOM, CORPUS, article_fields, check_atom, check_feed, check_rss, front_matter, serving
 from lxml import etree
 
 import feedsvc.build
@@ -194,17 +194,13 @@ def test_build_is_byte_identical_to_a_real_feedsvc_serve(tmp_path, capsys, monke
     assert code == 0, err
     tree = files_of(outdir)
     assert "page/2/rss.xml" in tree and "topics/ai/page/2/digest.txt" in tree
-    server = Server(with_a_draft_topic, {"FEEDSVC_BASE_URL": base, "FEEDSVC_DEFAULT_LIMIT": "2"})
-    try:
+    with serving(with_a_draft_topic, {"FEEDSVC_BASE_URL": base, "FEEDSVC_DEFAULT_LIMIT": "2"}) as server:
         for name, body in tree.items():
             status, headers, served = server.request(route(name), {"Accept-Encoding": "identity"})
             assert status == 200, name
             assert "Content-Encoding" not in headers
             assert served == body, f"{name} differs from what feedsvc serve answers"
         assert server.request("/topics/embargoed-plans/rss.xml")[0] == 404  # not public: not exported
-    finally:
-        code = server.stop()
-    assert code == 0, server.output[-3000:]
 
 
 @pytest.mark.parametrize("per_page", [50, 1])

@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import Server, get_ok, wait_until
+from helpers import Server, get_ok, serving, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from feedsvc.errors import FeedsvcError
@@ -242,11 +242,9 @@ def metrics_server(seeds_dir, tmp_path):
     """`feedsvc serve --workers 2` with METRICS on; its temporary files under tmp_path/tmp."""
     temporary = tmp_path / "tmp"
     temporary.mkdir()
-    running = Server(seeds_dir, env={"FEEDSVC_METRICS": "true", "TMPDIR": str(temporary)})
-    running.temporary = temporary
-    yield running
-    code = running.stop()
-    assert code == 0, running.output[-3000:]
+    with serving(seeds_dir, env={"FEEDSVC_METRICS": "true", "TMPDIR": str(temporary)}) as running:
+        running.temporary = temporary
+        yield running
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from helpers import (
     rss_titles,
     serve_command,
     served_by_every_worker,
+    serving,
     wait_until,
     watcher_of,
 )
@@ -53,10 +55,8 @@ from feedsvc.server import RedactTokens, claim_address, escape_log_text, start_w
 @pytest.fixture
 def server(seeds_dir):
     """A server of its own, over seeds the test may edit."""
-    running = Server(seeds_dir)
-    yield running
-    code = running.stop()
-    assert code == 0, running.output[-3000:]
+    with serving(seeds_dir) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +64,8 @@ def shared_server(tmp_path_factory):
     """One server for the tests that only read."""
     seeds = tmp_path_factory.mktemp("shared") / "seeds"
     shutil.copytree(SEEDS, seeds)
-    running = Server(seeds)
-    yield running
-    code = running.stop()
-    assert code == 0, running.output[-3000:]
+    with serving(seeds) as running:
+        yield running
 
 
 @pytest.mark.slow
@@ -197,8 +195,7 @@ def test_app_is_built_once_in_the_master_before_the_workers_fork(shared_server):
 
 @pytest.mark.slow
 def test_sighup_reaches_every_worker(seeds_dir):
-    running = Server(seeds_dir, {"FEEDSVC_RELOAD_INTERVAL": "0"})  # no watcher: only SIGHUP reloads
-    try:
+    with serving(seeds_dir, {"FEEDSVC_RELOAD_INTERVAL": "0"}) as running:  # no watcher: only SIGHUP reloads
         edit_title(seeds_dir, "Reloaded on SIGHUP")
         for _ in range(8):  # both workers: still the old catalog
             assert OLD_TITLE in rss_titles(running.request("/topics/ai/rss.xml")[2])
@@ -210,9 +207,6 @@ def test_sighup_reaches_every_worker(seeds_dir):
             time.sleep(0.05)
         assert len(loaded_lines(log)) == len(before) + 2, log  # each worker reloaded, the master did not
         assert "Respawning" not in log and len(worker_pids(log)) == 2  # the same workers: nothing restarted
-    finally:
-        code = running.stop()
-    assert code == 0, running.output[-3000:]
 
 
 @pytest.mark.slow
@@ -624,8 +618,22 @@ def ai_titles(app) -> list[str]:
     return rss_titles(response.data)
 
 
-def test_start_worker_catches_up_watches_and_reloads_on_sighup(seeds_dir):
+@pytest.fixture
+def worker_apps() -> Iterator[list]:
+    """The apps a test starts as workers (start_worker): their reload watchers stopped, and the
+    SIGHUP handler start_worker sets taken back, after the test, so that no later test finds
+    them (a build forks its workers only where no other thread runs)."""
+    apps: list = []
+    handler = signal.getsignal(signal.SIGHUP)
+    yield apps
+    for app in apps:
+        app.extensions["feedsvc"].stop_watching()
+    signal.signal(signal.SIGHUP, handler)
+
+
+def test_start_worker_catches_up_watches_and_reloads_on_sighup(seeds_dir, worker_apps):
     app = create_app(worker_app_config(seeds_dir))
+    worker_apps.append(app)
     edit_title(seeds_dir, "Changed before the worker started")
     assert start_worker(lambda: app) is app
     assert "Changed before the worker started" in ai_titles(app)  # caught up before serving
@@ -640,9 +648,9 @@ def test_start_worker_catches_up_watches_and_reloads_on_sighup(seeds_dir):
         time.sleep(0.05)
 
 
-def test_forked_workers_get_the_app_built_once(seeds_dir, monkeypatch):
+def test_forked_workers_get_the_app_built_once(seeds_dir, monkeypatch, worker_apps):
     monkeypatch.setattr(multiprocessing, "get_start_method", lambda: "fork")
-    built = []
+    built = worker_apps
 
     def build():
         built.append(create_app(worker_app_config(seeds_dir)))
@@ -654,12 +662,13 @@ def test_forked_workers_get_the_app_built_once(seeds_dir, monkeypatch):
     assert len(built) == 1
 
 
-def test_spawned_workers_each_build_their_own_app(seeds_dir, monkeypatch):
+def test_spawned_workers_each_build_their_own_app(seeds_dir, monkeypatch, worker_apps):
     monkeypatch.setattr(multiprocessing, "get_start_method", lambda: "spawn")
     loader = worker_loader(partial(create_app, worker_app_config(seeds_dir)))
     # spawn pickles what the worker gets: a build of the app, not a built app
     first, second = pickle.loads(pickle.dumps(loader)), pickle.loads(pickle.dumps(loader))
     apps = first(), second()
+    worker_apps.extend(apps)
     assert apps[0] is not apps[1]
     for app in apps:
         assert OLD_TITLE in ai_titles(app)
