@@ -802,19 +802,20 @@ def serve_series(size: int, rounds: int, seconds: int, connections: int, threads
             check_floor(port, (root / path.lstrip("/")).read_bytes(), info["feedsvc"]["etag"])
         ports |= floors
         sides = ("feedsvc", "nginx", *floors)
+
+        def run_wrk(side: str, variant: str, duration: int) -> dict:
+            # A floor answers as feedsvc does (its ETag too), from constants.
+            headers = variant_headers(variant, info["nginx" if side == "nginx" else "feedsvc"]["etag"])
+            return wrk(ports[side], FLOOR_PATH if side in floors else path, headers, duration, connections, threads)
+
         for variant in VARIANTS:  # warm-up, not measured
             for side in sides:
-                wrk(ports[side], FLOOR_PATH if side in floors else path,
-                    variant_headers(variant, info["nginx" if side == "nginx" else "feedsvc"]["etag"]), 1, connections, threads)  # fmt: skip
+                run_wrk(side, variant, 1)
         for number in range(rounds):
             noise.append(Noise.check())
             for variant in VARIANTS:
                 for side in sides if number % 2 == 0 else sides[::-1]:
-                    # A floor answers as feedsvc does (its ETag too), from constants.
-                    headers = variant_headers(variant, info["nginx" if side == "nginx" else "feedsvc"]["etag"])
-                    result = wrk(
-                        ports[side], FLOOR_PATH if side in floors else path, headers, seconds, connections, threads
-                    )
+                    result = run_wrk(side, variant, seconds)
                     check_transfer(variant, side, result, info)
                     samples[variant].setdefault(side, []).append(result)
                 log(f"serve round {number + 1}/{rounds}, {variant}: "
